@@ -1,0 +1,62 @@
+//! Throughput of the SMTP DATA decoder on a 1 MiB dot-stuffed message.
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
+
+use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
+use net_receiver::protocol::data::{BareLineEnding, DataDecoder, DataLimits};
+
+/// About 1 MiB of 78-octet lines (plus CRLF), every 7th one dot-stuffed,
+/// then the end marker.
+fn message() -> Vec<u8> {
+    let mut wire = Vec::with_capacity((1 << 20) + 128);
+    let mut i = 0u32;
+    while wire.len() < 1 << 20 {
+        if i.is_multiple_of(7) {
+            wire.extend_from_slice(b"..");
+        }
+        wire.extend_from_slice(
+            format!("{i:08} The quick brown fox jumps over the lazy dog; lorem ipsum dolor s")
+                .as_bytes(),
+        );
+        wire.extend_from_slice(b"\r\n");
+        i += 1;
+    }
+    wire.extend_from_slice(b".\r\n");
+    wire
+}
+
+fn bench(c: &mut Criterion) {
+    let wire = message();
+    let limits = DataLimits {
+        max_message_size: 64 << 20,
+        max_line_length: 1000,
+        bare_line_ending: BareLineEnding::Reject,
+    };
+    let mut out = Vec::with_capacity(wire.len());
+    let mut group = c.benchmark_group("data_decoder");
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    group.bench_function("1MiB_whole", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut dec = DataDecoder::new(limits);
+            let d = dec.decode(black_box(&wire), &mut out);
+            assert!(d.finished);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("1MiB_16KiB_chunks", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut dec = DataDecoder::new(limits);
+            let mut finished = false;
+            for chunk in black_box(&wire).chunks(16 << 10) {
+                finished = dec.decode(chunk, &mut out).finished;
+            }
+            assert!(finished);
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

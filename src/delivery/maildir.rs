@@ -1,0 +1,383 @@
+//! Maildir delivery: each message becomes one file, written to `tmp/`,
+//! fsynced, renamed into `new/`, and made durable by fsyncing `new/`.
+//!
+//! The file is our `Return-Path:` header, the `Received:` trace header(s) in
+//! `mail.data.received`, then the message bytes exactly as received. File
+//! names follow the Maildir convention:
+//! `<secs>.M<micros>P<pid>Q<counter>.<hostname>,S=<size>`.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Deliver, DeliverFuture, DeliveryError};
+use crate::mail::Mail;
+use crate::trace;
+
+/// Process-wide counter for the `Q<counter>` part of file names.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// How many names to try when a tmp file name is already taken.
+const NAME_ATTEMPTS: usize = 8;
+
+/// A Maildir (`root/{tmp,new,cur}`) that accepted mail is delivered into.
+#[derive(Debug, Clone)]
+pub struct Maildir {
+    root: PathBuf,
+    /// This host's name, made safe for file names.
+    hostname: String,
+}
+
+impl Maildir {
+    /// Creates `root/{tmp,new,cur}` (mode 0700) as needed and checks the
+    /// Maildir is writable by creating and removing a probe file in `tmp/`.
+    /// The `io::Error` returned names no path; the caller adds it.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        for sub in ["tmp", "new", "cur"] {
+            builder.create(root.join(sub))?;
+        }
+        let probe = root.join("tmp").join(format!(
+            ".probe.{}.{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)?;
+        fs::remove_file(&probe)?;
+        Ok(Maildir {
+            root,
+            hostname: local_hostname(),
+        })
+    }
+
+    /// The Maildir's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Delivers one message synchronously: writes the `Return-Path` header,
+    /// `mail.data.received` and `mail.data.raw` into `tmp/<unique>`, fsyncs
+    /// the file, renames it into `new/<unique>` and fsyncs `new/`. On any
+    /// error nothing is left behind. Returns the path in `new/`.
+    ///
+    /// Fails with [`io::ErrorKind::InvalidInput`] when `mail.data` is `None`.
+    pub fn deliver_sync(&self, mail: &Mail) -> io::Result<PathBuf> {
+        let data = mail
+            .data
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no message"))?;
+        let return_path = trace::return_path_header(&mail.reverse_path());
+        self.write_message(&return_path, &data.received, &data.raw)
+    }
+
+    /// Writes the three parts of a message into `new/` durably.
+    fn write_message(&self, return_path: &str, received: &str, raw: &[u8]) -> io::Result<PathBuf> {
+        let size = return_path.len() + received.len() + raw.len();
+        let (name, mut file) = self.create_tmp(size)?;
+        let tmp = self.root.join("tmp").join(&name);
+        let new = self.root.join("new").join(&name);
+
+        let written = file
+            .write_all(return_path.as_bytes())
+            .and_then(|()| file.write_all(received.as_bytes()))
+            .and_then(|()| file.write_all(raw))
+            .and_then(|()| file.sync_all());
+        drop(file);
+        if let Err(e) = written.and_then(|()| fs::rename(&tmp, &new)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = File::open(self.root.join("new")).and_then(|dir| dir.sync_all()) {
+            // Not durable, so not delivered: the client will be told to retry.
+            let _ = fs::remove_file(&new);
+            return Err(e);
+        }
+        Ok(new)
+    }
+
+    /// Creates a new, uniquely named file in `tmp/`.
+    fn create_tmp(&self, size: usize) -> io::Result<(String, File)> {
+        let mut last_err = io::Error::new(io::ErrorKind::AlreadyExists, "no unique name");
+        for _ in 0..NAME_ATTEMPTS {
+            let name = unique_name(&self.hostname, size);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(self.root.join("tmp").join(&name))
+            {
+                Ok(file) => return Ok((name, file)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err)
+    }
+}
+
+impl Deliver for Maildir {
+    /// Runs [`Maildir::deliver_sync`] on tokio's blocking pool (inline when
+    /// there is no tokio runtime). No message → `Permanent`; a failed
+    /// blocking task → `Temporary`; an I/O error → `Io`.
+    fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let Some(data) = mail.data.as_ref() else {
+                return Err(DeliveryError::Permanent("no message".into()));
+            };
+            let return_path = trace::return_path_header(&mail.reverse_path());
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                self.write_message(&return_path, &data.received, &data.raw)?;
+                return Ok(());
+            };
+            let this = self.clone();
+            let received = data.received.clone();
+            let raw = data.raw.clone();
+            match handle
+                .spawn_blocking(move || this.write_message(&return_path, &received, &raw))
+                .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(DeliveryError::Io(e)),
+                Err(e) => Err(DeliveryError::Temporary(format!(
+                    "delivery task failed: {e}"
+                ))),
+            }
+        })
+    }
+}
+
+/// `<secs>.M<micros>P<pid>Q<counter>.<hostname>,S=<size>`.
+fn unique_name(hostname: &str, size: usize) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{}.M{}P{}Q{}.{},S={}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        hostname,
+        size
+    )
+}
+
+/// This host's name made safe for a Maildir file name.
+fn local_hostname() -> String {
+    let name = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = if name.is_empty() { "localhost" } else { &name };
+    sanitize_hostname(name)
+}
+
+/// `/` → `\057`, `:` → `\072` (the Maildir convention).
+fn sanitize_hostname(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '/' => out.push_str("\\057"),
+            ':' => out.push_str("\\072"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::{Data, MailFrom};
+    use std::os::unix::fs::PermissionsExt;
+    use std::task::{Context, Poll, Waker};
+
+    fn mail(from: &str, body: &[u8]) -> Mail {
+        Mail {
+            mailfrom: Some(MailFrom {
+                url: from.into(),
+                ..MailFrom::default()
+            }),
+            data: Some(Data::from_message(
+                body.to_vec(),
+                "Received: from x\r\n\tby y; now\r\n".into(),
+            )),
+            ..Mail::default()
+        }
+    }
+
+    fn list(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether permissions bind us: root (or CAP_DAC_OVERRIDE) can write
+    /// into a read-only directory. (nix's `geteuid` needs a feature the
+    /// crate does not enable, so this probes instead.)
+    fn permissions_enforced(read_only_dir: &Path) -> bool {
+        let probe = read_only_dir.join("probe");
+        let bypassed = fs::write(&probe, b"").is_ok();
+        let _ = fs::remove_file(&probe);
+        !bypassed
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn delivers_two_mails() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path().join("Maildir")).unwrap();
+        assert_eq!(md.root(), dir.path().join("Maildir"));
+        let mails = [
+            mail("a@example.com", b"Subject: one\r\n\r\nbody\r\n"),
+            mail("<>", b"Subject: two\r\n\r\n\x00\xff 8-bit\r\nno final crlf"),
+        ];
+        for m in &mails {
+            md.deliver(m).await.unwrap();
+        }
+        let new = list(&md.root().join("new"));
+        assert_eq!(new.len(), 2);
+        assert!(list(&md.root().join("tmp")).is_empty());
+        assert!(list(&md.root().join("cur")).is_empty());
+        assert_ne!(new[0], new[1]);
+
+        let mut contents: Vec<Vec<u8>> = new.iter().map(|p| fs::read(p).unwrap()).collect();
+        contents.sort();
+        let mut want: Vec<Vec<u8>> = [("a@example.com", &mails[0]), ("", &mails[1])]
+            .iter()
+            .map(|(rp, m)| {
+                let d = m.data.as_ref().unwrap();
+                let mut w = format!("Return-Path: <{rp}>\r\n{}", d.received).into_bytes();
+                w.extend_from_slice(&d.raw);
+                w
+            })
+            .collect();
+        want.sort();
+        assert_eq!(contents, want);
+
+        for p in &new {
+            let meta = fs::metadata(p).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            let name = p.file_name().unwrap().to_str().unwrap();
+            let size: u64 = name.rsplit_once(",S=").unwrap().1.parse().unwrap();
+            assert_eq!(size, meta.len());
+            let (secs, rest) = name.split_once(".M").unwrap();
+            assert!(secs.parse::<u64>().is_ok(), "{name}");
+            assert!(
+                rest.contains(&format!("P{}Q", std::process::id())),
+                "{name}"
+            );
+            assert!(!name.contains('/') && !name.contains(':'), "{name}");
+        }
+    }
+
+    #[test]
+    fn deliver_sync_returns_path_in_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let m = mail("x@y", b"hi");
+        let p = md.deliver_sync(&m).unwrap();
+        assert_eq!(p.parent().unwrap(), dir.path().join("new"));
+        assert_eq!(
+            fs::read(&p).unwrap(),
+            b"Return-Path: <x@y>\r\nReceived: from x\r\n\tby y; now\r\nhi"
+        );
+        let names: std::collections::HashSet<PathBuf> =
+            (0..200).map(|_| md.deliver_sync(&m).unwrap()).collect();
+        assert_eq!(names.len(), 200);
+    }
+
+    #[test]
+    fn no_message_is_permanent_without_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+
+        let empty = Mail::default();
+        let mut fut = md.deliver(&empty);
+        assert!(matches!(
+            fut.as_mut().poll(&mut cx),
+            Poll::Ready(Err(DeliveryError::Permanent(_)))
+        ));
+        let err = md.deliver_sync(&empty).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+
+        // Outside a tokio runtime the delivery runs inline.
+        let m = mail("", b"x");
+        let mut fut = md.deliver(&m);
+        assert!(matches!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(()))));
+        assert_eq!(list(&dir.path().join("new")).len(), 1);
+    }
+
+    #[test]
+    fn open_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        Maildir::open(dir.path()).unwrap();
+        Maildir::open(dir.path()).unwrap();
+        assert!(list(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn open_fails_on_file_or_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        assert!(Maildir::open(&file).is_err());
+        assert!(Maildir::open(file.join("below")).is_err());
+
+        // tmp/ is a file.
+        let bad = dir.path().join("bad");
+        fs::create_dir(&bad).unwrap();
+        fs::write(bad.join("tmp"), b"").unwrap();
+        assert!(Maildir::open(&bad).is_err());
+
+        // Read-only parent, and a Maildir whose tmp/ is read-only.
+        let ro = dir.path().join("ro");
+        fs::create_dir(&ro).unwrap();
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o500)).unwrap();
+        let ro_result = Maildir::open(ro.join("Maildir"));
+        let md = dir.path().join("md");
+        Maildir::open(&md).unwrap();
+        fs::set_permissions(md.join("tmp"), fs::Permissions::from_mode(0o500)).unwrap();
+        let ro_tmp_result = Maildir::open(&md);
+        if permissions_enforced(&ro) {
+            assert!(ro_result.is_err());
+            assert!(ro_tmp_result.is_err());
+        }
+        fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    #[test]
+    fn failed_rename_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        // Replace new/ by a file so the rename fails (even for root).
+        fs::remove_dir(dir.path().join("new")).unwrap();
+        fs::write(dir.path().join("new"), b"").unwrap();
+        assert!(md.deliver_sync(&mail("a@b", b"x")).is_err());
+        assert!(list(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn hostname_sanitizing() {
+        for (input, want) in [
+            ("mx.example.com", "mx.example.com"),
+            ("a/b:c", "a\\057b\\072c"),
+            ("::", "\\072\\072"),
+        ] {
+            assert_eq!(sanitize_hostname(input), want);
+        }
+        assert!(!local_hostname().is_empty());
+    }
+}

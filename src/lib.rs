@@ -1,0 +1,39 @@
+//! # net-receiver
+//!
+//! A programmable SMTP receiver: a Rust re-implementation of the Ruby gem
+//! Net::Receiver (and the net-server gem under it), with the gem's interface — one
+//! overridable hook per SMTP command, `password(username)`, `received(mail)` and the
+//! same mail structure — and its intent carried out per the RFCs.
+//!
+//! ## The data path
+//!
+//! ```text
+//! socket ──bytes──▶ server::conn ──▶ protocol::Machine ──Event──▶ session ──▶ Receiver hook
+//!    ▲                                   │  ▲                                   │
+//!    └────────reply bytes────────────────┘  └─────────────Reply─────────────────┘
+//! ```
+//!
+//! * [`protocol`] is sans-IO: command parsing, replies, the session state machine and
+//!   the strict DATA decoder; bytes in, events and reply bytes out, no sockets.
+//! * [`Receiver`] is the hook trait; [`defaults`] holds the default of every hook as a
+//!   function an override can call (the gem's `super`).
+//! * [`Mail`] is the gem's "structure that comes out", as serde types.
+//! * [`Server`] binds the listening ports and runs one task per connection;
+//!   [`Maildir`] is the durable delivery the `net-receiver` binary uses.
+
+pub mod config;
+pub mod delivery;
+pub mod id;
+pub mod mail;
+pub mod protocol;
+pub mod receiver;
+pub mod server;
+pub mod session;
+pub mod trace;
+
+pub use config::{Config, Settings};
+pub use delivery::{Deliver, DeliveryError, Maildir};
+pub use mail::{Connect, Data, Ehlo, HeaderValue, Mail, MailFrom, RcptTo};
+pub use protocol::Reply;
+pub use receiver::{Context, Extensions, Receiver, defaults};
+pub use server::{Server, ServerError};

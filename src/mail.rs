@@ -1,0 +1,631 @@
+//! The mail structure that comes out of a session: the seed's `ItemOfMail`
+//! hash as plain serde types, plus small helpers to fill and read it.
+//!
+//! The JSON keys are exactly the seed's names (see the README section "The
+//! Structure That Comes Out"); keys are only ever added, never renamed.
+//! Deserializing is lenient: a missing key takes its default, so JSON written
+//! before a key was added still loads.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Everything known about one mail transaction (one connection's worth of
+/// envelope, trace and message), in the seed's shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Mail {
+    /// The local port the connection came in on, as a string (`"2525"`).
+    pub local_port: String,
+    /// This machine's host name.
+    pub local_hostname: String,
+    /// The client's port, as a string.
+    pub remote_port: String,
+    /// The client's host name from reverse DNS; `null` until that exists.
+    pub remote_hostname: Option<String>,
+    /// The client's IP address (`"127.0.0.1"`).
+    pub remote_ip: String,
+    /// The mail id, e.g. `"OELGQA-A58QI3-AA"` (see [`crate::id`]).
+    pub id: String,
+    /// When the session started, formatted `%Y-%m-%d %H:%M:%S %z`.
+    pub time: String,
+    /// Whether the message was accepted.
+    pub accepted: bool,
+    /// Whether the sender's IP is prohibited from sending.
+    pub prohibited: bool,
+    /// Whether the session is running over TLS.
+    pub encrypted: bool,
+    /// The authenticated user name. In JSON `false` when `None` (the seed's
+    /// shape) and the user name string when `Some`; reading accepts `false`,
+    /// `null` or a string.
+    #[serde(
+        serialize_with = "authenticated_serde::serialize",
+        deserialize_with = "authenticated_serde::deserialize"
+    )]
+    pub authenticated: Option<String>,
+    /// What is known at connect time.
+    pub connect: Connect,
+    /// The EHLO/HELO greeting, once given.
+    pub ehlo: Option<Ehlo>,
+    /// The MAIL FROM envelope sender, once given.
+    pub mailfrom: Option<MailFrom>,
+    /// The RCPT TO envelope recipients, in order.
+    pub rcptto: Vec<RcptTo>,
+    /// The message, once DATA has been received.
+    pub data: Option<Data>,
+}
+
+/// What is known when the client connects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Connect {
+    /// The client's IP address.
+    pub value: String,
+    /// The client's PTR name, if any.
+    pub domain: Option<String>,
+}
+
+/// The client's EHLO/HELO greeting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ehlo {
+    /// The argument the client gave.
+    pub value: String,
+    /// The remote IP address (as the seed recorded it).
+    pub rip: Option<String>,
+    /// The forward-resolved IP of the greeting name.
+    pub fip: Option<String>,
+    /// The domain of the greeting name.
+    pub domain: Option<String>,
+    /// `"EHLO"` or `"HELO"` (new key).
+    pub verb: String,
+}
+
+/// The MAIL FROM envelope sender.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MailFrom {
+    /// Whether the sender was accepted.
+    pub accepted: bool,
+    /// The raw argument after `MAIL FROM:`.
+    pub value: String,
+    /// The display name, if the client sent one (usually `""`).
+    pub name: String,
+    /// `"local@domain"`, or `"<>"` for the null reverse path.
+    pub url: String,
+    /// The local part of the address.
+    pub local_part: Option<String>,
+    /// The domain of the address.
+    pub domain: Option<String>,
+    /// Whether the address has bad characters; `null` when the check is off.
+    pub bad_characters: Option<bool>,
+    /// Whether the address uses dots wrongly; `null` when the check is off.
+    pub wrong_dot_usage: Option<bool>,
+    /// The IP the domain resolves to.
+    pub ip: Option<String>,
+    /// The domain's MX hosts.
+    pub mxs: Option<Vec<String>>,
+    /// The IPs of the MX hosts.
+    pub ips: Option<Vec<String>>,
+    /// The SPF result, e.g. `"pass"`.
+    pub spf: Option<String>,
+    /// The `SIZE=` parameter (new key).
+    pub size: Option<u64>,
+    /// The `BODY=` parameter, `"7BIT"` or `"8BITMIME"` (new key).
+    pub body: Option<String>,
+    /// Whether the `SMTPUTF8` parameter was given (new key).
+    pub smtputf8: bool,
+}
+
+/// One RCPT TO envelope recipient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RcptTo {
+    /// Whether the recipient was accepted.
+    pub accepted: bool,
+    /// The raw argument after `RCPT TO:`.
+    pub value: String,
+    /// The display name, if the client sent one (usually `""`).
+    pub name: String,
+    /// `"local@domain"`.
+    pub url: String,
+    /// The local part of the address.
+    pub local_part: Option<String>,
+    /// The domain of the address.
+    pub domain: Option<String>,
+    /// Whether the address has bad characters; `null` when the check is off.
+    pub bad_characters: Option<bool>,
+    /// Whether the address uses dots wrongly; `null` when the check is off.
+    pub wrong_dot_usage: Option<bool>,
+    /// The IP the domain resolves to.
+    pub ip: Option<String>,
+    /// The domain's MX hosts.
+    pub mxs: Option<Vec<String>>,
+    /// The IPs of the MX hosts.
+    pub ips: Option<Vec<String>>,
+}
+
+/// The message received after DATA.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Data {
+    /// Whether the message was accepted.
+    pub accepted: bool,
+    /// Always `""` (the seed's shape).
+    pub value: String,
+    /// The header section, keyed by lower-cased name with `-` → `_`
+    /// (see [`split_message`]).
+    pub headers: IndexMap<String, HeaderValue>,
+    /// The body lines without their line endings.
+    pub text: Vec<String>,
+    /// Octets of the message as received (new key).
+    pub size: u64,
+    /// The trace header(s) we prepend, e.g. `"Received: ...\r\n"` (new key).
+    pub received: String,
+    /// The message bytes exactly as received (dot-unstuffed), without our
+    /// trace header. Not serialized.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+/// One header name's occurrences: a single string when the name occurs once
+/// (the seed's shape), an array in order when repeated (so no header is lost).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    /// The name occurs once.
+    One(String),
+    /// The name occurs more than once; the occurrences in order.
+    Many(Vec<String>),
+}
+
+impl Default for HeaderValue {
+    fn default() -> Self {
+        HeaderValue::One(String::new())
+    }
+}
+
+impl From<String> for HeaderValue {
+    fn from(s: String) -> Self {
+        HeaderValue::One(s)
+    }
+}
+
+impl HeaderValue {
+    /// All occurrences, in order, as a slice.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            HeaderValue::One(s) => std::slice::from_ref(s),
+            HeaderValue::Many(v) => v,
+        }
+    }
+
+    /// The first occurrence (`""` for an empty `Many`).
+    pub fn first(&self) -> &str {
+        self.as_slice().first().map_or("", String::as_str)
+    }
+
+    /// All occurrences, in order.
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.as_slice().iter().map(String::as_str)
+    }
+
+    /// Adds another occurrence; a `One` becomes a `Many`.
+    pub fn push(&mut self, value: String) {
+        match self {
+            HeaderValue::Many(v) => v.push(value),
+            HeaderValue::One(s) => {
+                let first = std::mem::take(s);
+                *self = HeaderValue::Many(vec![first, value]);
+            }
+        }
+    }
+}
+
+/// Splits a message into the seed's `headers` map and `text` lines.
+///
+/// The header section is the lines up to the first empty line. Each key is
+/// the header name lower-cased with `-` → `_` (`Message-ID` → `message_id`);
+/// each value is the raw `Name: value` text, unfolded (continuation lines
+/// starting with SP/HTAB are joined, only the line break removed) and without
+/// the line ending. Repeated names keep every occurrence in order.
+///
+/// A header-section line that is neither a header (`name:`, the name being
+/// printable ASCII without space or `:`, optionally followed by blanks before
+/// the colon as in the obsolete syntax) nor a continuation ends the header
+/// section and is the first body line. Lines split on CRLF or bare LF; a last
+/// line without a line ending is kept. Bytes that are not UTF-8 are replaced
+/// with U+FFFD.
+pub fn split_message(raw: &[u8]) -> (IndexMap<String, HeaderValue>, Vec<String>) {
+    let mut headers: IndexMap<String, HeaderValue> = IndexMap::new();
+    let mut lines = Lines { rest: raw };
+    let mut current: Option<(String, Vec<u8>)> = None;
+    let mut first_body_line: Option<&[u8]> = None;
+
+    for line in lines.by_ref() {
+        if line.is_empty() {
+            break;
+        }
+        if let (Some(b' ' | b'\t'), Some((_, value))) = (line.first(), current.as_mut()) {
+            value.extend_from_slice(line);
+            continue;
+        }
+        if let Some(key) = header_key(line) {
+            if let Some((k, v)) = current.replace((key, line.to_vec())) {
+                insert_header(&mut headers, k, &v);
+            }
+            continue;
+        }
+        first_body_line = Some(line);
+        break;
+    }
+    if let Some((k, v)) = current {
+        insert_header(&mut headers, k, &v);
+    }
+
+    let text = first_body_line
+        .into_iter()
+        .chain(lines)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    (headers, text)
+}
+
+fn insert_header(headers: &mut IndexMap<String, HeaderValue>, key: String, value: &[u8]) {
+    let value = String::from_utf8_lossy(value).into_owned();
+    match headers.entry(key) {
+        indexmap::map::Entry::Occupied(mut e) => e.get_mut().push(value),
+        indexmap::map::Entry::Vacant(e) => {
+            e.insert(HeaderValue::One(value));
+        }
+    }
+}
+
+/// The map key for a header line, or `None` if the line is not a header.
+fn header_key(line: &[u8]) -> Option<String> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    let trimmed_len = name
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |i| i + 1);
+    let name = &name[..trimmed_len];
+    if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
+        return None;
+    }
+    Some(
+        name.iter()
+            .map(|&b| match b {
+                b'-' => '_',
+                b => char::from(b.to_ascii_lowercase()),
+            })
+            .collect(),
+    )
+}
+
+/// Lines split on LF with one trailing CR removed; a final segment without
+/// LF is a line, an empty one after the last LF is not.
+struct Lines<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let line = match self.rest.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let (line, rest) = self.rest.split_at(i);
+                self.rest = rest.get(1..).unwrap_or_default();
+                line
+            }
+            None => std::mem::take(&mut self.rest),
+        };
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    }
+}
+
+impl Data {
+    /// Builds the `data` entry for a received message: `accepted` false,
+    /// `value` `""`, headers and text split by [`split_message`], `size` the
+    /// length of `raw`.
+    pub fn from_message(raw: Vec<u8>, received: String) -> Data {
+        let (headers, text) = split_message(&raw);
+        Data {
+            accepted: false,
+            value: String::new(),
+            headers,
+            text,
+            size: u64::try_from(raw.len()).unwrap_or(u64::MAX),
+            received,
+            raw,
+        }
+    }
+
+    /// The MIME view of the raw message (`None` if it cannot be parsed at all,
+    /// e.g. when `raw` is empty).
+    pub fn parsed(&self) -> Option<mail_parser::Message<'_>> {
+        mail_parser::MessageParser::default().parse(self.raw.as_slice())
+    }
+}
+
+impl Mail {
+    /// The structure as one line of JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// The envelope sender for a `Return-Path`: `""` for the null path or
+    /// when there is no MAIL FROM, else `mailfrom.url`.
+    pub fn reverse_path(&self) -> String {
+        match &self.mailfrom {
+            Some(m) if m.url != "<>" => m.url.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// `authenticated`: `false` (or `null`) ⇄ `None`, `"user"` ⇄ `Some("user")`.
+mod authenticated_serde {
+    use super::{Deserialize, Deserializer, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Auth {
+        Flag(bool),
+        User(String),
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(user) => s.serialize_str(user),
+            None => s.serialize_bool(false),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        match Option::<Auth>::deserialize(d)? {
+            Some(Auth::User(user)) => Ok(Some(user)),
+            Some(Auth::Flag(false)) | None => Ok(None),
+            Some(Auth::Flag(true)) => Err(serde::de::Error::custom(
+                "authenticated: expected false, null or a user name, found true",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// The README's sample structure, as JSON (so the seed's shape loads).
+    const SEED: &str = r#"{"local_port":"2001","local_hostname":"mail.example.com",
+        "remote_port":"54278","remote_hostname":"example.com","remote_ip":"::ffff:107.105.187.182",
+        "id":"OELGQA-A58QI3-AA","time":"2016-10-05 21:51:46 +0000","accepted":true,
+        "prohibited":false,"encrypted":true,"authenticated":false,
+        "connect":{"value":"::ffff:107.105.187.182","domain":null},
+        "ehlo":{"value":"example.com","rip":"93.184.216.34","fip":"93.184.216.34",
+            "domain":"mail.example.com"},
+        "mailfrom":{"accepted":true,"value":"<admin@example.com>","name":"",
+            "url":"admin@example.com","local_part":"admin","domain":"example.com",
+            "bad_characters":false,"wrong_dot_usage":false,"ip":"93.184.216.34",
+            "mxs":["mail.example.com"],"ips":["93.184.216.34"],"spf":"pass"},
+        "rcptto":[{"accepted":true,"value":"<abuse@example.com>","name":"",
+            "url":"abuse@example.com","local_part":"abuse","domain":"example.com",
+            "bad_characters":false,"wrong_dot_usage":false,"ip":"93.184.216.34",
+            "mxs":["mail.example.com"],"ips":["93.184.216.34"]}],
+        "data":{"accepted":true,"value":"","headers":{"subject":"Subject: test"},
+            "text":["This is a test mailing",""]}}"#;
+
+    fn sample() -> Mail {
+        let mut m: Mail = serde_json::from_str(SEED).unwrap();
+        let raw = b"Date: Wed, 05 Oct 2016 14:51:46 -0700\r\nTo: abuse@example.com\r\n\
+                    Subject: test\r\n\r\nThis is a test mailing\r\n\r\n";
+        m.data = Some(Data::from_message(raw.to_vec(), "Received: x\r\n".into()));
+        m
+    }
+
+    #[test]
+    fn seed_json_loads() {
+        let m: Mail = serde_json::from_str(SEED).unwrap();
+        assert_eq!(m.authenticated, None);
+        assert_eq!(m.connect.domain, None);
+        assert_eq!(m.ehlo.as_ref().unwrap().verb, "", "new keys default");
+        assert_eq!(m.mailfrom.as_ref().unwrap().spf.as_deref(), Some("pass"));
+        assert_eq!(m.rcptto[0].local_part.as_deref(), Some("abuse"));
+        let d = m.data.unwrap();
+        assert_eq!(d.headers["subject"].first(), "Subject: test");
+        assert_eq!((d.size, d.received.as_str(), d.raw.len()), (0, "", 0));
+    }
+
+    fn sorted<'a>(k: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+        let mut k: Vec<&str> = k.into_iter().collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn json_keys_are_the_seeds() {
+        let json = sample().to_json();
+        let v: Value = serde_json::from_str(&json).unwrap();
+        let addr =
+            "accepted value name url local_part domain bad_characters wrong_dot_usage ip mxs ips";
+        let table: [(&Value, String); 6] = [
+            (
+                &v,
+                "local_port local_hostname remote_port remote_hostname remote_ip id time accepted \
+                 prohibited encrypted authenticated connect ehlo mailfrom rcptto data"
+                    .into(),
+            ),
+            (&v["connect"], "value domain".into()),
+            (&v["ehlo"], "value rip fip domain verb".into()),
+            (&v["mailfrom"], format!("{addr} spf size body smtputf8")),
+            (&v["rcptto"][0], addr.into()),
+            (
+                &v["data"],
+                "accepted value headers text size received".into(),
+            ),
+        ];
+        for (obj, expected) in &table {
+            let got = sorted(obj.as_object().unwrap().keys().map(String::as_str));
+            assert_eq!(got, sorted(expected.split_whitespace()));
+        }
+        // The seed's order is kept (Value sorts keys, so look at the text).
+        assert!(json.starts_with(r#"{"local_port":"2001","local_hostname""#));
+        assert!(!json.contains('\n'));
+        assert_eq!(v["data"]["headers"]["subject"], "Subject: test");
+        assert_eq!(
+            v["data"]["text"],
+            serde_json::json!(["This is a test mailing", ""])
+        );
+        assert_eq!(v["data"]["size"], sample().data.unwrap().raw.len());
+    }
+
+    #[test]
+    fn authenticated_shapes() {
+        let mut m = sample();
+        let v: Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(v["authenticated"], Value::Bool(false));
+        m.authenticated = Some("user".into());
+        let v: Value = serde_json::from_str(&m.to_json()).unwrap();
+        assert_eq!(v["authenticated"], "user");
+
+        for (json, expected) in [
+            (r#"{"authenticated":false}"#, Some(None)),
+            (r#"{"authenticated":null}"#, Some(None)),
+            (r#"{"authenticated":"bob"}"#, Some(Some("bob"))),
+            (r#"{"authenticated":true}"#, None),
+            (r#"{"authenticated":7}"#, None),
+            (r#"{}"#, Some(None)),
+        ] {
+            let got = serde_json::from_str::<Mail>(json)
+                .ok()
+                .map(|m| m.authenticated);
+            assert_eq!(got, expected.map(|o| o.map(str::to_owned)), "{json}");
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut m = sample();
+        m.authenticated = Some("user".into());
+        m.data
+            .as_mut()
+            .unwrap()
+            .headers
+            .get_mut("to")
+            .unwrap()
+            .push("To: second".into());
+        let back: Mail = serde_json::from_str(&m.to_json()).unwrap();
+        // `raw` is not serialized.
+        m.data.as_mut().unwrap().raw.clear();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn reverse_path() {
+        let mut m = sample();
+        assert_eq!(m.reverse_path(), "admin@example.com");
+        m.mailfrom.as_mut().unwrap().url = "<>".into();
+        assert_eq!(m.reverse_path(), "");
+        m.mailfrom = None;
+        assert_eq!(m.reverse_path(), "");
+    }
+
+    #[test]
+    fn header_value_helpers() {
+        let mut h = HeaderValue::from("A: 1".to_owned());
+        assert_eq!(h.first(), "A: 1");
+        h.push("A: 2".into());
+        h.push("A: 3".into());
+        assert_eq!(h.all().collect::<Vec<_>>(), ["A: 1", "A: 2", "A: 3"]);
+        assert_eq!(h.first(), "A: 1");
+        assert_eq!(HeaderValue::Many(vec![]).first(), "");
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"["A: 1","A: 2","A: 3"]"#
+        );
+    }
+
+    /// Headers as `key=value` per occurrence, one a line; text as Debug.
+    fn render(raw: &[u8]) -> (String, String) {
+        let (h, t) = split_message(raw);
+        let h: Vec<String> = h
+            .iter()
+            .flat_map(|(k, v)| v.all().map(move |v| format!("{k}={v}")))
+            .collect();
+        (h.join("\n"), format!("{t:?}"))
+    }
+
+    #[test]
+    fn split_table() {
+        let table: &[(&[u8], &str, &str)] = &[
+            (
+                b"Subject: a\r\n b\r\n\tc\r\nMessage-ID: <x@y>\r\n\r\nbody\r\n",
+                "subject=Subject: a b\tc\nmessage_id=Message-ID: <x@y>",
+                r#"["body"]"#,
+            ),
+            (
+                b"Received: one\r\nTo: t\r\nReceived: two\r\n  more\r\n\r\n",
+                "received=Received: one\nreceived=Received: two  more\nto=To: t",
+                "[]",
+            ),
+            // No blank line: the first non-header line starts the body.
+            (
+                b"From: a\r\nthis is body\r\nX: y\r\n",
+                "from=From: a",
+                r#"["this is body", "X: y"]"#,
+            ),
+            (
+                b"A: 1\nB: 2\n\nl1\nl2\r\nl3",
+                "a=A: 1\nb=B: 2",
+                r#"["l1", "l2", "l3"]"#,
+            ),
+            (b"Subject: x\r\n\r\n", "subject=Subject: x", "[]"),
+            (b"Subject: x\r\n\r\n\r\n", "subject=Subject: x", r#"[""]"#),
+            (b"Subject: x", "subject=Subject: x", "[]"),
+            (b"", "", "[]"),
+            (b"\r\nonly body", "", r#"["only body"]"#),
+            (b" leading space\r\n", "", r#"[" leading space"]"#),
+            (b"Bad Name: v\r\n", "", r#"["Bad Name: v"]"#),
+            (b": v\r\n", "", r#"[": v"]"#),
+            (b"Obs-Name : v\r\n\r\n", "obs_name=Obs-Name : v", "[]"),
+            (
+                b"S: x\r\n\r\n\xff\xfe\r\n",
+                "s=S: x",
+                "[\"\u{fffd}\u{fffd}\"]",
+            ),
+            (
+                "Subject: caf\u{e9}\r\n\r\nna\u{ef}ve \u{1F600}\r\n".as_bytes(),
+                "subject=Subject: caf\u{e9}",
+                "[\"na\u{ef}ve \u{1F600}\"]",
+            ),
+        ];
+        for (raw, headers, text) in table {
+            let raw_text = String::from_utf8_lossy(raw);
+            assert_eq!(
+                render(raw),
+                (headers.to_string(), text.to_string()),
+                "{raw_text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn data_from_message_and_parsed() {
+        let raw = b"From: a@b\r\nSubject: hi\r\n\r\nhello\r\n".to_vec();
+        let d = Data::from_message(raw.clone(), "Received: x\r\n".into());
+        assert!(!d.accepted);
+        assert_eq!(d.value, "");
+        assert_eq!(d.size, raw.len() as u64);
+        assert_eq!(d.raw, raw);
+        assert_eq!(d.received, "Received: x\r\n");
+        let p = d.parsed().unwrap();
+        assert_eq!(p.subject(), Some("hi"));
+        assert_eq!(p.body_text(0).as_deref(), Some("hello\r\n"));
+        let _ = Data::default().parsed();
+    }
+}

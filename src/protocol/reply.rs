@@ -1,0 +1,135 @@
+//! SMTP replies: the code, the optional enhanced status code (RFC 3463 / RFC 2034)
+//! and the text, and how they are written on the wire.
+//!
+//! A [`Reply`] is what every hook returns and what the state machine queues. Text
+//! supplied by a hook is sanitised when written: each `\n` starts a new reply line
+//! and control characters are replaced, so a hook cannot inject protocol lines.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write as _;
+
+/// An enhanced mail system status code, `class.subject.detail` (RFC 3463).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Enhanced(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// One SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit reply code (200..=599).
+    pub code: u16,
+    /// The enhanced status code, written after the reply code when present.
+    pub enhanced: Option<Enhanced>,
+    /// Human-readable text; `\n` separates the lines of a multi-line reply.
+    pub text: Cow<'static, str>,
+    /// Close the connection once this reply is sent (always true for 421).
+    pub close: bool,
+}
+
+impl Reply {
+    /// A reply with an enhanced status code, e.g. `Reply::new(556, (5, 7, 27), "must authenticate")`.
+    pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            enhanced: Some(Enhanced(enhanced.0, enhanced.1, enhanced.2)),
+            text: text.into(),
+            close: code == 421,
+        }
+    }
+
+    /// A reply without an enhanced status code (greeting, 354, EHLO).
+    pub fn plain(code: u16, text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            enhanced: None,
+            text: text.into(),
+            close: code == 421,
+        }
+    }
+
+    /// The same reply, but the connection is closed after it is sent.
+    #[must_use]
+    pub fn and_close(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// 2xx: the command succeeded.
+    pub fn is_positive(&self) -> bool {
+        (200..300).contains(&self.code)
+    }
+
+    /// 3xx: the command is accepted, more input is expected (354).
+    pub fn is_intermediate(&self) -> bool {
+        (300..400).contains(&self.code)
+    }
+
+    /// 4xx or 5xx.
+    pub fn is_negative(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends the reply in wire form (CRLF-terminated lines) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        self.write_with_extra_lines(out, &[]);
+    }
+
+    /// Appends the reply followed by more lines of the same reply (the EHLO keywords).
+    pub(crate) fn write_with_extra_lines(&self, out: &mut Vec<u8>, extra: &[&str]) {
+        let code = if (200..=599).contains(&self.code) {
+            self.code
+        } else {
+            451
+        };
+        let lines = self
+            .text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let mut all = lines.chain(extra.iter().copied()).peekable();
+        while let Some(line) = all.next() {
+            let last = all.peek().is_none();
+            write_code(out, code, if last { b' ' } else { b'-' });
+            if let Some(e) = self.enhanced {
+                // Writing into a Vec cannot fail.
+                let _ = write!(out, "{e} ");
+            }
+            push_sanitised(out, line);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+fn write_code(out: &mut Vec<u8>, code: u16, sep: u8) {
+    let digits = [
+        b'0' + (code / 100 % 10) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+        sep,
+    ];
+    out.extend_from_slice(&digits);
+}
+
+fn push_sanitised(out: &mut Vec<u8>, line: &str) {
+    if line.bytes().all(|b| b >= 0x20 && b != 0x7f) {
+        out.extend_from_slice(line.as_bytes());
+    } else {
+        out.extend(
+            line.bytes()
+                .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+        );
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        f.write_str(String::from_utf8_lossy(&out).trim_end())
+    }
+}

@@ -1,0 +1,105 @@
+//! The default of every hook, as a public function an override can call (the Ruby
+//! gem's `super`). Each one is what `impl Receiver for Mine {}` does.
+
+use crate::delivery::DeliveryError;
+use crate::mail::{Ehlo, MailFrom, RcptTo};
+use crate::protocol::Reply;
+
+use super::Context;
+
+/// `220 <server_name> ESMTP net-receiver`.
+pub async fn connect(cx: &mut Context<'_>) -> Reply {
+    Reply::plain(
+        220,
+        format!("{} ESMTP net-receiver", cx.settings.server_name),
+    )
+}
+
+/// `250 <server_name> Hello <name>`; for EHLO the extension keywords follow.
+pub async fn ehlo(cx: &mut Context<'_>, ehlo: &Ehlo) -> Reply {
+    Reply::plain(
+        250,
+        format!("{} Hello {}", cx.settings.server_name, ehlo.value),
+    )
+}
+
+/// `250 2.1.0 Sender OK`.
+pub async fn mail_from(_cx: &mut Context<'_>, _from: &MailFrom) -> Reply {
+    Reply::new(250, (2, 1, 0), "Sender OK")
+}
+
+/// `250 2.1.5 Recipient OK`.
+pub async fn rcpt_to(_cx: &mut Context<'_>, _to: &RcptTo) -> Reply {
+    Reply::new(250, (2, 1, 5), "Recipient OK")
+}
+
+/// `354 End data with <CR><LF>.<CR><LF>`.
+pub async fn data(_cx: &mut Context<'_>) -> Reply {
+    Reply::plain(354, "End data with <CR><LF>.<CR><LF>")
+}
+
+/// Hands the mail to the server's configured delivery (e.g. the Maildir) and marks
+/// it `accepted`; without a delivery the mail is refused with a temporary error, so
+/// nothing is ever lost.
+pub async fn received(cx: &mut Context<'_>) -> Result<(), DeliveryError> {
+    match cx.delivery {
+        Some(delivery) => delivery.deliver(cx.mail).await?,
+        None => {
+            return Err(DeliveryError::Temporary(
+                "no delivery configured".to_owned(),
+            ));
+        }
+    }
+    cx.mail.accepted = true;
+    Ok(())
+}
+
+/// `250 2.0.0 Reset OK`.
+pub async fn rset(_cx: &mut Context<'_>) -> Reply {
+    Reply::new(250, (2, 0, 0), "Reset OK")
+}
+
+/// `250 2.0.0 OK`.
+pub async fn noop(_cx: &mut Context<'_>) -> Reply {
+    Reply::new(250, (2, 0, 0), "OK")
+}
+
+/// `214 2.0.0` and the list of commands.
+pub async fn help(_cx: &mut Context<'_>, _topic: &str) -> Reply {
+    Reply::new(
+        214,
+        (2, 0, 0),
+        "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP HELP VRFY EXPN QUIT",
+    )
+}
+
+/// `252 2.5.0`: never reveals whether a user exists.
+pub async fn vrfy(_cx: &mut Context<'_>, _who: &str) -> Reply {
+    Reply::new(
+        252,
+        (2, 5, 0),
+        "Cannot VRFY user, but will accept message and attempt delivery",
+    )
+}
+
+/// `502 5.5.1`: mailing lists are not expanded.
+pub async fn expn(_cx: &mut Context<'_>, _list: &str) -> Reply {
+    Reply::new(502, (5, 5, 1), "EXPN not available")
+}
+
+/// `221 2.0.0 <server_name> closing connection`.
+pub async fn quit(cx: &mut Context<'_>) -> Reply {
+    Reply::new(
+        221,
+        (2, 0, 0),
+        format!("{} closing connection", cx.settings.server_name),
+    )
+}
+
+/// No user has a password by default.
+pub async fn password(_cx: &mut Context<'_>, _username: &str) -> Option<String> {
+    None
+}
+
+/// Does nothing.
+pub async fn closed(_cx: &mut Context<'_>) {}

@@ -1,0 +1,153 @@
+//! The hooks: the [`Receiver`] trait, one overridable method per SMTP step, and the
+//! [`Context`] each hook gets.
+//!
+//! Every method has a default that calls the same-named function in [`defaults`], so
+//! `impl Receiver for Mine {}` is a working receiver, and an override can do its own
+//! checks and then call the default — the Ruby gem's `super`:
+//!
+//! ```
+//! use net_receiver::{Context, MailFrom, Receiver, Reply, defaults};
+//!
+//! struct Mine;
+//! impl Receiver for Mine {
+//!     async fn mail_from(&self, cx: &mut Context<'_>, from: &MailFrom) -> Reply {
+//!         if cx.mail.authenticated.is_none() {
+//!             return Reply::new(556, (5, 7, 27), "Traffic on this port must be authenticated");
+//!         }
+//!         defaults::mail_from(cx, from).await
+//!     }
+//! }
+//! ```
+//!
+//! Hooks see parsed values and the mail structure, never sockets or bytes. A hook
+//! answers with a [`Reply`]: a 2xx/3xx accepts, a 4xx/5xx refuses, a reply made with
+//! [`Reply::and_close`] (or any 421) closes the connection after it is sent. Setting
+//! `cx.mail.prohibited` makes every later command but QUIT get 450 4.7.1 and close.
+//! Panics in hooks are caught by the session: the client gets 451 or 421, the server
+//! lives on.
+
+pub mod defaults;
+mod extensions;
+
+use std::future::Future;
+
+pub use extensions::Extensions;
+
+use crate::config::Settings;
+use crate::delivery::{Deliver, DeliveryError};
+use crate::mail::{Ehlo, Mail, MailFrom, RcptTo};
+use crate::protocol::Reply;
+
+/// What a hook can see and change.
+pub struct Context<'a> {
+    /// The seed's mail structure for the current transaction (connection facts
+    /// included). Hooks may read and change it; `received` gets it complete.
+    pub mail: &'a mut Mail,
+    /// Transactions of this connection that already ended (delivered, refused or
+    /// reset), oldest first, without their message bytes.
+    pub transactions: &'a [Mail],
+    /// Per-connection state of your own: `cx.extensions.insert(MyState { .. })`.
+    pub extensions: &'a mut Extensions,
+    /// The server's settings.
+    pub settings: &'a Settings,
+    pub(crate) delivery: Option<&'a dyn Deliver>,
+}
+
+impl Context<'_> {
+    /// The delivery the server was configured with (e.g. a Maildir), if any.
+    pub fn delivery(&self) -> Option<&dyn Deliver> {
+        self.delivery
+    }
+}
+
+/// The hooks of an SMTP receiver: one method per step, each with a default.
+///
+/// The futures must be `Send`; implement the methods as `async fn`.
+pub trait Receiver: Send + Sync + 'static {
+    /// A client connected; the reply is the greeting (220, or 421/554 to refuse).
+    fn connect(&self, cx: &mut Context<'_>) -> impl Future<Output = Reply> + Send {
+        defaults::connect(cx)
+    }
+
+    /// EHLO or HELO (`ehlo.verb` tells which). A positive reply is sent with the
+    /// extension keywords appended after EHLO.
+    fn ehlo(&self, cx: &mut Context<'_>, ehlo: &Ehlo) -> impl Future<Output = Reply> + Send {
+        defaults::ehlo(cx, ehlo)
+    }
+
+    /// MAIL FROM, after syntax checks; `from` holds the seed's findings.
+    fn mail_from(
+        &self,
+        cx: &mut Context<'_>,
+        from: &MailFrom,
+    ) -> impl Future<Output = Reply> + Send {
+        defaults::mail_from(cx, from)
+    }
+
+    /// RCPT TO, after syntax and limit checks; `to` holds the seed's findings.
+    fn rcpt_to(&self, cx: &mut Context<'_>, to: &RcptTo) -> impl Future<Output = Reply> + Send {
+        defaults::rcpt_to(cx, to)
+    }
+
+    /// DATA (or the first BDAT) is about to start: 354 goes on.
+    fn data(&self, cx: &mut Context<'_>) -> impl Future<Output = Reply> + Send {
+        defaults::data(cx)
+    }
+
+    /// The message is complete and in `cx.mail.data`. Return `Ok` only once it is
+    /// safely stored: that is what sends 250. An error sends 451 (or 554 for
+    /// [`DeliveryError::Permanent`]), so the sender keeps the mail and retries.
+    fn received(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> impl Future<Output = Result<(), DeliveryError>> + Send {
+        defaults::received(cx)
+    }
+
+    /// RSET.
+    fn rset(&self, cx: &mut Context<'_>) -> impl Future<Output = Reply> + Send {
+        defaults::rset(cx)
+    }
+
+    /// NOOP.
+    fn noop(&self, cx: &mut Context<'_>) -> impl Future<Output = Reply> + Send {
+        defaults::noop(cx)
+    }
+
+    /// HELP with its (possibly empty) topic.
+    fn help(&self, cx: &mut Context<'_>, topic: &str) -> impl Future<Output = Reply> + Send {
+        defaults::help(cx, topic)
+    }
+
+    /// VRFY; the default never reveals whether a user exists (252).
+    fn vrfy(&self, cx: &mut Context<'_>, who: &str) -> impl Future<Output = Reply> + Send {
+        defaults::vrfy(cx, who)
+    }
+
+    /// EXPN; the default refuses (502).
+    fn expn(&self, cx: &mut Context<'_>, list: &str) -> impl Future<Output = Reply> + Send {
+        defaults::expn(cx, list)
+    }
+
+    /// QUIT; the connection closes after the reply whatever it is.
+    fn quit(&self, cx: &mut Context<'_>) -> impl Future<Output = Reply> + Send {
+        defaults::quit(cx)
+    }
+
+    /// The stored secret of `username`, for AUTH (the seed's `password`); `None` = no
+    /// such user.
+    fn password(
+        &self,
+        cx: &mut Context<'_>,
+        username: &str,
+    ) -> impl Future<Output = Option<String>> + Send {
+        defaults::password(cx, username)
+    }
+
+    /// The connection ended, whatever the reason. `cx.transactions` holds every
+    /// transaction of the session, delivered or refused; `cx.mail` the connection
+    /// facts.
+    fn closed(&self, cx: &mut Context<'_>) -> impl Future<Output = ()> + Send {
+        defaults::closed(cx)
+    }
+}

@@ -1,0 +1,331 @@
+//! The async glue between the sans-IO machine and the hooks: turns each
+//! [`Event`] into a call of the matching [`Receiver`] hook, keeps the seed's mail
+//! structure up to date, and returns the reply for [`Machine::answer`].
+//!
+//! This is the only caller of hooks. It catches their panics (451 for `received`,
+//! 421 for the others), applies `prohibited`, and turns `received`'s result into
+//! 250 / 451 / 554. It knows nothing of sockets: `server::conn` moves the bytes.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+
+use crate::config::Settings;
+use crate::delivery::{Deliver, DeliveryError};
+use crate::mail::{Connect, Data, Ehlo, Mail, MailFrom, RcptTo};
+use crate::protocol::address::analyze_local_part;
+use crate::protocol::machine::refusal;
+use crate::protocol::{DataOutcome, Event, Machine, Path, PathRequest, Reply};
+use crate::receiver::{Context, Extensions, Receiver};
+use crate::{id, trace};
+
+/// Finished transactions kept for `closed`; older ones are dropped.
+pub const MAX_KEPT_TRANSACTIONS: usize = 100;
+
+/// What the server knows about a connection when it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    /// Our side of the connection.
+    pub local: SocketAddr,
+    /// The client's side.
+    pub remote: SocketAddr,
+}
+
+/// One connection's hook state: the mail structure, earlier transactions and the
+/// user's extensions.
+pub struct Session<R> {
+    receiver: Arc<R>,
+    settings: Arc<Settings>,
+    delivery: Option<Arc<dyn Deliver>>,
+    mail: Mail,
+    transactions: Vec<Mail>,
+    extensions: Extensions,
+}
+
+macro_rules! hook {
+    ($self:ident, $method:ident $(, $arg:expr)*) => {{
+        let mut cx = Context {
+            mail: &mut $self.mail,
+            transactions: &$self.transactions,
+            extensions: &mut $self.extensions,
+            settings: &$self.settings,
+            delivery: $self.delivery.as_deref(),
+        };
+        AssertUnwindSafe($self.receiver.$method(&mut cx $(, $arg)*))
+            .catch_unwind()
+            .await
+    }};
+}
+
+impl<R: Receiver> Session<R> {
+    /// A session for a new connection.
+    pub fn new(
+        receiver: Arc<R>,
+        settings: Arc<Settings>,
+        delivery: Option<Arc<dyn Deliver>>,
+        info: ConnectionInfo,
+    ) -> Self {
+        let remote_ip = info.remote.ip().to_canonical().to_string();
+        let mail = Mail {
+            local_port: info.local.port().to_string(),
+            local_hostname: settings.local_hostname.clone(),
+            remote_port: info.remote.port().to_string(),
+            remote_hostname: None,
+            remote_ip: remote_ip.clone(),
+            id: id::new_mail_id(),
+            time: chrono::Utc::now()
+                .format("%Y-%m-%d %H:%M:%S %z")
+                .to_string(),
+            connect: Connect {
+                value: remote_ip,
+                domain: None,
+            },
+            ..Mail::default()
+        };
+        Self {
+            receiver,
+            settings,
+            delivery,
+            mail,
+            transactions: Vec::new(),
+            extensions: Extensions::default(),
+        }
+    }
+
+    /// The current mail structure.
+    pub fn mail(&self) -> &Mail {
+        &self.mail
+    }
+
+    /// Calls the `connect` hook; its reply is the greeting.
+    pub async fn connect(&mut self) -> Reply {
+        hook!(self, connect).unwrap_or_else(|_| internal_error())
+    }
+
+    /// Calls the hook for `event` and returns the reply for the machine.
+    pub async fn handle(&mut self, event: Event, machine: &mut Machine) -> Reply {
+        if self.mail.prohibited && event != Event::Quit && !matches!(event, Event::Message { .. }) {
+            return prohibited(&self.mail.remote_ip);
+        }
+        let reply = match event {
+            Event::Ehlo { domain, extended } => self.ehlo(domain, extended).await,
+            Event::MailFrom(request) => self.mail_from(request).await,
+            Event::RcptTo(request) => self.rcpt_to(request).await,
+            Event::DataStart { .. } => hook!(self, data).unwrap_or_else(|_| internal_error()),
+            Event::Message { outcome } => return self.message(outcome, machine).await,
+            Event::Rset => {
+                let reply = hook!(self, rset).unwrap_or_else(|_| internal_error());
+                if reply.is_positive() {
+                    self.archive();
+                }
+                reply
+            }
+            Event::Noop => hook!(self, noop).unwrap_or_else(|_| internal_error()),
+            Event::Help(topic) => hook!(self, help, &topic).unwrap_or_else(|_| internal_error()),
+            Event::Vrfy(who) => hook!(self, vrfy, &who).unwrap_or_else(|_| internal_error()),
+            Event::Expn(list) => hook!(self, expn, &list).unwrap_or_else(|_| internal_error()),
+            Event::Quit => hook!(self, quit).unwrap_or_else(|_| internal_error()),
+        };
+        if self.mail.prohibited && reply.is_positive() {
+            // A hook prohibited the client: refuse from now on and close.
+            return prohibited(&self.mail.remote_ip);
+        }
+        reply
+    }
+
+    /// The connection ended: files the open transaction and calls `closed`.
+    pub async fn finish(&mut self) {
+        self.archive();
+        // A panic here has no one left to tell.
+        let _ = hook!(self, closed);
+    }
+
+    async fn ehlo(&mut self, domain: String, extended: bool) -> Reply {
+        let ehlo = Ehlo {
+            value: domain,
+            verb: if extended { "EHLO" } else { "HELO" }.to_owned(),
+            ..Ehlo::default()
+        };
+        let reply = hook!(self, ehlo, &ehlo).unwrap_or_else(|_| internal_error());
+        self.mail.ehlo = Some(ehlo);
+        if reply.is_positive() {
+            self.archive();
+        }
+        reply
+    }
+
+    async fn mail_from(&mut self, request: PathRequest) -> Reply {
+        self.archive();
+        let (url, local_part, domain) = split_path(&request.path);
+        let analysis = self
+            .settings
+            .sender_character_check
+            .then(|| local_part.as_deref().map(analyze_local_part))
+            .flatten();
+        let mut from = MailFrom {
+            accepted: false,
+            value: request.argument,
+            name: request.name,
+            url,
+            local_part,
+            domain,
+            bad_characters: analysis.map(|a| a.bad_characters),
+            wrong_dot_usage: analysis.map(|a| a.wrong_dot_usage),
+            size: request.size,
+            body: request.body.map(|b| b.as_str().to_owned()),
+            smtputf8: request.smtputf8,
+            ..MailFrom::default()
+        };
+        let reply = hook!(self, mail_from, &from).unwrap_or_else(|_| internal_error());
+        from.accepted = reply.is_positive();
+        self.mail.mailfrom = Some(from);
+        reply
+    }
+
+    async fn rcpt_to(&mut self, request: PathRequest) -> Reply {
+        let (url, local_part, domain) = split_path(&request.path);
+        let analysis = self
+            .settings
+            .recipient_character_check
+            .then(|| local_part.as_deref().map(analyze_local_part))
+            .flatten();
+        let mut to = RcptTo {
+            accepted: false,
+            value: request.argument,
+            name: request.name,
+            url,
+            local_part,
+            domain,
+            bad_characters: analysis.map(|a| a.bad_characters),
+            wrong_dot_usage: analysis.map(|a| a.wrong_dot_usage),
+            ..RcptTo::default()
+        };
+        let reply = hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error());
+        to.accepted = reply.is_positive();
+        self.mail.rcptto.push(to);
+        reply
+    }
+
+    async fn message(&mut self, outcome: DataOutcome, machine: &mut Machine) -> Reply {
+        let raw = machine.take_message();
+        if let Some(reply) = refusal(outcome, machine.limits()) {
+            let mut data = Data::from_message(Vec::new(), String::new());
+            data.size = raw.len() as u64;
+            self.mail.data = Some(data);
+            self.archive();
+            return reply;
+        }
+        let received = self.received_header();
+        let mut data = Data::from_message(raw, received);
+        data.accepted = true;
+        self.mail.data = Some(data);
+        let result = hook!(self, received);
+        let reply = match result {
+            Ok(Ok(())) => {
+                self.mail.accepted = true;
+                Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id))
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
+                delivery_error_reply(&error)
+            }
+            Err(_) => {
+                tracing::error!(id = %self.mail.id, "the received hook panicked");
+                Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
+            }
+        };
+        self.archive();
+        reply
+    }
+
+    fn received_header(&self) -> String {
+        let mail = &self.mail;
+        let ehlo = mail.ehlo.as_ref();
+        let smtputf8 = mail.mailfrom.as_ref().is_some_and(|m| m.smtputf8);
+        let protocol = match (ehlo.is_some_and(|e| e.verb == "EHLO"), smtputf8) {
+            (_, true) => "UTF8SMTP",
+            (true, false) => "ESMTP",
+            (false, false) => "SMTP",
+        };
+        let accepted: Vec<&RcptTo> = mail.rcptto.iter().filter(|r| r.accepted).collect();
+        let recipient = match accepted.as_slice() {
+            [only] => Some(only.url.as_str()),
+            _ => None,
+        };
+        trace::received_header(&trace::ReceivedInfo {
+            helo: ehlo.map(|e| e.value.as_str()),
+            remote_hostname: mail.remote_hostname.as_deref(),
+            remote_ip: &mail.remote_ip,
+            server_name: &self.settings.server_name,
+            protocol,
+            id: &mail.id,
+            recipient,
+            time: chrono::Utc::now().fixed_offset(),
+        })
+    }
+
+    /// Files the current transaction (if one was started) into `transactions`, without
+    /// its message bytes, and starts a fresh one with a new id.
+    fn archive(&mut self) {
+        if self.mail.mailfrom.is_none() && self.mail.data.is_none() && self.mail.rcptto.is_empty() {
+            return;
+        }
+        let mut done = Mail {
+            mailfrom: self.mail.mailfrom.take(),
+            rcptto: std::mem::take(&mut self.mail.rcptto),
+            data: self.mail.data.take(),
+            ..self.mail.clone()
+        };
+        if let Some(data) = &mut done.data {
+            data.raw = Vec::new();
+            data.text = Vec::new();
+        }
+        if self.transactions.len() >= MAX_KEPT_TRANSACTIONS {
+            self.transactions.remove(0);
+        }
+        self.transactions.push(done);
+        self.mail.accepted = false;
+        self.mail.id = id::new_mail_id();
+    }
+}
+
+fn split_path(path: &Path) -> (String, Option<String>, Option<String>) {
+    match path {
+        Path::Null => ("<>".to_owned(), None, None),
+        Path::Postmaster(p) => (p.clone(), Some(p.clone()), None),
+        Path::Mailbox(m) => (
+            m.address(),
+            Some(m.local_part.clone()),
+            Some(m.domain.clone()),
+        ),
+    }
+}
+
+fn prohibited(ip: &str) -> Reply {
+    Reply::new(
+        450,
+        (4, 7, 1),
+        format!("Sender IP {ip} is temporarily prohibited from sending"),
+    )
+    .and_close()
+}
+
+fn internal_error() -> Reply {
+    tracing::error!("a hook panicked; closing the connection");
+    Reply::new(
+        421,
+        (4, 3, 0),
+        "Local error in processing, closing connection",
+    )
+}
+
+fn delivery_error_reply(error: &DeliveryError) -> Reply {
+    match error {
+        DeliveryError::Permanent(_) => {
+            Reply::new(554, (5, 3, 0), "Message refused by local policy")
+        }
+        _ => Reply::new(451, (4, 3, 0), "Local error in processing, try again later"),
+    }
+}
