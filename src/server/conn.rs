@@ -35,7 +35,8 @@ where
             let mut start = 0;
             let mut events = 0;
             loop {
-                let progress = machine.handle_input(&input[start..], Instant::now());
+                let progress =
+                    machine.handle_input(input.get(start..).unwrap_or_default(), Instant::now());
                 start += progress.consumed;
                 let Some(event) = progress.event else { break };
                 let reply = session.handle(event, &mut machine).await;
@@ -46,7 +47,7 @@ where
                     events = 0;
                 }
             }
-            input.drain(..start);
+            input.drain(..start.min(input.len()));
             flush(&mut machine, &mut writer, &mut output).await?;
             if machine.is_closed() {
                 return Ok(());

@@ -600,3 +600,42 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_go_ahead_for_data_is_always_354() {
+    let now = Instant::now();
+    let mut machine = Machine::new(Arc::new(limits()), now);
+    machine.answer(Reply::plain(220, "hi"));
+    let mut input: &[u8] =
+        b"HELO x\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nRSET\r\n.\r\n";
+    let mut replies = [
+        Reply::plain(250, "hello"),
+        Reply::new(250, (2, 1, 0), "ok"),
+        Reply::new(250, (2, 1, 5), "ok"),
+        // A hook that wrongly answers DATA with 250.
+        Reply::new(250, (2, 0, 0), "go on"),
+    ]
+    .into_iter();
+    let mut events = Vec::new();
+    loop {
+        let progress = machine.handle_input(input, now);
+        input = &input[progress.consumed..];
+        let Some(event) = progress.event else { break };
+        events.push(event);
+        match replies.next() {
+            Some(reply) => machine.answer(reply),
+            None => break,
+        }
+    }
+    // "RSET" went into the message instead of being run as a command.
+    assert_eq!(
+        events.last(),
+        Some(&Event::Message {
+            outcome: DataOutcome::Ok
+        })
+    );
+    assert_eq!(machine.take_message(), b"RSET\r\n");
+    let mut out = Vec::new();
+    machine.poll_transmit(&mut out);
+    assert!(String::from_utf8_lossy(&out).ends_with("354 go on\r\n"));
+}
