@@ -279,7 +279,7 @@ impl<R: Receiver> Session<R> {
             ..self.mail.clone()
         };
         if let Some(data) = &mut done.data {
-            data.raw = Vec::new();
+            data.raw = bytes::Bytes::new();
             data.text = Vec::new();
         }
         if self.transactions.len() >= MAX_KEPT_TRANSACTIONS {

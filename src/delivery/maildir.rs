@@ -140,6 +140,7 @@ impl Deliver for Maildir {
             };
             let this = self.clone();
             let received = data.received.clone();
+            // Bytes: a reference-counted handle, the message is not copied.
             let raw = data.raw.clone();
             match handle
                 .spawn_blocking(move || this.write_message(&return_path, &received, &raw))
