@@ -33,7 +33,7 @@ pub mod trace;
 
 pub use config::{Config, Settings};
 pub use delivery::{Deliver, DeliveryError, Maildir};
-pub use mail::{Connect, Data, Ehlo, HeaderValue, Mail, MailFrom, RcptTo};
+pub use mail::{Address, Connect, Data, Ehlo, HeaderValue, Mail, MailFrom, RcptTo};
 pub use protocol::Reply;
 pub use receiver::{Context, Extensions, Receiver, defaults};
 pub use server::{Server, ServerError};

@@ -14,7 +14,7 @@ use futures_util::FutureExt as _;
 
 use crate::config::Settings;
 use crate::delivery::{Deliver, DeliveryError};
-use crate::mail::{Connect, Data, Ehlo, Mail, MailFrom, RcptTo};
+use crate::mail::{Address, Connect, Data, Ehlo, Mail, MailFrom, RcptTo};
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::machine::refusal;
 use crate::protocol::{DataOutcome, Event, Machine, Path, PathRequest, Reply};
@@ -158,24 +158,12 @@ impl<R: Receiver> Session<R> {
 
     async fn mail_from(&mut self, request: PathRequest) -> Reply {
         self.archive();
-        let (url, local_part, domain) = split_path(&request.path);
-        let analysis = self
-            .settings
-            .sender_character_check
-            .then(|| local_part.as_deref().map(analyze_local_part))
-            .flatten();
+        let (size, body, smtputf8) = (request.size, request.body, request.smtputf8);
         let mut from = MailFrom {
-            accepted: false,
-            value: request.argument,
-            name: request.name,
-            url,
-            local_part,
-            domain,
-            bad_characters: analysis.map(|a| a.bad_characters),
-            wrong_dot_usage: analysis.map(|a| a.wrong_dot_usage),
-            size: request.size,
-            body: request.body.map(|b| b.as_str().to_owned()),
-            smtputf8: request.smtputf8,
+            address: address_record(request, self.settings.sender_character_check),
+            size,
+            body: body.map(|b| b.as_str().to_owned()),
+            smtputf8,
             ..MailFrom::default()
         };
         let reply = hook!(self, mail_from, &from).unwrap_or_else(|_| internal_error());
@@ -185,23 +173,7 @@ impl<R: Receiver> Session<R> {
     }
 
     async fn rcpt_to(&mut self, request: PathRequest) -> Reply {
-        let (url, local_part, domain) = split_path(&request.path);
-        let analysis = self
-            .settings
-            .recipient_character_check
-            .then(|| local_part.as_deref().map(analyze_local_part))
-            .flatten();
-        let mut to = RcptTo {
-            accepted: false,
-            value: request.argument,
-            name: request.name,
-            url,
-            local_part,
-            domain,
-            bad_characters: analysis.map(|a| a.bad_characters),
-            wrong_dot_usage: analysis.map(|a| a.wrong_dot_usage),
-            ..RcptTo::default()
-        };
+        let mut to = address_record(request, self.settings.recipient_character_check);
         let reply = hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error());
         to.accepted = reply.is_positive();
         self.mail.rcptto.push(to);
@@ -291,15 +263,28 @@ impl<R: Receiver> Session<R> {
     }
 }
 
-fn split_path(path: &Path) -> (String, Option<String>, Option<String>) {
-    match path {
+/// The seed's record of a MAIL/RCPT address (not yet accepted); the local-part
+/// analysis only when `check` is on.
+fn address_record(request: PathRequest, check: bool) -> Address {
+    let (url, local_part, domain) = match request.path {
         Path::Null => ("<>".to_owned(), None, None),
-        Path::Postmaster(p) => (p.clone(), Some(p.clone()), None),
-        Path::Mailbox(m) => (
-            m.address(),
-            Some(m.local_part.clone()),
-            Some(m.domain.clone()),
-        ),
+        Path::Postmaster(p) => (p.clone(), Some(p), None),
+        Path::Mailbox(m) => (m.address(), Some(m.local_part), Some(m.domain)),
+    };
+    let analysis = local_part
+        .as_deref()
+        .filter(|_| check)
+        .map(analyze_local_part);
+    Address {
+        accepted: false,
+        value: request.argument,
+        name: request.name,
+        url,
+        local_part,
+        domain,
+        bad_characters: analysis.map(|a| a.bad_characters),
+        wrong_dot_usage: analysis.map(|a| a.wrong_dot_usage),
+        ..Address::default()
     }
 }
 

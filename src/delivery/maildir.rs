@@ -197,14 +197,17 @@ fn sanitize_hostname(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mail::{Data, MailFrom};
+    use crate::mail::{Address, Data, MailFrom};
     use std::os::unix::fs::PermissionsExt;
     use std::task::{Context, Poll, Waker};
 
     fn mail(from: &str, body: &[u8]) -> Mail {
         Mail {
             mailfrom: Some(MailFrom {
-                url: from.into(),
+                address: Address {
+                    url: from.into(),
+                    ..Address::default()
+                },
                 ..MailFrom::default()
             }),
             data: Some(Data::from_message(

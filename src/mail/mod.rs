@@ -83,25 +83,28 @@ pub struct Ehlo {
     pub verb: String,
 }
 
-/// The MAIL FROM envelope sender.
+/// An envelope address as the client gave it and what was found about it: the
+/// fields the seed's MAIL FROM and RCPT TO tables share.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct MailFrom {
-    /// Whether the sender was accepted.
+pub struct Address {
+    /// Whether the command was accepted (a 2xx reply).
     pub accepted: bool,
-    /// The raw argument after `MAIL FROM:`.
+    /// The raw argument after `MAIL FROM:` / `RCPT TO:`.
     pub value: String,
     /// The display name, if the client sent one (usually `""`).
     pub name: String,
-    /// `"local@domain"`, or `"<>"` for the null reverse path.
+    /// `"local@domain"`, `"<>"` for the null reverse path, `"postmaster"`.
     pub url: String,
     /// The local part of the address.
     pub local_part: Option<String>,
     /// The domain of the address.
     pub domain: Option<String>,
-    /// Whether the address has bad characters; `null` when the check is off.
+    /// Whether the local part has characters outside RFC 5322 atext; `null` when
+    /// the check is off or there is no local part.
     pub bad_characters: Option<bool>,
-    /// Whether the address uses dots wrongly; `null` when the check is off.
+    /// Whether the local part starts or ends with a dot or has two in a row;
+    /// `null` when the check is off or there is no local part.
     pub wrong_dot_usage: Option<bool>,
     /// The IP the domain resolves to.
     pub ip: Option<String>,
@@ -109,6 +112,16 @@ pub struct MailFrom {
     pub mxs: Option<Vec<String>>,
     /// The IPs of the MX hosts.
     pub ips: Option<Vec<String>>,
+}
+
+/// The MAIL FROM envelope sender: the shared [`Address`] fields (reachable
+/// directly through `Deref`, e.g. `from.url`) and the sender-only ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MailFrom {
+    /// The address fields shared with RCPT TO (flattened in JSON).
+    #[serde(flatten)]
+    pub address: Address,
     /// The SPF result, e.g. `"pass"`.
     pub spf: Option<String>,
     /// The `SIZE=` parameter (new key).
@@ -119,33 +132,21 @@ pub struct MailFrom {
     pub smtputf8: bool,
 }
 
-/// One RCPT TO envelope recipient.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RcptTo {
-    /// Whether the recipient was accepted.
-    pub accepted: bool,
-    /// The raw argument after `RCPT TO:`.
-    pub value: String,
-    /// The display name, if the client sent one (usually `""`).
-    pub name: String,
-    /// `"local@domain"`.
-    pub url: String,
-    /// The local part of the address.
-    pub local_part: Option<String>,
-    /// The domain of the address.
-    pub domain: Option<String>,
-    /// Whether the address has bad characters; `null` when the check is off.
-    pub bad_characters: Option<bool>,
-    /// Whether the address uses dots wrongly; `null` when the check is off.
-    pub wrong_dot_usage: Option<bool>,
-    /// The IP the domain resolves to.
-    pub ip: Option<String>,
-    /// The domain's MX hosts.
-    pub mxs: Option<Vec<String>>,
-    /// The IPs of the MX hosts.
-    pub ips: Option<Vec<String>>,
+impl std::ops::Deref for MailFrom {
+    type Target = Address;
+    fn deref(&self) -> &Address {
+        &self.address
+    }
 }
+
+impl std::ops::DerefMut for MailFrom {
+    fn deref_mut(&mut self) -> &mut Address {
+        &mut self.address
+    }
+}
+
+/// One RCPT TO envelope recipient (the seed's RCPT TO table).
+pub type RcptTo = Address;
 
 /// The message received after DATA.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
