@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Body, Event, Limits, Machine, Mode, PathRequest, Pending, too_large};
-use crate::protocol::address::{self, AddressError, PathKind, parameters};
+use crate::protocol::address::{self, AddressError, PathArgument, PathKind, parameters};
 use crate::protocol::command::{Command, CommandError, parse_command};
 use crate::protocol::{Path, Reply};
 
@@ -109,19 +109,31 @@ impl Machine {
                 return None;
             }
         }
+        let request = self.path_request(argument, parsed, smtputf8, size, body)?;
+        self.wait(Pending::Mail { smtputf8 }, Event::MailFrom(request))
+    }
+
+    /// The request a hook sees; non-ASCII addresses need SMTPUTF8 (RFC 6531).
+    fn path_request(
+        &mut self,
+        argument: &str,
+        parsed: PathArgument<'_>,
+        smtputf8: bool,
+        size: Option<u64>,
+        body: Option<Body>,
+    ) -> Option<PathRequest> {
         if !smtputf8 && path_is_non_ascii(&parsed.path) {
             self.refuse(needs_smtputf8());
             return None;
         }
-        let request = PathRequest {
+        Some(PathRequest {
             argument: argument.to_owned(),
             name: parsed.name.to_owned(),
             path: parsed.path,
             size,
             body,
             smtputf8,
-        };
-        self.wait(Pending::Mail { smtputf8 }, Event::MailFrom(request))
+        })
     }
 
     fn size_parameter(&self, value: Option<&str>) -> Result<u64, Reply> {
@@ -163,18 +175,7 @@ impl Machine {
             });
             return None;
         }
-        if !smtputf8 && path_is_non_ascii(&parsed.path) {
-            self.refuse(needs_smtputf8());
-            return None;
-        }
-        let request = PathRequest {
-            argument: argument.to_owned(),
-            name: parsed.name.to_owned(),
-            path: parsed.path,
-            size: None,
-            body: None,
-            smtputf8,
-        };
+        let request = self.path_request(argument, parsed, smtputf8, None, None)?;
         self.wait(Pending::Rcpt, Event::RcptTo(request))
     }
 
