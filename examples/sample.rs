@@ -78,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mailboxes: HashMap::from([("admin@example.com".to_owned(), "{PLAIN}secret".to_owned())]),
         submission_port: "2001".to_owned(),
     };
-    let server = Server::bind(&config.listen_addrs()?, config.settings()?, receiver)
+    let server = Server::bind(&config.listeners()?, config.settings()?, receiver)
         .await?
         .with_delivery(Maildir::open("sample-mail")?);
     eprintln!("listening on {:?}; ^C to stop", server.local_addrs());

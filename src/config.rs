@@ -52,6 +52,122 @@ pub struct Config {
     pub bare_line_ending: LineEndingPolicy,
     /// Do not print each received mail as a JSON line on stdout. Default: false.
     pub quiet: bool,
+    /// Listeners with an explicit mode (`[[listener]]` tables), in addition to
+    /// `listening_ports`.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// PEM certificate chain for TLS (seed `certificate`). Default: a self-signed
+    /// certificate for `server_name` generated at start-up.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key for `certificate` (seed `private_key`).
+    pub private_key: Option<PathBuf>,
+    /// Keep a generated certificate in the working directory and reuse it, so it
+    /// stays the same across restarts. Default: false.
+    pub keep_generated_certificate: bool,
+    /// Seconds allowed for a TLS handshake. Default: 30.
+    pub tls_handshake_timeout: f64,
+    /// Connections open at once; more get 421 4.7.0 and are closed. Default: 1000.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address; more get 421 4.7.0. Default: 20.
+    pub max_connections_per_ip: usize,
+    /// Seconds a message in progress may take to finish after SIGTERM/SIGINT.
+    /// Default: 30.
+    pub shutdown_grace: f64,
+    /// Peers allowed to send a PROXY protocol header (CIDRs, e.g. `10.0.0.0/8`).
+    pub proxy_trusted_networks: Vec<String>,
+    /// Switch to this user after binding (seed `user_name`).
+    pub user_name: Option<String>,
+    /// Switch to this group after binding (seed `group_name`).
+    pub group_name: Option<String>,
+    /// Change to this directory first; relative paths are relative to it (seed
+    /// `working_directory`). Default: the current directory.
+    pub working_directory: Option<PathBuf>,
+    /// Write the server's pid here after binding (seed `pid_file`; the seed
+    /// defaulted to `pid`, we write none unless asked).
+    pub pid_file: Option<PathBuf>,
+    /// Detach and run in the background (seed `daemon`). Default: false.
+    pub daemon: bool,
+    /// Log to this file (rotated daily) instead of stderr.
+    pub log_file: Option<PathBuf>,
+}
+
+/// One `[[listener]]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// `ADDR:PORT`, `[IPV6]:PORT` or `PORT`.
+    pub address: String,
+    /// `smtp` (default), `smtps` or `submission`.
+    #[serde(default)]
+    pub mode: ListenerMode,
+    /// Expect a PROXY protocol header from a trusted peer first. Default: false.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+}
+
+/// How a listener treats its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerMode {
+    /// Plain SMTP, STARTTLS offered (port 25).
+    #[default]
+    Smtp,
+    /// Implicit TLS from the first byte (RFC 8314, port 465).
+    Smtps,
+    /// Message submission (RFC 6409, port 587): STARTTLS offered, MAIL needs AUTH.
+    Submission,
+}
+
+impl ListenerMode {
+    /// The mode a well-known port number implies: 465 smtps, 587 submission,
+    /// anything else smtp.
+    pub fn for_port(port: u16) -> Self {
+        match port {
+            465 => Self::Smtps,
+            587 => Self::Submission,
+            _ => Self::Smtp,
+        }
+    }
+}
+
+/// A validated listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// How to treat connections.
+    pub mode: ListenerMode,
+    /// Expect a PROXY protocol header first.
+    pub proxy_protocol: bool,
+}
+
+impl ListenerSpec {
+    /// A listener of the given mode without PROXY protocol.
+    pub fn new(addr: SocketAddr, mode: ListenerMode) -> Self {
+        Self {
+            addr,
+            mode,
+            proxy_protocol: false,
+        }
+    }
+}
+
+impl From<SocketAddr> for ListenerSpec {
+    fn from(addr: SocketAddr) -> Self {
+        Self::new(addr, ListenerMode::Smtp)
+    }
+}
+
+impl From<&SocketAddr> for ListenerSpec {
+    fn from(addr: &SocketAddr) -> Self {
+        Self::from(*addr)
+    }
+}
+
+impl From<&ListenerSpec> for ListenerSpec {
+    fn from(spec: &ListenerSpec) -> Self {
+        *spec
+    }
 }
 
 /// The `bare_line_ending` option.
@@ -83,6 +199,21 @@ impl Default for Config {
             data_timeout: limits.data_timeout.as_secs_f64(),
             bare_line_ending: LineEndingPolicy::Reject,
             quiet: false,
+            listeners: Vec::new(),
+            certificate: None,
+            private_key: None,
+            keep_generated_certificate: false,
+            tls_handshake_timeout: 30.0,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            shutdown_grace: 30.0,
+            proxy_trusted_networks: Vec::new(),
+            user_name: None,
+            group_name: None,
+            working_directory: None,
+            pid_file: None,
+            daemon: false,
+            log_file: None,
         }
     }
 }
@@ -130,7 +261,60 @@ pub struct Settings {
     pub recipient_character_check: bool,
     /// Protocol limits.
     pub limits: Arc<Limits>,
+    /// Seconds allowed for a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Time a message in progress may take to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Peers allowed to send a PROXY protocol header.
+    pub proxy_trusted_networks: Vec<Cidr>,
     pub(crate) ehlo_keywords: Arc<[String]>,
+}
+
+/// An IP network, `ADDR/PREFIX` (a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR/PREFIX` or `ADDR`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let network: IpAddr = addr.parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
+            None => max,
+        };
+        Some(Self { network, prefix })
+    }
+
+    /// True when `ip` is inside the network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Config {
@@ -151,22 +335,32 @@ impl Config {
         toml::from_str(text).map_err(|e| e.message().to_owned())
     }
 
-    /// The addresses to listen on.
-    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
-        if self.listening_ports.is_empty() {
+    /// Every listener: `listening_ports` (mode from the well-known port number)
+    /// followed by the `[[listener]]` tables.
+    pub fn listeners(&self) -> Result<Vec<ListenerSpec>, ConfigError> {
+        let mut specs: Vec<ListenerSpec> = Vec::new();
+        for text in &self.listening_ports {
+            let addr = listen_addr("listening_ports", text)?;
+            specs.push(ListenerSpec::new(addr, ListenerMode::for_port(addr.port())));
+        }
+        for listener in &self.listeners {
+            let addr = listen_addr("listener.address", &listener.address)?;
+            specs.push(ListenerSpec {
+                addr,
+                mode: listener.mode,
+                proxy_protocol: listener.proxy_protocol,
+            });
+        }
+        if specs.is_empty() {
             return Err(invalid("listening_ports", "no address to listen on".into()));
         }
-        self.listening_ports
-            .iter()
-            .map(|p| {
-                parse_listen_addr(p).ok_or_else(|| {
-                    invalid(
-                        "listening_ports",
-                        format!("{p:?} is not PORT, ADDR:PORT or [IPV6]:PORT"),
-                    )
-                })
-            })
-            .collect()
+        if specs.iter().any(|s| s.proxy_protocol) && self.proxy_trusted_networks.is_empty() {
+            return Err(invalid(
+                "proxy_trusted_networks",
+                "a listener expects PROXY headers but no network is trusted to send them".into(),
+            ));
+        }
+        Ok(specs)
     }
 
     /// Validates the values and builds the settings.
@@ -200,6 +394,18 @@ impl Config {
                 format!("{:?} must be a host name", limits.server_name),
             ));
         }
+        let proxy_trusted_networks = self
+            .proxy_trusted_networks
+            .iter()
+            .map(|n| {
+                Cidr::parse(n).ok_or_else(|| {
+                    invalid(
+                        "proxy_trusted_networks",
+                        format!("{n:?} is not ADDR/PREFIX"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Settings {
             server_name: limits.server_name.clone(),
             local_hostname: local_hostname(),
@@ -207,6 +413,15 @@ impl Config {
             recipient_character_check: self.recipient_character_check,
             ehlo_keywords: ehlo_keywords(&limits),
             limits: Arc::new(limits),
+            tls_handshake_timeout: seconds("tls_handshake_timeout", self.tls_handshake_timeout)?,
+            max_connections: at_least("max_connections", self.max_connections, 1)?,
+            max_connections_per_ip: at_least(
+                "max_connections_per_ip",
+                self.max_connections_per_ip,
+                1,
+            )?,
+            shutdown_grace: seconds("shutdown_grace", self.shutdown_grace)?,
+            proxy_trusted_networks,
         })
     }
 
@@ -222,6 +437,7 @@ impl Settings {
             Ok(settings) => settings,
             Err(_) => {
                 let limits = Limits::default();
+                let config = Config::default();
                 Self {
                     server_name: limits.server_name.clone(),
                     local_hostname: local_hostname(),
@@ -229,6 +445,11 @@ impl Settings {
                     recipient_character_check: true,
                     ehlo_keywords: ehlo_keywords(&limits),
                     limits: Arc::new(limits),
+                    tls_handshake_timeout: Duration::from_secs_f64(config.tls_handshake_timeout),
+                    max_connections: config.max_connections,
+                    max_connections_per_ip: config.max_connections_per_ip,
+                    shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
+                    proxy_trusted_networks: Vec::new(),
                 }
             }
         }
@@ -266,6 +487,15 @@ fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
         .ok_or_else(|| invalid(key, format!("{value} is not a positive number of seconds")))
 }
 
+fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    parse_listen_addr(text).ok_or_else(|| {
+        invalid(
+            key,
+            format!("{text:?} is not PORT, ADDR:PORT or [IPV6]:PORT"),
+        )
+    })
+}
+
 /// `PORT`, `ADDR:PORT` or `[IPV6]:PORT`; a bare port means every address.
 pub fn parse_listen_addr(text: &str) -> Option<SocketAddr> {
     let text = text.trim();
@@ -285,10 +515,8 @@ mod tests {
         assert_eq!(config, Config::default());
         let settings = config.settings().unwrap();
         assert_eq!(settings.limits.max_command_line, 512);
-        assert_eq!(
-            config.listen_addrs().unwrap(),
-            vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]
-        );
+        let addr: SocketAddr = "127.0.0.1:2525".parse().unwrap();
+        assert_eq!(config.listeners().unwrap(), vec![ListenerSpec::from(addr)]);
     }
 
     #[test]
@@ -298,7 +526,7 @@ mod tests {
              sender_character_check = false\nbare_line_ending = \"normalize\"\ncommand_timeout = 0.5\n",
         )
         .unwrap();
-        let addrs = config.listen_addrs().unwrap();
+        let addrs: Vec<SocketAddr> = config.listeners().unwrap().iter().map(|l| l.addr).collect();
         assert_eq!(addrs[0], "[::]:2000".parse().unwrap());
         assert_eq!(addrs[2], "[::1]:2002".parse().unwrap());
         let settings = config.settings().unwrap();
@@ -314,12 +542,7 @@ mod tests {
         let e = Config::parse("max_errors = \"ten\"").unwrap_err();
         assert!(e.contains("invalid type"), "{e}");
         let c = Config::parse("listening_ports = [\"nowhere\"]").unwrap();
-        assert!(
-            c.listen_addrs()
-                .unwrap_err()
-                .to_string()
-                .contains("nowhere")
-        );
+        assert!(c.listeners().unwrap_err().to_string().contains("nowhere"));
         let c = Config::parse("command_timeout = -1").unwrap();
         assert!(
             c.settings()
@@ -334,5 +557,74 @@ mod tests {
                 .to_string()
                 .contains("server_name")
         );
+    }
+
+    #[test]
+    fn listener_modes() {
+        let config = Config::parse(
+            "listening_ports = [\"25\", \"127.0.0.1:465\", \"587\", \"2525\"]\n\
+             proxy_trusted_networks = [\"10.0.0.0/8\", \"::1\"]\n\
+             [[listener]]\naddress = \"127.0.0.1:10465\"\nmode = \"smtps\"\n\
+             [[listener]]\naddress = \"127.0.0.1:10025\"\nproxy_protocol = true\n",
+        )
+        .unwrap();
+        let modes: Vec<(u16, ListenerMode, bool)> = config
+            .listeners()
+            .unwrap()
+            .iter()
+            .map(|l| (l.addr.port(), l.mode, l.proxy_protocol))
+            .collect();
+        use ListenerMode::*;
+        assert_eq!(
+            modes,
+            [
+                (25, Smtp, false),
+                (465, Smtps, false),
+                (587, Submission, false),
+                (2525, Smtp, false),
+                (10465, Smtps, false),
+                (10025, Smtp, true)
+            ]
+        );
+        let e =
+            Config::parse("[[listener]]\naddress = \"1.2.3.4:5\"\nmode = \"smtpx\"\n").unwrap_err();
+        assert!(e.contains("smtpx"), "{e}");
+        let c = Config::parse("[[listener]]\naddress = \"127.0.0.1:5\"\nproxy_protocol = true\n")
+            .unwrap();
+        assert!(
+            c.listeners()
+                .unwrap_err()
+                .to_string()
+                .contains("proxy_trusted_networks")
+        );
+        let c = Config::parse("proxy_trusted_networks = [\"10.0.0.0/33\"]").unwrap();
+        assert!(
+            c.settings()
+                .unwrap_err()
+                .to_string()
+                .contains("10.0.0.0/33")
+        );
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let net = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.1".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("1.2.3.4".parse().unwrap())
+        );
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(
+            Cidr::parse("2001:db8::/32")
+                .unwrap()
+                .contains("2001:db8:1::5".parse().unwrap())
+        );
+        assert_eq!(Cidr::parse("nonsense"), None);
+        assert_eq!(Cidr::parse("1.2.3.4/"), None);
     }
 }

@@ -6,9 +6,12 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use net_receiver::config::{ListenerConfig, ListenerMode};
+use net_receiver::server::{CertificateSource, TlsHandle};
 use net_receiver::{Config, Context, DeliveryError, Maildir, Receiver, Server, defaults};
 
 /// A programmable SMTP receiver. With no arguments it listens on 127.0.0.1:2525,
@@ -19,9 +22,22 @@ struct Args {
     /// TOML configuration file (keys: see README).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Listen on this address (repeatable); replaces `listening_ports`.
+    /// Listen for plain SMTP with STARTTLS (repeatable). Any of the three listen
+    /// flags replaces the config file's `listening_ports` and `[[listener]]`s.
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     listen: Vec<String>,
+    /// Listen for implicit TLS, RFC 8314 (repeatable).
+    #[arg(long = "tls-listen", value_name = "ADDR:PORT")]
+    tls_listen: Vec<String>,
+    /// Listen for message submission: STARTTLS, MAIL needs AUTH (repeatable).
+    #[arg(long = "submission-listen", value_name = "ADDR:PORT")]
+    submission_listen: Vec<String>,
+    /// PEM certificate chain (default: a self-signed certificate generated at start-up).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
     /// Maildir for accepted mail (created if missing).
     #[arg(long, value_name = "DIR")]
     maildir: Option<PathBuf>,
@@ -76,8 +92,27 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
-    if !args.listen.is_empty() {
-        config.listening_ports = args.listen.clone();
+    let cli_listeners = [
+        (&args.listen, ListenerMode::Smtp),
+        (&args.tls_listen, ListenerMode::Smtps),
+        (&args.submission_listen, ListenerMode::Submission),
+    ];
+    if cli_listeners.iter().any(|(list, _)| !list.is_empty()) {
+        config.listening_ports.clear();
+        config.listeners = cli_listeners
+            .iter()
+            .flat_map(|(list, mode)| {
+                list.iter().map(|address| ListenerConfig {
+                    address: address.clone(),
+                    mode: *mode,
+                    proxy_protocol: false,
+                })
+            })
+            .collect();
+    }
+    if args.cert.is_some() {
+        config.certificate = args.cert.clone();
+        config.private_key = args.key.clone();
     }
     if let Some(dir) = args.maildir {
         config.maildir = dir;
@@ -86,10 +121,25 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.server_name = args.server_name;
     }
     config.quiet |= args.quiet;
-    let addrs = config.listen_addrs()?;
+    let addrs = config.listeners()?;
     let settings = config.settings()?;
     let maildir = Maildir::open(&config.maildir)
         .with_context(|| format!("cannot use Maildir {}", config.maildir.display()))?;
+    let tls = Arc::new(TlsHandle::new(certificate_source(
+        &config,
+        &settings.server_name,
+    )?)?);
+    match tls.source() {
+        CertificateSource::Files { certificate, .. } => tracing::info!(
+            "TLS certificate {} (SHA-256 {})",
+            certificate.display(),
+            tls.fingerprint()
+        ),
+        CertificateSource::Generated { server_name, .. } => tracing::info!(
+            "TLS certificate: self-signed for {server_name}, SHA-256 {}",
+            tls.fingerprint()
+        ),
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let receiver = PrintingReceiver {
@@ -97,17 +147,54 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         let server = Server::bind(&addrs, settings, receiver)
             .await?
-            .with_delivery(maildir);
-        for addr in server.local_addrs() {
+            .with_delivery(maildir)
+            .with_tls(Arc::clone(&tls));
+        for (addr, spec) in server.local_addrs().into_iter().zip(&addrs) {
             tracing::info!(
+                mode = ?spec.mode,
                 "listening on {addr}, delivering to {}",
                 config.maildir.display()
             );
         }
+        tokio::spawn(reload_on_hangup(tls));
         server.run_until(shutdown_signal()).await;
         tracing::info!("shut down");
         Ok(())
     })
+}
+
+/// Where the TLS certificate comes from: both files, or generated.
+fn certificate_source(config: &Config, server_name: &str) -> anyhow::Result<CertificateSource> {
+    match (&config.certificate, &config.private_key) {
+        (Some(certificate), Some(private_key)) => Ok(CertificateSource::Files {
+            certificate: certificate.clone(),
+            private_key: private_key.clone(),
+        }),
+        (None, None) => Ok(CertificateSource::Generated {
+            server_name: server_name.to_owned(),
+            keep_in: config
+                .keep_generated_certificate
+                .then(|| PathBuf::from(".")),
+        }),
+        _ => anyhow::bail!("certificate and private_key must be given together"),
+    }
+}
+
+/// Re-reads the certificate and key on every SIGHUP; open connections are kept.
+async fn reload_on_hangup(tls: Arc<TlsHandle>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!(
+                "SIGHUP: TLS certificate reloaded (SHA-256 {})",
+                tls.fingerprint()
+            ),
+            Err(error) => tracing::error!("SIGHUP: keeping the old TLS certificate: {error}"),
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

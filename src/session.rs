@@ -33,6 +33,15 @@ pub struct ConnectionInfo {
     pub remote: SocketAddr,
 }
 
+/// What TLS negotiated, recorded in the mail structure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// Protocol version, e.g. `TLSv1_3`.
+    pub version: Option<String>,
+    /// Cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: Option<String>,
+}
+
 /// One connection's hook state: the mail structure, earlier transactions and the
 /// user's extensions.
 pub struct Session<R> {
@@ -127,12 +136,24 @@ impl<R: Receiver> Session<R> {
             Event::Vrfy(who) => hook!(self, vrfy, &who).unwrap_or_else(|_| internal_error()),
             Event::Expn(list) => hook!(self, expn, &list).unwrap_or_else(|_| internal_error()),
             Event::Quit => hook!(self, quit).unwrap_or_else(|_| internal_error()),
+            // The connection handles STARTTLS itself; it never gets here.
+            Event::StartTls => Reply::new(454, (4, 7, 0), "TLS not available"),
         };
         if self.mail.prohibited && reply.is_positive() {
             // A hook prohibited the client: refuse from now on and close.
             return prohibited(&self.mail.remote_ip);
         }
         reply
+    }
+
+    /// TLS is up (implicit, or after STARTTLS): recorded in the mail structure; the
+    /// session starts over as just connected (any transaction and EHLO are gone).
+    pub fn tls_established(&mut self, facts: TlsFacts) {
+        self.archive();
+        self.mail.ehlo = None;
+        self.mail.encrypted = true;
+        self.mail.tls_version = facts.version;
+        self.mail.tls_cipher = facts.cipher;
     }
 
     /// The connection ended: files the open transaction and calls `closed`.
@@ -216,10 +237,17 @@ impl<R: Receiver> Session<R> {
         let mail = &self.mail;
         let ehlo = mail.ehlo.as_ref();
         let smtputf8 = mail.mailfrom.as_ref().is_some_and(|m| m.smtputf8);
-        let protocol = match (ehlo.is_some_and(|e| e.verb == "EHLO"), smtputf8) {
-            (_, true) => "UTF8SMTP",
-            (true, false) => "ESMTP",
-            (false, false) => "SMTP",
+        // RFC 3848 / RFC 6531 "with" keywords.
+        let protocol = match (
+            ehlo.is_some_and(|e| e.verb == "EHLO"),
+            smtputf8,
+            mail.encrypted,
+        ) {
+            (_, true, false) => "UTF8SMTP",
+            (_, true, true) => "UTF8SMTPS",
+            (true, false, false) => "ESMTP",
+            (true, false, true) => "ESMTPS",
+            (false, false, _) => "SMTP",
         };
         let accepted: Vec<&RcptTo> = mail.rcptto.iter().filter(|r| r.accepted).collect();
         let recipient = match accepted.as_slice() {

@@ -55,6 +55,11 @@ pub struct Mail {
     pub rcptto: Vec<RcptTo>,
     /// The message, once DATA has been received.
     pub data: Option<Data>,
+    /// The TLS protocol version, e.g. `"TLSv1_3"`, when encrypted (new key).
+    pub tls_version: Option<String>,
+    /// The TLS cipher suite, e.g. `"TLS13_AES_256_GCM_SHA384"`, when encrypted
+    /// (new key).
+    pub tls_cipher: Option<String>,
 }
 
 /// What is known when the client connects.
@@ -355,7 +360,8 @@ mod tests {
             (
                 &v,
                 "local_port local_hostname remote_port remote_hostname remote_ip id time accepted \
-                 prohibited encrypted authenticated connect ehlo mailfrom rcptto data"
+                 prohibited encrypted authenticated connect ehlo mailfrom rcptto data \
+                 tls_version tls_cipher"
                     .into(),
             ),
             (&v["connect"], "value domain".into()),

@@ -13,5 +13,5 @@ pub mod reply;
 
 pub use address::{Mailbox, Path};
 pub use data::{BareLineEnding, DataOutcome};
-pub use machine::{Body, Event, Limits, Machine, PathRequest, Progress};
+pub use machine::{Body, ConnectionOptions, Event, Limits, Machine, PathRequest, Progress};
 pub use reply::{Enhanced, Reply};

@@ -1,17 +1,25 @@
-//! One connection: moves bytes between the socket and the [`Machine`], and hands
-//! events to the [`Session`]. Nothing protocol-ish lives here.
+//! One connection: moves bytes between the socket (or its TLS stream) and the
+//! [`Machine`], and hands events to the [`Session`]. Nothing protocol-ish lives here.
 //!
 //! Order of work: answer every command already buffered (hooks included), then write
 //! all queued replies in one go (RFC 2920 pipelining), then read again — or stop at
 //! the machine's deadline, at end of input, or when the machine closes.
+//!
+//! STARTTLS: once the machine has queued its 220, the reply is flushed, every byte
+//! still buffered from the plaintext stream is thrown away (they were sent before
+//! the handshake and must never be read as if encrypted, CVE-2011-0411), and the
+//! handshake runs on the bare socket.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 
-use crate::protocol::Machine;
+use super::tls::TlsHandle;
+use crate::protocol::{Event, Machine};
 use crate::receiver::Receiver;
-use crate::session::Session;
+use crate::session::{Session, TlsFacts};
 
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -19,66 +27,169 @@ const READ_CHUNK: usize = 16 * 1024;
 /// pipelines without reading cannot grow our output without bound.
 const MAX_EVENTS_PER_FLUSH: usize = 256;
 
+/// How a stretch of conversation on one stream ended.
+enum Ending {
+    /// The session is over.
+    Closed,
+    /// The client asked for STARTTLS and got its 220.
+    StartTls,
+}
+
+/// The buffers of one connection, kept across the STARTTLS switch.
+struct Buffers {
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
 /// Runs the SMTP conversation on `stream` until either side closes it.
-pub(crate) async fn serve<R, S>(stream: S, mut session: Session<R>, mut machine: Machine)
+/// `tls` is offered for STARTTLS when given.
+pub(crate) async fn serve<R, S>(
+    mut stream: S,
+    mut session: Session<R>,
+    mut machine: Machine,
+    tls: Option<Arc<TlsHandle>>,
+    handshake_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    R: Receiver,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let greeting = session.connect().await;
+    machine.answer(greeting);
+    let mut buffers = Buffers {
+        input: Vec::new(),
+        output: Vec::new(),
+    };
+    let ending = converse(
+        &mut stream,
+        &mut session,
+        &mut machine,
+        &mut buffers,
+        &mut stop,
+    )
+    .await;
+    match (ending, tls) {
+        (Ok(Ending::StartTls), Some(tls)) => {
+            // Whatever the client sent after STARTTLS was sent in the clear.
+            buffers.input = Vec::new();
+            let accepted = tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream));
+            match accepted.await {
+                Ok(Ok(mut stream)) => {
+                    session.tls_established(tls_facts(stream.get_ref().1));
+                    machine.tls_established(Instant::now());
+                    let ending = converse(
+                        &mut stream,
+                        &mut session,
+                        &mut machine,
+                        &mut buffers,
+                        &mut stop,
+                    )
+                    .await;
+                    log_ending(&session, ending);
+                    let _ = stream.shutdown().await;
+                }
+                Ok(Err(error)) => {
+                    tracing::info!(remote = %session.mail().remote_ip, "TLS handshake failed: {error}");
+                }
+                Err(_) => {
+                    tracing::info!(remote = %session.mail().remote_ip, "TLS handshake timed out");
+                }
+            }
+        }
+        (ending, _) => {
+            log_ending(&session, ending);
+            let _ = stream.shutdown().await;
+        }
+    }
+    session.finish().await;
+}
+
+/// What the TLS layer negotiated, for the mail structure.
+pub(crate) fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
+    TlsFacts {
+        version: connection
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        cipher: connection
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .map(str::to_owned),
+    }
+}
+
+fn log_ending<R: Receiver>(session: &Session<R>, ending: std::io::Result<Ending>) {
+    if let Err(error) = ending {
+        tracing::debug!(remote = %session.mail().remote_ip, "connection error: {error}");
+    }
+}
+
+/// Pumps bytes until the session closes or asks for STARTTLS.
+async fn converse<R, S>(
+    stream: &mut S,
+    session: &mut Session<R>,
+    machine: &mut Machine,
+    buffers: &mut Buffers,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<Ending>
 where
     R: Receiver,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
-    let greeting = session.connect().await;
-    machine.answer(greeting);
-    let mut input: Vec<u8> = Vec::new();
-    let mut output: Vec<u8> = Vec::new();
-    let result: std::io::Result<()> = async {
+    let Buffers { input, output } = buffers;
+    let mut stopping = false;
+    loop {
+        let mut start = 0;
+        let mut events = 0;
         loop {
-            let mut start = 0;
-            let mut events = 0;
-            loop {
-                let progress =
-                    machine.handle_input(input.get(start..).unwrap_or_default(), Instant::now());
-                start += progress.consumed;
-                let Some(event) = progress.event else { break };
-                let reply = session.handle(event, &mut machine).await;
-                machine.answer(reply);
-                events += 1;
-                if events >= MAX_EVENTS_PER_FLUSH {
-                    flush(&mut machine, &mut writer, &mut output).await?;
-                    events = 0;
-                }
+            let rest = input.get(start..).unwrap_or_default();
+            let progress = machine.handle_input(rest, Instant::now());
+            start += progress.consumed;
+            let Some(event) = progress.event else { break };
+            if event == Event::StartTls {
+                flush(machine, stream, output).await?;
+                return Ok(Ending::StartTls);
             }
-            input.drain(..start.min(input.len()));
-            flush(&mut machine, &mut writer, &mut output).await?;
-            if machine.is_closed() {
-                return Ok(());
-            }
-            if input.capacity() - input.len() < READ_CHUNK / 2 {
-                input.reserve(READ_CHUNK);
-            }
-            let read = match machine.poll_timeout() {
-                Some(deadline) => {
-                    tokio::select! {
-                        read = reader.read_buf(&mut input) => read?,
-                        () = tokio::time::sleep_until(deadline.into()) => {
-                            machine.handle_timeout(Instant::now());
-                            continue;
-                        }
-                    }
-                }
-                None => reader.read_buf(&mut input).await?,
-            };
-            if read == 0 {
-                machine.handle_eof();
-                return Ok(());
+            let reply = session.handle(event, machine).await;
+            machine.answer(reply);
+            events += 1;
+            if events >= MAX_EVENTS_PER_FLUSH {
+                flush(machine, stream, output).await?;
+                events = 0;
             }
         }
+        input.drain(..start.min(input.len()));
+        stopping |= *stop.borrow();
+        if stopping {
+            machine.handle_shutdown();
+        }
+        flush(machine, stream, output).await?;
+        if machine.is_closed() {
+            return Ok(Ending::Closed);
+        }
+        if input.capacity() - input.len() < READ_CHUNK / 2 {
+            input.reserve(READ_CHUNK);
+        }
+        let deadline = machine
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + machine.limits().command_timeout);
+        let read = tokio::select! {
+            read = stream.read_buf(input) => read?,
+            () = tokio::time::sleep_until(deadline.into()) => {
+                machine.handle_timeout(Instant::now());
+                continue;
+            }
+            // A change (or the server gone) means shutdown, handled above.
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                continue;
+            }
+        };
+        if read == 0 {
+            machine.handle_eof();
+            return Ok(Ending::Closed);
+        }
     }
-    .await;
-    if let Err(error) = result {
-        tracing::debug!(remote = %session.mail().remote_ip, "connection error: {error}");
-    }
-    let _ = writer.shutdown().await;
-    session.finish().await;
 }
 
 async fn flush<W: AsyncWrite + Unpin>(

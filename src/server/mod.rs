@@ -1,22 +1,30 @@
-//! The server layer (the Ruby gem net-server's job): binds the listening sockets,
-//! accepts connections and runs each one in its own task. Bytes move in
-//! [`conn`]; the protocol lives in [`crate::protocol`].
+//! The server layer (the Ruby gem net-server's job): binds the listeners, accepts
+//! connections within the connection limits, does implicit TLS and the PROXY
+//! header, and runs each connection in its own task until a graceful shutdown.
+//! Bytes move in [`conn`]; the protocol lives in [`crate::protocol`].
 
 mod conn;
+mod limits;
+pub mod process;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{ListenerMode, ListenerSpec, Settings};
 use crate::delivery::Deliver;
-use crate::protocol::Machine;
+use crate::protocol::{ConnectionOptions, Machine, Reply};
 use crate::receiver::Receiver;
 use crate::session::{ConnectionInfo, Session};
+use limits::ConnectionLimits;
+pub use tls::{CertificateSource, TlsError, TlsHandle};
 
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,80 +48,109 @@ pub enum ServerError {
 /// struct Mine;
 /// impl Receiver for Mine {}
 /// let config = Config::default();
-/// let server = Server::bind(&config.listen_addrs()?, config.settings()?, Mine)
+/// let server = Server::bind(&config.listeners()?, config.settings()?, Mine)
 ///     .await?
 ///     .with_delivery(Maildir::open("mail")?);
 /// server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
 /// # Ok(()) }
 /// ```
 pub struct Server<R> {
+    shared: Arc<Shared<R>>,
+    listeners: Vec<(TcpListener, ListenerSpec)>,
+}
+
+/// What every connection task needs.
+struct Shared<R> {
     receiver: Arc<R>,
     settings: Arc<Settings>,
     delivery: Option<Arc<dyn Deliver>>,
-    listeners: Vec<TcpListener>,
+    tls: Option<Arc<TlsHandle>>,
+    limits: ConnectionLimits,
 }
 
 impl<R: Receiver> Server<R> {
-    /// Binds every address (all or nothing).
-    pub async fn bind(
-        addrs: &[SocketAddr],
+    /// Binds every listener (all or nothing). Accepts `&[SocketAddr]` (plain SMTP
+    /// listeners) or `&[ListenerSpec]`.
+    pub async fn bind<L: Into<ListenerSpec>>(
+        listeners: impl IntoIterator<Item = L>,
         settings: Settings,
         receiver: R,
     ) -> Result<Self, ServerError> {
-        let mut listeners = Vec::with_capacity(addrs.len());
-        for &addr in addrs {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })?;
-            listeners.push(listener);
+        let mut bound = Vec::new();
+        for spec in listeners {
+            let spec = spec.into();
+            let listener =
+                TcpListener::bind(spec.addr)
+                    .await
+                    .map_err(|source| ServerError::Bind {
+                        addr: spec.addr,
+                        source,
+                    })?;
+            bound.push((listener, spec));
         }
+        let limits =
+            ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
         Ok(Self {
-            receiver: Arc::new(receiver),
-            settings: Arc::new(settings),
-            delivery: None,
-            listeners,
+            shared: Arc::new(Shared {
+                receiver: Arc::new(receiver),
+                settings: Arc::new(settings),
+                delivery: None,
+                tls: None,
+                limits,
+            }),
+            listeners: bound,
         })
     }
 
     /// Where `defaults::received` stores accepted mail.
     #[must_use]
     pub fn with_delivery(mut self, delivery: impl Deliver) -> Self {
-        self.delivery = Some(Arc::new(delivery));
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.delivery = Some(Arc::new(delivery));
+        }
         self
     }
 
-    /// The bound addresses (with the real port when port 0 was asked for).
+    /// The TLS configuration for STARTTLS and implicit-TLS listeners. Without it,
+    /// STARTTLS is not offered and `smtps` connections are closed.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<TlsHandle>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.tls = Some(tls);
+        }
+        self
+    }
+
+    /// The bound addresses (with the real port when port 0 was asked for), in the
+    /// order the listeners were given.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
     }
 
-    /// Serves until `shutdown` completes; then stops accepting and waits (up to
-    /// 10 seconds) for open connections to end.
+    /// Serves until `shutdown` completes. Then it stops accepting, tells idle
+    /// sessions 421 4.3.2, lets messages in progress finish within
+    /// `shutdown_grace`, and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
         let mut accepting = JoinSet::new();
-        let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-        for listener in self.listeners {
-            let receiver = Arc::clone(&self.receiver);
-            let settings = Arc::clone(&self.settings);
-            let delivery = self.delivery.clone();
+        for (listener, spec) in self.listeners {
+            let shared = Arc::clone(&self.shared);
             let connections = Arc::clone(&connections);
+            let stop = stop_rx.clone();
             accepting.spawn(async move {
                 loop {
                     match listener.accept().await {
                         Ok((stream, remote)) => {
-                            let task = connection(
-                                stream,
-                                remote,
-                                Arc::clone(&receiver),
-                                Arc::clone(&settings),
-                                delivery.clone(),
-                            );
-                            let mut set = connections.lock().await;
-                            while set.try_join_next().is_some() {}
-                            set.spawn(task);
+                            let task =
+                                connection(stream, remote, spec, Arc::clone(&shared), stop.clone());
+                            if let Ok(mut set) = connections.lock() {
+                                while set.try_join_next().is_some() {}
+                                set.spawn(task);
+                            }
                         }
                         Err(error) => {
                             // EMFILE and friends: wait instead of spinning.
@@ -126,45 +163,87 @@ impl<R: Receiver> Server<R> {
         }
         shutdown.await;
         accepting.abort_all();
-        let mut set = std::mem::take(&mut *connections.lock().await);
-        let drained = tokio::time::timeout(Duration::from_secs(10), async {
-            while set.join_next().await.is_some() {}
-        })
-        .await;
+        let _ = stop_tx.send(true);
+        let mut set = match connections.lock() {
+            Ok(mut set) => std::mem::take(&mut *set),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        let grace = self.shared.settings.shutdown_grace;
+        let drained =
+            tokio::time::timeout(grace, async { while set.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!("closing {} connections still open", set.len());
+            tracing::warn!(
+                "closing {} connections still open after the grace period",
+                set.len()
+            );
             set.abort_all();
         }
     }
 }
 
 async fn connection<R: Receiver>(
-    stream: TcpStream,
+    mut stream: TcpStream,
     remote: SocketAddr,
-    receiver: Arc<R>,
-    settings: Arc<Settings>,
-    delivery: Option<Arc<dyn Deliver>>,
+    spec: ListenerSpec,
+    shared: Arc<Shared<R>>,
+    stop: watch::Receiver<bool>,
 ) {
-    let local = match stream.local_addr() {
-        Ok(local) => local,
-        Err(error) => {
-            tracing::debug!("connection from {remote} lost: {error}");
-            return;
-        }
+    let settings = &shared.settings;
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
+    let Some(_slot) = shared.limits.admit(remote.ip()) else {
+        tracing::warn!("connection from {remote} refused: too many connections");
+        let mut out = Vec::new();
+        Reply::new(
+            421,
+            (4, 7, 0),
+            format!(
+                "{} Too many connections, try again later",
+                settings.server_name
+            ),
+        )
+        .write_to(&mut out);
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
+        return;
     };
     let _ = stream.set_nodelay(true);
     tracing::info!("connection accepted on port {} from {remote}", local.port());
-    let machine = Machine::with_keywords(
+    let info = ConnectionInfo { local, remote };
+    let options = ConnectionOptions {
+        starttls: shared.tls.is_some() && spec.mode != ListenerMode::Smtps,
+        tls_active: spec.mode == ListenerMode::Smtps,
+        require_auth: spec.mode == ListenerMode::Submission,
+    };
+    let machine = Machine::with_options(
         Arc::clone(&settings.limits),
         Arc::clone(&settings.ehlo_keywords),
+        options,
         Instant::now(),
     );
-    let session = Session::new(
-        receiver,
-        settings,
-        delivery,
-        ConnectionInfo { local, remote },
+    let mut session = Session::new(
+        Arc::clone(&shared.receiver),
+        Arc::clone(settings),
+        shared.delivery.clone(),
+        info,
     );
-    conn::serve(stream, session, machine).await;
+    let starttls = shared.tls.clone().filter(|_| options.starttls);
+    let timeout = settings.tls_handshake_timeout;
+    if spec.mode == ListenerMode::Smtps {
+        let Some(tls) = &shared.tls else {
+            tracing::error!("implicit-TLS listener {} has no certificate", spec.addr);
+            return;
+        };
+        match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+            Ok(Ok(stream)) => {
+                session.tls_established(conn::tls_facts(stream.get_ref().1));
+                conn::serve(stream, session, machine, None, timeout, stop).await;
+            }
+            Ok(Err(error)) => tracing::info!("TLS handshake with {remote} failed: {error}"),
+            Err(_) => tracing::info!("TLS handshake with {remote} timed out"),
+        }
+    } else {
+        conn::serve(stream, session, machine, starttls, timeout, stop).await;
+    }
     tracing::info!("connection from {remote} closed");
 }

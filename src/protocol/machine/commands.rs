@@ -44,10 +44,7 @@ impl Machine {
             Command::Help(topic) => self.wait(Pending::Other, Event::Help(topic.to_owned())),
             Command::Vrfy(who) => self.wait(Pending::Other, Event::Vrfy(who.to_owned())),
             Command::Expn(list) => self.wait(Pending::Other, Event::Expn(list.to_owned())),
-            Command::StartTls => {
-                self.refuse(Reply::new(454, (4, 7, 0), "TLS not available"));
-                None
-            }
+            Command::StartTls => self.starttls(),
             Command::Auth(_) => {
                 self.refuse(Reply::new(502, (5, 5, 1), "AUTH not available"));
                 None
@@ -55,11 +52,33 @@ impl Machine {
         }
     }
 
+    /// STARTTLS (RFC 3207).
+    fn starttls(&mut self) -> Option<Event> {
+        let refusal = if self.options.tls_active {
+            out_of_sequence("Already running TLS")
+        } else if !self.options.starttls {
+            Reply::new(454, (4, 7, 0), "TLS not available")
+        } else if self.helo != Some(true) {
+            out_of_sequence("Send EHLO first")
+        } else if self.tx.is_some() {
+            out_of_sequence("STARTTLS not allowed inside a mail transaction")
+        } else {
+            self.out_reply(&Reply::new(220, (2, 0, 0), "Ready to start TLS"), &[]);
+            return self.wait(Pending::Tls, Event::StartTls);
+        };
+        self.refuse(refusal);
+        None
+    }
+
     fn mail(&mut self, argument: &str) -> Option<Event> {
         let Some(extended) = self.helo else {
             self.refuse(out_of_sequence("Send EHLO or HELO first"));
             return None;
         };
+        if self.options.require_auth && !self.authenticated {
+            self.refuse(Reply::new(530, (5, 7, 0), "Authentication required"));
+            return None;
+        }
         if self.tx.is_some() {
             self.refuse(out_of_sequence("Nested MAIL command"));
             return None;

@@ -58,6 +58,17 @@ impl Default for Limits {
     }
 }
 
+/// What one connection offers: decided by its listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionOptions {
+    /// STARTTLS can be offered (a certificate is loaded and TLS is not yet active).
+    pub starttls: bool,
+    /// The connection is already encrypted (implicit TLS, RFC 8314).
+    pub tls_active: bool,
+    /// MAIL needs a successful AUTH first (submission, RFC 6409): 530 5.7.0 otherwise.
+    pub require_auth: bool,
+}
+
 /// The BODY= parameter of MAIL (RFC 6152).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
@@ -134,6 +145,10 @@ pub enum Event {
     Expn(String),
     /// QUIT; the connection closes after the answer.
     Quit,
+    /// STARTTLS was accepted and its 220 queued: flush it, throw away any input
+    /// still buffered (RFC 3207, CVE-2011-0411), run the TLS handshake and call
+    /// [`Machine::tls_established`]. This event gets no [`Machine::answer`].
+    StartTls,
 }
 
 /// What [`Machine::handle_input`] did with the input.
@@ -205,6 +220,7 @@ enum Pending {
     Message,
     Rset,
     Quit,
+    Tls,
     Other,
 }
 
@@ -224,6 +240,11 @@ pub struct Machine {
     pending: Option<Pending>,
     /// Greeting was negative: only QUIT is accepted (RFC 5321 §3.1).
     refused: bool,
+    options: ConnectionOptions,
+    /// The server is shutting down: close at the next idle moment.
+    draining: bool,
+    /// SMTP AUTH succeeded in this session.
+    authenticated: bool,
     helo: Option<bool>,
     tx: Option<Transaction>,
     message: Vec<u8>,
@@ -238,17 +259,26 @@ impl Machine {
     /// reply); input is held until then.
     pub fn new(limits: Arc<Limits>, now: Instant) -> Self {
         let ehlo_keywords = ehlo_keywords(&limits);
-        Self::with_keywords(limits, ehlo_keywords, now)
+        Self::with_options(limits, ehlo_keywords, ConnectionOptions::default(), now)
     }
 
-    /// Like [`Machine::new`], sharing EHLO keywords built once with [`ehlo_keywords`].
-    pub fn with_keywords(limits: Arc<Limits>, ehlo_keywords: Arc<[String]>, now: Instant) -> Self {
+    /// Like [`Machine::new`], with the connection's options and EHLO keywords built
+    /// once with [`ehlo_keywords`].
+    pub fn with_options(
+        limits: Arc<Limits>,
+        ehlo_keywords: Arc<[String]>,
+        options: ConnectionOptions,
+        now: Instant,
+    ) -> Self {
         Self {
             limits,
             ehlo_keywords,
             mode: Mode::Command,
             pending: Some(Pending::Greeting),
             refused: false,
+            options,
+            draining: false,
+            authenticated: false,
             helo: None,
             tx: None,
             message: Vec::new(),
@@ -315,9 +345,54 @@ impl Machine {
         }
     }
 
+    /// The server is shutting down: an idle session gets 421 4.3.2 at once; one
+    /// in the middle of a message or a hook finishes that first, then gets the 421.
+    pub fn handle_shutdown(&mut self) {
+        self.draining = true;
+        self.close_if_draining();
+    }
+
+    fn close_if_draining(&mut self) {
+        if self.draining
+            && self.pending.is_none()
+            && matches!(self.mode, Mode::Command | Mode::SkipLine)
+        {
+            let text = format!(
+                "{} Service shutting down, try again later",
+                self.limits.server_name
+            );
+            self.out_reply(&Reply::new(421, (4, 3, 2), text), &[]);
+        }
+    }
+
     /// The client closed its side: nothing more will come.
     pub fn handle_eof(&mut self) {
         self.mode = Mode::Closed;
+    }
+
+    /// True when EHLO advertises STARTTLS.
+    pub fn starttls_offered(&self) -> bool {
+        self.options.starttls && !self.options.tls_active
+    }
+
+    /// True once the connection is encrypted.
+    pub fn is_tls_active(&self) -> bool {
+        self.options.tls_active
+    }
+
+    /// The TLS handshake after STARTTLS succeeded: the session starts over as if
+    /// just connected (no greeting; the client must EHLO again, RFC 3207 §4.2).
+    pub fn tls_established(&mut self, now: Instant) {
+        if self.pending != Some(Pending::Tls) {
+            return;
+        }
+        self.pending = None;
+        self.options.tls_active = true;
+        self.helo = None;
+        self.authenticated = false;
+        self.reset_transaction();
+        self.mode = Mode::Command;
+        self.deadline_base = now;
     }
 
     /// Feeds bytes read from the client. Stops at the first event; call again with the
@@ -465,7 +540,10 @@ impl Machine {
                 };
                 if extended {
                     let keywords = Arc::clone(&self.ehlo_keywords);
-                    let words: Vec<&str> = keywords.iter().map(String::as_str).collect();
+                    let mut words: Vec<&str> = keywords.iter().map(String::as_str).collect();
+                    if self.starttls_offered() {
+                        words.push("STARTTLS");
+                    }
                     self.out_reply(&reply, &words);
                 } else {
                     self.out_reply(&reply, &[]);
@@ -524,6 +602,7 @@ impl Machine {
             _ => {}
         }
         self.send(reply);
+        self.close_if_draining();
     }
 
     fn reset_transaction(&mut self) {

@@ -49,6 +49,7 @@ fn respond(machine: &mut Machine, event: Event, messages: &mut Vec<Vec<u8>>) -> 
         Event::Vrfy(_) => Reply::new(252, (2, 5, 0), "Cannot VRFY"),
         Event::Expn(_) => Reply::new(502, (5, 5, 1), "No EXPN"),
         Event::Quit => Reply::new(221, (2, 0, 0), "Bye"),
+        Event::StartTls => unreachable!("STARTTLS is not offered in these scripts"),
     }
 }
 

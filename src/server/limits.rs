@@ -1,0 +1,97 @@
+//! Connection limits: how many connections are open in all and per client IP.
+//! A connection holds a [`Slot`] while it lives; dropping it frees the place.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// Counts open connections against `max_connections` and `max_connections_per_ip`.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionLimits {
+    inner: Arc<Mutex<Counts>>,
+    max_total: usize,
+    max_per_ip: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection; frees its place when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    limits: ConnectionLimits,
+    ip: IpAddr,
+}
+
+impl ConnectionLimits {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Counts::default())),
+            max_total,
+            max_per_ip,
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or `None` when a limit is reached.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<Slot> {
+        let ip = ip.to_canonical();
+        let mut counts = self.inner.lock().ok()?;
+        let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
+        if counts.total >= self.max_total || from_ip >= self.max_per_ip {
+            return None;
+        }
+        counts.total += 1;
+        counts.per_ip.insert(ip, from_ip + 1);
+        Some(Slot {
+            limits: self.clone(),
+            ip,
+        })
+    }
+
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.inner.lock().map(|c| c.total).unwrap_or(0)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Ok(mut counts) = self.limits.inner.lock() else {
+            return;
+        };
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_total_and_per_ip() {
+        let limits = ConnectionLimits::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
+        let a1 = limits.admit(a).unwrap();
+        let _a2 = limits.admit(a).unwrap();
+        assert!(limits.admit(a).is_none(), "per-IP limit");
+        let _b1 = limits.admit(b).unwrap();
+        assert!(
+            limits.admit("10.0.0.2".parse().unwrap()).is_none(),
+            "total limit"
+        );
+        drop(a1);
+        assert_eq!(limits.open(), 2);
+        assert!(limits.admit(a).is_some());
+        assert_eq!(limits.open(), 2, "the new slot was dropped at once");
+    }
+}
