@@ -640,3 +640,5 @@ fn a_go_ahead_for_data_is_always_354() {
     machine.poll_transmit(&mut out);
     assert!(String::from_utf8_lossy(&out).ends_with("354 go on\r\n"));
 }
+
+mod starttls;
