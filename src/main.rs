@@ -3,15 +3,16 @@
 //! line on stdout (the seed's sample printed `mail.pretty_inspect`); logs go to
 //! stderr.
 
-use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
 use net_receiver::config::{ListenerConfig, ListenerMode};
-use net_receiver::server::{CertificateSource, TlsHandle};
+use net_receiver::logging;
+use net_receiver::server::{CertificateSource, TlsHandle, process};
 use net_receiver::{Config, Context, DeliveryError, Maildir, Receiver, Server, defaults};
 
 /// A programmable SMTP receiver. With no arguments it listens on 127.0.0.1:2525,
@@ -47,6 +48,24 @@ struct Args {
     /// Do not print the JSON line of each received mail.
     #[arg(long)]
     quiet: bool,
+    /// Switch to this user after binding (needs root).
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Switch to this group after binding (needs root).
+    #[arg(long, value_name = "NAME")]
+    group: Option<String>,
+    /// Change to this directory first; relative paths are relative to it.
+    #[arg(long, value_name = "DIR")]
+    working_directory: Option<PathBuf>,
+    /// Write the server's pid to this file.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Log to this file, rotated daily, instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// Detach and run in the background.
+    #[arg(long)]
+    daemon: bool,
 }
 
 /// The binary's hooks: the defaults, plus a JSON line per delivered mail.
@@ -70,24 +89,25 @@ impl Receiver for PrintingReceiver {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // A daemon child leaves its parent's session before anything else happens.
+    if let Err(error) = process::become_daemon_child() {
+        eprintln!("net-receiver: error: {error}");
+        return ExitCode::FAILURE;
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("net-receiver: error: {error:#}");
+            let message = format!("{error:#}");
+            process::notify_failed(&message);
+            tracing::error!("{message}");
+            eprintln!("net-receiver: error: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+/// The configuration file overlaid with the command-line flags.
+fn configure(args: &Args) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -114,21 +134,109 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.certificate = args.cert.clone();
         config.private_key = args.key.clone();
     }
-    if let Some(dir) = args.maildir {
-        config.maildir = dir;
+    if let Some(dir) = &args.maildir {
+        config.maildir = dir.clone();
     }
     if args.server_name.is_some() {
-        config.server_name = args.server_name;
+        config.server_name = args.server_name.clone();
     }
+    let overrides = [
+        (&args.user, &mut config.user_name),
+        (&args.group, &mut config.group_name),
+    ];
+    for (flag, option) in overrides {
+        if flag.is_some() {
+            option.clone_from(flag);
+        }
+    }
+    if args.working_directory.is_some() {
+        config.working_directory.clone_from(&args.working_directory);
+    }
+    if args.pid_file.is_some() {
+        config.pid_file.clone_from(&args.pid_file);
+    }
+    if args.log_file.is_some() {
+        config.log_file.clone_from(&args.log_file);
+    }
+    config.daemon |= args.daemon;
     config.quiet |= args.quiet;
-    let addrs = config.listeners()?;
+    Ok(config)
+}
+
+/// Start-up in the order that keeps it safe: working directory, daemon, bind,
+/// pid file, privilege drop, then serve.
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = configure(&args)?;
+    if let Some(dir) = &config.working_directory {
+        process::enter_working_directory(dir)?;
+    }
+    if config.daemon && !process::is_daemon_child() {
+        if let Some(file) = &config.log_file {
+            logging::prepare_log_dir(file)
+                .with_context(|| format!("cannot create the directory of {}", file.display()))?;
+        }
+        let arguments: Vec<_> = std::env::args_os().skip(1).collect();
+        let daemon = process::daemonize(&arguments, config.log_file.as_deref())?;
+        println!("net-receiver: running as daemon, pid {}", daemon.pid());
+        return Ok(());
+    }
+    let _log = logging::init(config.log_file.as_deref()).with_context(|| {
+        let file = config.log_file.as_deref().unwrap_or(Path::new("-"));
+        format!("cannot open log file {}", file.display())
+    })?;
+    let listeners = config.listeners()?;
     let settings = config.settings()?;
-    let maildir = Maildir::open(&config.maildir)
-        .with_context(|| format!("cannot use Maildir {}", config.maildir.display()))?;
+    let identity =
+        process::resolve_identity(config.user_name.as_deref(), config.group_name.as_deref())?;
+    let ports: Vec<u16> = listeners.iter().map(|l| l.addr.port()).collect();
+    if process::should_warn_running_as_root(identity.as_ref(), &ports) {
+        tracing::warn!(
+            "running as root on a port below 1024 without user_name/group_name: \
+             every hook runs as root; set --user and --group"
+        );
+    }
     let tls = Arc::new(TlsHandle::new(certificate_source(
         &config,
         &settings.server_name,
     )?)?);
+    log_certificate(&tls);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let receiver = PrintingReceiver {
+            quiet: config.quiet,
+        };
+        let server = Server::bind(&listeners, settings, receiver).await?;
+        let _pid_file = match &config.pid_file {
+            Some(path) => Some(process::PidFile::create(path)?),
+            None => None,
+        };
+        if let Some(identity) = &identity {
+            process::drop_privileges(identity)?;
+            tracing::info!(uid = %identity.uid, gid = %identity.gid, "privileges dropped");
+        }
+        // Opened as the final user, so it is that user's and known writable.
+        let maildir = Maildir::open(&config.maildir)
+            .with_context(|| format!("cannot use Maildir {}", config.maildir.display()))?;
+        let server = server.with_delivery(maildir).with_tls(Arc::clone(&tls));
+        for (addr, spec) in server.local_addrs().into_iter().zip(&listeners) {
+            tracing::info!(
+                mode = ?spec.mode,
+                "listening on {addr}, delivering to {}",
+                config.maildir.display()
+            );
+        }
+        tokio::spawn(reload_on_hangup(tls));
+        process::notify_ready();
+        server.run_until(shutdown_signal()).await;
+        tracing::info!(
+            "{} terminated by signal",
+            config.server_name.as_deref().unwrap_or("net-receiver")
+        );
+        Ok(())
+    })
+}
+
+fn log_certificate(tls: &TlsHandle) {
     match tls.source() {
         CertificateSource::Files { certificate, .. } => tracing::info!(
             "TLS certificate {} (SHA-256 {})",
@@ -140,27 +248,6 @@ fn run(args: Args) -> anyhow::Result<()> {
             tls.fingerprint()
         ),
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let receiver = PrintingReceiver {
-            quiet: config.quiet,
-        };
-        let server = Server::bind(&addrs, settings, receiver)
-            .await?
-            .with_delivery(maildir)
-            .with_tls(Arc::clone(&tls));
-        for (addr, spec) in server.local_addrs().into_iter().zip(&addrs) {
-            tracing::info!(
-                mode = ?spec.mode,
-                "listening on {addr}, delivering to {}",
-                config.maildir.display()
-            );
-        }
-        tokio::spawn(reload_on_hangup(tls));
-        server.run_until(shutdown_signal()).await;
-        tracing::info!("shut down");
-        Ok(())
-    })
 }
 
 /// Where the TLS certificate comes from: both files, or generated.

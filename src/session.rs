@@ -115,7 +115,12 @@ impl<R: Receiver> Session<R> {
 
     /// Calls the hook for `event` and returns the reply for the machine.
     pub async fn handle(&mut self, event: Event, machine: &mut Machine) -> Reply {
-        if self.mail.prohibited && event != Event::Quit && !matches!(event, Event::Message { .. }) {
+        let quit = event == Event::Quit;
+        if self.mail.prohibited && !quit {
+            if let Event::Message { .. } = event {
+                // Prohibited while the message was on its way: it is not taken.
+                drop(machine.take_message());
+            }
             return prohibited(&self.mail.remote_ip);
         }
         let reply = match event {
@@ -139,8 +144,9 @@ impl<R: Receiver> Session<R> {
             // The connection handles STARTTLS itself; it never gets here.
             Event::StartTls => Reply::new(454, (4, 7, 0), "TLS not available"),
         };
-        if self.mail.prohibited && reply.is_positive() {
-            // A hook prohibited the client: refuse from now on and close.
+        if self.mail.prohibited && !quit && !reply.is_negative() {
+            // A hook prohibited the client: refuse from now on and close. A 354
+            // becomes 450 too, so a prohibited client's message is never read.
             return prohibited(&self.mail.remote_ip);
         }
         reply
