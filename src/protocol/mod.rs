@@ -9,6 +9,7 @@ pub mod address;
 pub mod command;
 pub mod data;
 pub mod machine;
+pub mod proxy;
 pub mod reply;
 
 pub use address::{Mailbox, Path};

@@ -6,6 +6,7 @@
 mod conn;
 mod limits;
 pub mod process;
+mod proxy;
 pub mod tls;
 
 use std::future::Future;
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -31,7 +32,7 @@ pub use tls::{CertificateSource, TlsError, TlsHandle};
 #[non_exhaustive]
 pub enum ServerError {
     /// A listening address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -182,16 +183,56 @@ impl<R: Receiver> Server<R> {
 }
 
 async fn connection<R: Receiver>(
-    mut stream: TcpStream,
+    stream: TcpStream,
     remote: SocketAddr,
     spec: ListenerSpec,
     shared: Arc<Shared<R>>,
     stop: watch::Receiver<bool>,
 ) {
-    let settings = &shared.settings;
     let Ok(local) = stream.local_addr() else {
         return;
     };
+    let _ = stream.set_nodelay(true);
+    let info = ConnectionInfo { local, remote };
+    if !spec.proxy_protocol {
+        return handle(stream, info, spec, shared, stop).await;
+    }
+    let settings = &shared.settings;
+    if !settings
+        .proxy_trusted_networks
+        .iter()
+        .any(|net| net.contains(remote.ip()))
+    {
+        tracing::warn!("connection from {remote} closed: not trusted to send a PROXY header");
+        return;
+    }
+    let mut stream = stream;
+    match proxy::read_header(&mut stream, settings.tls_handshake_timeout).await {
+        Ok(proxied) => {
+            let info = match proxied.addresses {
+                Some((remote, local)) => ConnectionInfo { local, remote },
+                None => info,
+            };
+            let stream = proxy::Prefixed::new(proxied.rest, stream);
+            handle(stream, info, spec, shared, stop).await;
+        }
+        Err(error) => tracing::warn!("connection from {remote} closed: {error}"),
+    }
+}
+
+/// Serves one admitted-or-refused connection whose addresses are known.
+async fn handle<R, S>(
+    mut stream: S,
+    info: ConnectionInfo,
+    spec: ListenerSpec,
+    shared: Arc<Shared<R>>,
+    stop: watch::Receiver<bool>,
+) where
+    R: Receiver,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let settings = &shared.settings;
+    let remote = info.remote;
     let Some(_slot) = shared.limits.admit(remote.ip()) else {
         tracing::warn!("connection from {remote} refused: too many connections");
         let mut out = Vec::new();
@@ -207,9 +248,10 @@ async fn connection<R: Receiver>(
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
         return;
     };
-    let _ = stream.set_nodelay(true);
-    tracing::info!("connection accepted on port {} from {remote}", local.port());
-    let info = ConnectionInfo { local, remote };
+    tracing::info!(
+        "connection accepted on port {} from {remote}",
+        info.local.port()
+    );
     let options = ConnectionOptions {
         starttls: shared.tls.is_some() && spec.mode != ListenerMode::Smtps,
         tls_active: spec.mode == ListenerMode::Smtps,

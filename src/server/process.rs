@@ -38,7 +38,7 @@ pub enum ProcessError {
     #[error("unknown group {0:?}")]
     UnknownGroup(String),
     /// The user or group database could not be read.
-    #[error("cannot look up {name:?}: {source}")]
+    #[error("cannot look up {name:?}")]
     Lookup {
         /// The user or group name.
         name: String,
@@ -49,7 +49,7 @@ pub enum ProcessError {
     #[error("changing to uid {} gid {} needs root", .0.uid, .0.gid)]
     NotRoot(Identity),
     /// The OS refused a step of the privilege drop.
-    #[error("cannot drop privileges: {what} failed: {source}")]
+    #[error("cannot drop privileges: {what} failed")]
     Drop {
         /// The call (`setgroups`, `setgid`, ...).
         what: &'static str,
@@ -68,7 +68,7 @@ pub enum ProcessError {
         pid: i32,
     },
     /// The pid file could not be read or written.
-    #[error("pid file {path}: {source}")]
+    #[error("pid file {path}")]
     PidFile {
         /// The pid file.
         path: PathBuf,
@@ -76,7 +76,7 @@ pub enum ProcessError {
         source: io::Error,
     },
     /// `working_directory` could not be entered.
-    #[error("cannot enter working directory {path}: {source}")]
+    #[error("cannot enter working directory {path}")]
     WorkingDirectory {
         /// The directory.
         path: PathBuf,

@@ -42,7 +42,7 @@ pub enum TlsError {
     #[error("cannot generate a certificate: {0}")]
     Generate(String),
     /// Writing a generated certificate to disk failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         /// The file.
         path: PathBuf,
