@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Path;
 use super::data::{BareLineEnding, DataDecoder, DataLimits, DataOutcome};
 use super::reply::Reply;
 
@@ -67,97 +66,6 @@ pub struct ConnectionOptions {
     pub tls_active: bool,
     /// MAIL needs a successful AUTH first (submission, RFC 6409): 530 5.7.0 otherwise.
     pub require_auth: bool,
-}
-
-/// The BODY= parameter of MAIL (RFC 6152).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Body {
-    /// `BODY=7BIT`
-    SevenBit,
-    /// `BODY=8BITMIME`
-    EightBitMime,
-}
-
-impl Body {
-    /// The parameter value as written on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SevenBit => "7BIT",
-            Self::EightBitMime => "8BITMIME",
-        }
-    }
-}
-
-/// A MAIL FROM or RCPT TO that passed syntax and sequence checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathRequest {
-    /// The raw argument after `FROM:` / `TO:` (the seed's `value`).
-    pub argument: String,
-    /// Text before `<`, if any (the seed's `name`).
-    pub name: String,
-    /// The parsed path.
-    pub path: Path,
-    /// `SIZE=` (MAIL only).
-    pub size: Option<u64>,
-    /// `BODY=` (MAIL only).
-    pub body: Option<Body>,
-    /// `SMTPUTF8` was given (MAIL) or is in force for the transaction (RCPT).
-    pub smtputf8: bool,
-}
-
-/// Something the machine needs a decision on; answer it with [`Machine::answer`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// EHLO (`extended`) or HELO with its argument.
-    Ehlo {
-        /// The argument as sent.
-        domain: String,
-        /// EHLO rather than HELO.
-        extended: bool,
-    },
-    /// MAIL FROM; a positive answer opens the transaction.
-    MailFrom(PathRequest),
-    /// RCPT TO; a positive answer adds the recipient.
-    RcptTo(PathRequest),
-    /// DATA (`bdat == false`, answer 354 to go on) or the first BDAT of a transaction
-    /// (any non-negative answer goes on; the chunk follows).
-    DataStart {
-        /// The message comes in BDAT chunks.
-        bdat: bool,
-    },
-    /// The message is complete: take it with [`Machine::take_message`]; the answer is
-    /// the final reply of the transaction. `outcome` other than `Ok` means the machine
-    /// already knows the message must be refused ([`refusal`] gives the reply).
-    Message {
-        /// Whether the message may be delivered.
-        outcome: DataOutcome,
-    },
-    /// RSET.
-    Rset,
-    /// NOOP.
-    Noop,
-    /// HELP with its (possibly empty) argument.
-    Help(String),
-    /// VRFY with its argument.
-    Vrfy(String),
-    /// EXPN with its argument.
-    Expn(String),
-    /// QUIT; the connection closes after the answer.
-    Quit,
-    /// STARTTLS was accepted and its 220 queued: flush it, throw away any input
-    /// still buffered (RFC 3207, CVE-2011-0411), run the TLS handshake and call
-    /// [`Machine::tls_established`]. This event gets no [`Machine::answer`].
-    StartTls,
-}
-
-/// What [`Machine::handle_input`] did with the input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Progress {
-    /// Bytes of the input used; the caller drops them and keeps the rest.
-    pub consumed: usize,
-    /// A decision to make before more input is handled.
-    pub event: Option<Event>,
 }
 
 /// The reply for a message the decoder refused; `None` for [`DataOutcome::Ok`].
@@ -649,6 +557,9 @@ impl Machine {
 }
 
 mod commands;
+mod event;
+
+pub use event::{Body, Event, PathRequest, Progress};
 
 pub use commands::ehlo_keywords;
 use commands::line_too_long;

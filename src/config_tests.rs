@@ -1,0 +1,120 @@
+//! Tests of `config`.
+use super::*;
+
+#[test]
+fn defaults_are_valid() {
+    let config = Config::parse("").unwrap();
+    assert_eq!(config, Config::default());
+    let settings = config.settings().unwrap();
+    assert_eq!(settings.limits.max_command_line, 512);
+    let addr: SocketAddr = "127.0.0.1:2525".parse().unwrap();
+    assert_eq!(config.listeners().unwrap(), vec![ListenerSpec::from(addr)]);
+}
+
+#[test]
+fn seed_names_parse() {
+    let config = Config::parse(
+        "server_name = \"mx.example.com\"\nlistening_ports = [\"2000\", \"127.0.0.1:2001\", \"[::1]:2002\"]\n\
+         sender_character_check = false\nbare_line_ending = \"normalize\"\ncommand_timeout = 0.5\n",
+    )
+    .unwrap();
+    let addrs: Vec<SocketAddr> = config.listeners().unwrap().iter().map(|l| l.addr).collect();
+    assert_eq!(addrs[0], "[::]:2000".parse().unwrap());
+    assert_eq!(addrs[2], "[::1]:2002".parse().unwrap());
+    let settings = config.settings().unwrap();
+    assert_eq!(settings.server_name, "mx.example.com");
+    assert_eq!(settings.limits.command_timeout, Duration::from_millis(500));
+    assert_eq!(settings.limits.bare_line_ending, BareLineEnding::Normalize);
+}
+
+#[test]
+fn errors_name_the_culprit() {
+    let e = Config::parse("max_mesage_size = 5").unwrap_err();
+    assert!(e.contains("max_mesage_size"), "{e}");
+    let e = Config::parse("max_errors = \"ten\"").unwrap_err();
+    assert!(e.contains("invalid type"), "{e}");
+    let c = Config::parse("listening_ports = [\"nowhere\"]").unwrap();
+    assert!(c.listeners().unwrap_err().to_string().contains("nowhere"));
+    let c = Config::parse("command_timeout = -1").unwrap();
+    assert!(
+        c.settings()
+            .unwrap_err()
+            .to_string()
+            .contains("command_timeout")
+    );
+    let c = Config::parse("server_name = \"a b\"").unwrap();
+    assert!(
+        c.settings()
+            .unwrap_err()
+            .to_string()
+            .contains("server_name")
+    );
+}
+
+#[test]
+fn listener_modes() {
+    let config = Config::parse(
+        "listening_ports = [\"25\", \"127.0.0.1:465\", \"587\", \"2525\"]\n\
+         proxy_trusted_networks = [\"10.0.0.0/8\", \"::1\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:10465\"\nmode = \"smtps\"\n\
+         [[listener]]\naddress = \"127.0.0.1:10025\"\nproxy_protocol = true\n",
+    )
+    .unwrap();
+    let modes: Vec<(u16, ListenerMode, bool)> = config
+        .listeners()
+        .unwrap()
+        .iter()
+        .map(|l| (l.addr.port(), l.mode, l.proxy_protocol))
+        .collect();
+    use ListenerMode::*;
+    assert_eq!(
+        modes,
+        [
+            (25, Smtp, false),
+            (465, Smtps, false),
+            (587, Submission, false),
+            (2525, Smtp, false),
+            (10465, Smtps, false),
+            (10025, Smtp, true)
+        ]
+    );
+    let e = Config::parse("[[listener]]\naddress = \"1.2.3.4:5\"\nmode = \"smtpx\"\n").unwrap_err();
+    assert!(e.contains("smtpx"), "{e}");
+    let c =
+        Config::parse("[[listener]]\naddress = \"127.0.0.1:5\"\nproxy_protocol = true\n").unwrap();
+    assert!(
+        c.listeners()
+            .unwrap_err()
+            .to_string()
+            .contains("proxy_trusted_networks")
+    );
+    let c = Config::parse("proxy_trusted_networks = [\"10.0.0.0/33\"]").unwrap();
+    assert!(
+        c.settings()
+            .unwrap_err()
+            .to_string()
+            .contains("10.0.0.0/33")
+    );
+}
+
+#[test]
+fn cidr_matching() {
+    let net = Cidr::parse("10.1.0.0/16").unwrap();
+    assert!(net.contains("10.1.200.3".parse().unwrap()));
+    assert!(net.contains("::ffff:10.1.0.1".parse().unwrap()));
+    assert!(!net.contains("10.2.0.1".parse().unwrap()));
+    assert!(!net.contains("::1".parse().unwrap()));
+    assert!(
+        Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("1.2.3.4".parse().unwrap())
+    );
+    assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+    assert!(
+        Cidr::parse("2001:db8::/32")
+            .unwrap()
+            .contains("2001:db8:1::5".parse().unwrap())
+    );
+    assert_eq!(Cidr::parse("nonsense"), None);
+    assert_eq!(Cidr::parse("1.2.3.4/"), None);
+}
