@@ -141,6 +141,7 @@ impl<R: Receiver> Session<R> {
             Event::Vrfy(who) => hook!(self, vrfy, &who).unwrap_or_else(|_| internal_error()),
             Event::Expn(list) => hook!(self, expn, &list).unwrap_or_else(|_| internal_error()),
             Event::Quit => hook!(self, quit).unwrap_or_else(|_| internal_error()),
+            Event::Auth(_) => Reply::new(454, (4, 7, 0), "Temporary authentication failure"),
             // The connection handles STARTTLS itself; it never gets here.
             Event::StartTls => Reply::new(454, (4, 7, 0), "TLS not available"),
         };

@@ -14,5 +14,8 @@ pub mod reply;
 
 pub use address::{Mailbox, Path};
 pub use data::{BareLineEnding, DataOutcome};
-pub use machine::{Body, ConnectionOptions, Event, Limits, Machine, PathRequest, Progress};
+pub use machine::{
+    Body, ConnectionOptions, Credentials, Event, Limits, Machine, Mechanism, PathRequest, Progress,
+    Secret,
+};
 pub use reply::{Enhanced, Reply};

@@ -256,6 +256,8 @@ async fn handle<R, S>(
         starttls: shared.tls.is_some() && spec.mode != ListenerMode::Smtps,
         tls_active: spec.mode == ListenerMode::Smtps,
         require_auth: spec.mode == ListenerMode::Submission,
+        auth: false,
+        allow_plaintext_auth: false,
     };
     let machine = Machine::with_options(
         Arc::clone(&settings.limits),

@@ -45,10 +45,7 @@ impl Machine {
             Command::Vrfy(who) => self.wait(Pending::Other, Event::Vrfy(who.to_owned())),
             Command::Expn(list) => self.wait(Pending::Other, Event::Expn(list.to_owned())),
             Command::StartTls => self.starttls(),
-            Command::Auth(_) => {
-                self.refuse(Reply::new(502, (5, 5, 1), "AUTH not available"));
-                None
-            }
+            Command::Auth(argument) => self.auth(argument),
         }
     }
 
@@ -115,6 +112,9 @@ impl Machine {
                     }
                     Some(_) => Err(Reply::new(501, (5, 5, 4), "SMTPUTF8 takes no value")),
                 }
+            } else if keyword.eq_ignore_ascii_case("AUTH") && parameter.value.is_some() {
+                // RFC 4954 §5: the original submitter; accepted and not used.
+                Ok(())
             } else if ["SIZE", "BODY", "SMTPUTF8"]
                 .iter()
                 .any(|k| keyword.eq_ignore_ascii_case(k))
@@ -283,7 +283,7 @@ fn body_parameter(value: Option<&str>) -> Result<Body, Reply> {
     }
 }
 
-fn out_of_sequence(text: &'static str) -> Reply {
+pub(super) fn out_of_sequence(text: &'static str) -> Reply {
     Reply::new(503, (5, 5, 1), text)
 }
 

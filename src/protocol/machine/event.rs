@@ -1,7 +1,7 @@
 //! What the state machine hands to its caller: the [`Event`]s that need a
 //! decision, the requests they carry, and the [`Progress`] of one input call.
 
-use super::DataOutcome;
+use super::{Credentials, DataOutcome};
 use crate::protocol::Path;
 
 /// The BODY= parameter of MAIL (RFC 6152).
@@ -80,6 +80,8 @@ pub enum Event {
     Expn(String),
     /// QUIT; the connection closes after the answer.
     Quit,
+    /// AUTH credentials to check: answer 235 2.7.0 to accept, 535 5.7.8 to refuse.
+    Auth(Credentials),
     /// STARTTLS was accepted and its 220 queued: flush it, throw away any input
     /// still buffered (RFC 3207, CVE-2011-0411), run the TLS handshake and call
     /// [`Machine::tls_established`]. This event gets no [`Machine::answer`].

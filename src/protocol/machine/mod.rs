@@ -66,6 +66,11 @@ pub struct ConnectionOptions {
     pub tls_active: bool,
     /// MAIL needs a successful AUTH first (submission, RFC 6409): 530 5.7.0 otherwise.
     pub require_auth: bool,
+    /// AUTH PLAIN/LOGIN is available (advertised inside TLS).
+    pub auth: bool,
+    /// AUTH is also advertised and accepted without TLS (test set-ups, TLS-terminating
+    /// proxies); otherwise plaintext AUTH gets 538 5.7.11.
+    pub allow_plaintext_auth: bool,
 }
 
 /// The reply for a message the decoder refused; `None` for [`DataOutcome::Ok`].
@@ -114,6 +119,8 @@ enum Mode {
         last: bool,
         keep: bool,
     },
+    /// Waiting for the client's next AUTH response line.
+    Auth(auth::SaslStep),
     Closed,
 }
 
@@ -129,6 +136,7 @@ enum Pending {
     Rset,
     Quit,
     Tls,
+    Auth,
     Other,
 }
 
@@ -352,6 +360,32 @@ impl Machine {
                         self.refuse(line_too_long());
                     }
                 },
+                Mode::Auth(_) => {
+                    let Some(lf) = memchr::memchr(b'\n', rest) else {
+                        if rest.len() >= MAX_AUTH_LINE {
+                            used = input.len();
+                            self.mode = Mode::SkipLine;
+                        }
+                        break;
+                    };
+                    let line = rest.get(..lf).unwrap_or_default();
+                    used += lf + 1;
+                    self.deadline_base = now;
+                    let Mode::Auth(step) = std::mem::replace(&mut self.mode, Mode::Command) else {
+                        continue;
+                    };
+                    if lf + 1 > MAX_AUTH_LINE {
+                        self.refuse(line_too_long());
+                        continue;
+                    }
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if let Some(event) = self.sasl_step(step, line) {
+                        return Progress {
+                            consumed: used,
+                            event: Some(event),
+                        };
+                    }
+                }
                 Mode::Data(decoder) => {
                     if !rest.is_empty() {
                         self.deadline_base = now;
@@ -452,6 +486,9 @@ impl Machine {
                     if self.starttls_offered() {
                         words.push("STARTTLS");
                     }
+                    if self.auth_offered() {
+                        words.push("AUTH PLAIN LOGIN");
+                    }
                     self.out_reply(&reply, &words);
                 } else {
                     self.out_reply(&reply, &[]);
@@ -501,6 +538,7 @@ impl Machine {
                 return;
             }
             Pending::Message => self.reset_transaction(),
+            Pending::Auth if positive => self.authenticated = true,
             Pending::Rset if positive => self.reset_transaction(),
             Pending::Quit => {
                 self.send(reply);
@@ -556,8 +594,11 @@ impl Machine {
     }
 }
 
+mod auth;
 mod commands;
 mod event;
+
+pub use auth::{Credentials, MAX_AUTH_LINE, Mechanism, Secret};
 
 pub use event::{Body, Event, PathRequest, Progress};
 

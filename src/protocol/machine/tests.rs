@@ -49,6 +49,10 @@ fn respond(machine: &mut Machine, event: Event, messages: &mut Vec<Vec<u8>>) -> 
         Event::Vrfy(_) => Reply::new(252, (2, 5, 0), "Cannot VRFY"),
         Event::Expn(_) => Reply::new(502, (5, 5, 1), "No EXPN"),
         Event::Quit => Reply::new(221, (2, 0, 0), "Bye"),
+        Event::Auth(c) if c.password.expose() == "secret" => {
+            Reply::new(235, (2, 7, 0), "Authentication successful")
+        }
+        Event::Auth(_) => Reply::new(535, (5, 7, 8), "Authentication credentials invalid"),
         Event::StartTls => unreachable!("STARTTLS is not offered in these scripts"),
     }
 }
@@ -641,4 +645,5 @@ fn a_go_ahead_for_data_is_always_354() {
     assert!(String::from_utf8_lossy(&out).ends_with("354 go on\r\n"));
 }
 
+mod auth;
 mod starttls;
