@@ -24,6 +24,7 @@
 pub mod config;
 pub mod delivery;
 pub mod id;
+pub mod lockout;
 pub mod logging;
 pub mod mail;
 pub mod protocol;
