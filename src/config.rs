@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::lockout::Policy;
 use crate::protocol::machine::ehlo_keywords;
 use crate::protocol::{BareLineEnding, Limits};
 
@@ -89,6 +90,51 @@ pub struct Config {
     pub daemon: bool,
     /// Log to this file (rotated daily) instead of stderr.
     pub log_file: Option<PathBuf>,
+    /// Failures within `lockout_period` that lock a client IP (or login) out for
+    /// `lockout_period` (seed option; the seed never read it). Default: 3.
+    pub max_failed_msgs_per_period: u32,
+    /// Seconds: the window failures are counted in, and how long a lock lasts.
+    /// Default: 600.
+    pub lockout_period: f64,
+    /// Where failures are counted: `memory` (default, this process) or a Redis URL
+    /// (`redis://127.0.0.1:6379/`) shared by several receivers.
+    pub lockout_store: Option<String>,
+    /// Offer SMTP AUTH (PLAIN, LOGIN). Default: on when `passwd_file` or
+    /// `password_db` is set.
+    pub auth: Option<bool>,
+    /// Also offer AUTH without TLS (test set-ups, TLS-terminating proxies); else
+    /// plaintext AUTH gets 538 5.7.11. Default: false.
+    pub allow_plaintext_auth: bool,
+    /// Dovecot-style passwd file (`user:{SCHEME}secret` or `user:$argon2id$…`),
+    /// re-read on SIGHUP.
+    pub passwd_file: Option<PathBuf>,
+    /// SQLite database of users (table `users (username TEXT PRIMARY KEY,
+    /// password TEXT NOT NULL)`).
+    pub password_db: Option<PathBuf>,
+    /// The query for `password_db`, the user name is `?1`. Default:
+    /// `SELECT password FROM users WHERE username = ?1`.
+    pub password_query: Option<String>,
+    /// Seconds the reply to the first failed AUTH of a session waits; each further
+    /// failure doubles it (1, 2, 4, … up to 30). Default: 1.
+    pub auth_failure_delay: f64,
+    /// What counts as a failure: `auth` (failed AUTH), `mail`, `rcpt`, `data` (a
+    /// transaction refused with 5xx at that step; once per transaction).
+    /// Default: all four.
+    pub lockout_counts: Vec<FailureKind>,
+}
+
+/// A kind of failure that counts toward the lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// A failed AUTH.
+    Auth,
+    /// MAIL refused with 5xx.
+    Mail,
+    /// RCPT refused with 5xx.
+    Rcpt,
+    /// DATA or the message refused with 5xx.
+    Data,
 }
 
 /// One `[[listener]]` table.
@@ -214,6 +260,21 @@ impl Default for Config {
             pid_file: None,
             daemon: false,
             log_file: None,
+            max_failed_msgs_per_period: 3,
+            lockout_period: 600.0,
+            lockout_store: None,
+            auth: None,
+            allow_plaintext_auth: false,
+            passwd_file: None,
+            password_db: None,
+            password_query: None,
+            auth_failure_delay: 1.0,
+            lockout_counts: vec![
+                FailureKind::Auth,
+                FailureKind::Mail,
+                FailureKind::Rcpt,
+                FailureKind::Data,
+            ],
         }
     }
 }
@@ -271,6 +332,16 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Peers allowed to send a PROXY protocol header.
     pub proxy_trusted_networks: Vec<Cidr>,
+    /// When failures lock a client out.
+    pub lockout_policy: Policy,
+    /// What counts as a failure.
+    pub lockout_counts: Vec<FailureKind>,
+    /// Offer SMTP AUTH.
+    pub auth: bool,
+    /// Offer AUTH without TLS too.
+    pub allow_plaintext_auth: bool,
+    /// Wait before the reply to the first failed AUTH of a session (doubling).
+    pub auth_failure_delay: Duration,
     pub(crate) ehlo_keywords: Arc<[String]>,
 }
 
@@ -422,6 +493,23 @@ impl Config {
             )?,
             shutdown_grace: seconds("shutdown_grace", self.shutdown_grace)?,
             proxy_trusted_networks,
+            lockout_policy: Policy::new(
+                self.max_failed_msgs_per_period,
+                seconds("lockout_period", self.lockout_period)?,
+            ),
+            lockout_counts: self.lockout_counts.clone(),
+            auth: self
+                .auth
+                .unwrap_or(self.passwd_file.is_some() || self.password_db.is_some()),
+            allow_plaintext_auth: self.allow_plaintext_auth,
+            auth_failure_delay: Duration::try_from_secs_f64(self.auth_failure_delay).map_err(
+                |_| {
+                    invalid(
+                        "auth_failure_delay",
+                        format!("{} is not a number of seconds", self.auth_failure_delay),
+                    )
+                },
+            )?,
         })
     }
 
@@ -450,6 +538,11 @@ impl Settings {
                     max_connections_per_ip: config.max_connections_per_ip,
                     shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
                     proxy_trusted_networks: Vec::new(),
+                    lockout_policy: Policy::default(),
+                    lockout_counts: config.lockout_counts,
+                    auth: false,
+                    allow_plaintext_auth: false,
+                    auth_failure_delay: Duration::from_secs(1),
                 }
             }
         }

@@ -21,6 +21,7 @@
 //! * [`Server`] binds the listening ports and runs one task per connection;
 //!   [`Maildir`] is the durable delivery the `net-receiver` binary uses.
 
+pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod id;
@@ -37,5 +38,5 @@ pub use config::{Config, Settings};
 pub use delivery::{Deliver, DeliveryError, Maildir};
 pub use mail::{Address, Connect, Data, Ehlo, HeaderValue, Mail, MailFrom, RcptTo};
 pub use protocol::Reply;
-pub use receiver::{Context, Extensions, Receiver, defaults};
+pub use receiver::{Context, Extensions, Receiver, Services, defaults};
 pub use server::{Server, ServerError};

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use net_receiver::auth::{PasswdFile, PasswordLookup, SqliteStore};
 use net_receiver::config::{ListenerConfig, ListenerMode};
+use net_receiver::lockout::{Lockout, store_from_config};
 use net_receiver::logging;
 use net_receiver::server::{CertificateSource, TlsHandle, process};
 use net_receiver::{Config, Context, DeliveryError, Maildir, Receiver, Server, defaults};
@@ -66,6 +68,18 @@ struct Args {
     /// Detach and run in the background.
     #[arg(long)]
     daemon: bool,
+    /// Dovecot-style passwd file for AUTH (`user:{SCHEME}secret`), re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    passwd_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Subcommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Subcommand {
+    /// Read a password on stdin (without echo on a terminal) and print its argon2id
+    /// hash, ready for a passwd file line `user:HASH`.
+    HashPassword,
 }
 
 /// The binary's hooks: the defaults, plus a JSON line per delivered mail.
@@ -89,6 +103,18 @@ impl Receiver for PrintingReceiver {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Subcommand::HashPassword) = args.command {
+        return match hash_password_command() {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("net-receiver: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // A daemon child leaves its parent's session before anything else happens.
     if let Err(error) = process::become_daemon_child() {
         eprintln!("net-receiver: error: {error}");
@@ -104,6 +130,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `net-receiver hash-password`.
+fn hash_password_command() -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    let password = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("Password: ").context("cannot read the password")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    Ok(net_receiver::auth::hash_password(&password)?)
 }
 
 /// The configuration file overlaid with the command-line flags.
@@ -158,6 +199,9 @@ fn configure(args: &Args) -> anyhow::Result<Config> {
     if args.log_file.is_some() {
         config.log_file.clone_from(&args.log_file);
     }
+    if args.passwd_file.is_some() {
+        config.passwd_file.clone_from(&args.passwd_file);
+    }
     config.daemon |= args.daemon;
     config.quiet |= args.quiet;
     Ok(config)
@@ -200,6 +244,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         &settings.server_name,
     )?)?);
     log_certificate(&tls);
+    let passwords = password_store(&config)?;
+    let lockout = Arc::new(Lockout::new(
+        store_from_config(config.lockout_store.as_deref())?,
+        settings.lockout_policy,
+    ));
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let receiver = PrintingReceiver {
@@ -217,7 +266,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         // Opened as the final user, so it is that user's and known writable.
         let maildir = Maildir::open(&config.maildir)
             .with_context(|| format!("cannot use Maildir {}", config.maildir.display()))?;
-        let server = server.with_delivery(maildir).with_tls(Arc::clone(&tls));
+        let mut server = server
+            .with_delivery(maildir)
+            .with_tls(Arc::clone(&tls))
+            .with_lockout(Some(lockout));
+        if let Some(passwords) = &passwords {
+            server = server.with_passwords(Arc::clone(passwords));
+        }
         for (addr, spec) in server.local_addrs().into_iter().zip(&listeners) {
             tracing::info!(
                 mode = ?spec.mode,
@@ -225,7 +280,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 config.maildir.display()
             );
         }
-        tokio::spawn(reload_on_hangup(tls));
+        tokio::spawn(reload_on_hangup(tls, passwords));
         process::notify_ready();
         server.run_until(shutdown_signal()).await;
         tracing::info!(
@@ -267,13 +322,38 @@ fn certificate_source(config: &Config, server_name: &str) -> anyhow::Result<Cert
     }
 }
 
-/// Re-reads the certificate and key on every SIGHUP; open connections are kept.
-async fn reload_on_hangup(tls: Arc<TlsHandle>) {
+/// The AUTH password store the configuration names, if any.
+fn password_store(config: &Config) -> anyhow::Result<Option<Arc<dyn PasswordLookup>>> {
+    match (&config.passwd_file, &config.password_db) {
+        (Some(_), Some(_)) => anyhow::bail!("passwd_file and password_db cannot both be set"),
+        (Some(file), None) => {
+            let store = PasswdFile::open(file)?;
+            tracing::info!("AUTH users from {} ({} users)", file.display(), store.len());
+            Ok(Some(Arc::new(store)))
+        }
+        (None, Some(db)) => {
+            let store = SqliteStore::open(db, config.password_query.clone())?;
+            tracing::info!("AUTH users from SQLite {}", db.display());
+            Ok(Some(Arc::new(store)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Re-reads the certificate, key and passwd file on every SIGHUP; open
+/// connections are kept.
+async fn reload_on_hangup(tls: Arc<TlsHandle>, passwords: Option<Arc<dyn PasswordLookup>>) {
     let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
         return;
     };
     while hangup.recv().await.is_some() {
+        if let Some(passwords) = &passwords {
+            match passwords.reload() {
+                Ok(()) => tracing::info!("SIGHUP: password store reloaded"),
+                Err(error) => tracing::error!("SIGHUP: keeping the old passwords: {error}"),
+            }
+        }
         match tls.reload() {
             Ok(()) => tracing::info!(
                 "SIGHUP: TLS certificate reloaded (SHA-256 {})",

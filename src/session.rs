@@ -12,13 +12,15 @@ use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 
+use crate::config::FailureKind;
 use crate::config::Settings;
-use crate::delivery::{Deliver, DeliveryError};
+use crate::delivery::DeliveryError;
+use crate::lockout::Subject;
 use crate::mail::{Address, Connect, Data, Ehlo, Mail, MailFrom, RcptTo};
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::machine::refusal;
-use crate::protocol::{DataOutcome, Event, Machine, Path, PathRequest, Reply};
-use crate::receiver::{Context, Extensions, Receiver};
+use crate::protocol::{Credentials, DataOutcome, Event, Machine, Path, PathRequest, Reply};
+use crate::receiver::{Context, Extensions, Receiver, Services};
 use crate::{id, trace};
 
 /// Finished transactions kept for `closed`; older ones are dropped.
@@ -47,8 +49,12 @@ pub struct TlsFacts {
 pub struct Session<R> {
     receiver: Arc<R>,
     settings: Arc<Settings>,
-    delivery: Option<Arc<dyn Deliver>>,
+    services: Services,
     mail: Mail,
+    /// A counted failure was already recorded for the current transaction.
+    transaction_failure_counted: bool,
+    /// Failed AUTH attempts in this session (each waits longer).
+    failed_auths: u32,
     transactions: Vec<Mail>,
     extensions: Extensions,
 }
@@ -60,7 +66,7 @@ macro_rules! hook {
             transactions: &$self.transactions,
             extensions: &mut $self.extensions,
             settings: &$self.settings,
-            delivery: $self.delivery.as_deref(),
+            services: &$self.services,
         };
         AssertUnwindSafe($self.receiver.$method(&mut cx $(, $arg)*))
             .catch_unwind()
@@ -73,7 +79,7 @@ impl<R: Receiver> Session<R> {
     pub fn new(
         receiver: Arc<R>,
         settings: Arc<Settings>,
-        delivery: Option<Arc<dyn Deliver>>,
+        services: Services,
         info: ConnectionInfo,
     ) -> Self {
         let remote_ip = info.remote.ip().to_canonical().to_string();
@@ -96,8 +102,10 @@ impl<R: Receiver> Session<R> {
         Self {
             receiver,
             settings,
-            delivery,
+            services,
             mail,
+            transaction_failure_counted: false,
+            failed_auths: 0,
             transactions: Vec::new(),
             extensions: Extensions::default(),
         }
@@ -108,9 +116,54 @@ impl<R: Receiver> Session<R> {
         &self.mail
     }
 
-    /// Calls the `connect` hook; its reply is the greeting.
+    /// Calls the `connect` hook; its reply is the greeting. A locked-out client
+    /// gets 421 4.7.0 instead and is closed.
     pub async fn connect(&mut self) -> Reply {
+        if let Some(lockout) = &self.services.lockout
+            && lockout.is_locked(&self.ip_subject()).await
+        {
+            self.mail.prohibited = true;
+            tracing::warn!(remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
+            return Reply::new(
+                421,
+                (4, 7, 0),
+                format!(
+                    "{} Sender IP {} is temporarily prohibited from sending, try again later",
+                    self.settings.server_name, self.mail.remote_ip
+                ),
+            );
+        }
         hook!(self, connect).unwrap_or_else(|_| internal_error())
+    }
+
+    fn ip_subject(&self) -> Subject {
+        match self.mail.remote_ip.parse() {
+            Ok(ip) => Subject::ip(ip),
+            Err(_) => Subject::login(format!("ip:{}", self.mail.remote_ip)),
+        }
+    }
+
+    /// Counts a failure of `kind` against the client's IP (once per transaction for
+    /// MAIL/RCPT/DATA); true when the client is now locked out.
+    async fn count_failure(&mut self, kind: FailureKind) -> bool {
+        let Some(lockout) = self.services.lockout.clone() else {
+            return false;
+        };
+        if !self.settings.lockout_counts.contains(&kind) {
+            return false;
+        }
+        if kind != FailureKind::Auth {
+            if self.transaction_failure_counted {
+                return false;
+            }
+            self.transaction_failure_counted = true;
+        }
+        let status = lockout.record_failure(&self.ip_subject()).await;
+        if status.locked {
+            tracing::warn!(remote = %self.mail.remote_ip, failures = status.failures, "locked out");
+            self.mail.prohibited = true;
+        }
+        status.locked
     }
 
     /// Calls the hook for `event` and returns the reply for the machine.
@@ -123,12 +176,19 @@ impl<R: Receiver> Session<R> {
             }
             return prohibited(&self.mail.remote_ip);
         }
+        let is_message = matches!(event, Event::Message { .. });
+        let counted = match &event {
+            Event::MailFrom(_) => Some(FailureKind::Mail),
+            Event::RcptTo(_) => Some(FailureKind::Rcpt),
+            Event::DataStart { .. } | Event::Message { .. } => Some(FailureKind::Data),
+            _ => None,
+        };
         let reply = match event {
             Event::Ehlo { domain, extended } => self.ehlo(domain, extended).await,
             Event::MailFrom(request) => self.mail_from(request).await,
             Event::RcptTo(request) => self.rcpt_to(request).await,
             Event::DataStart { .. } => hook!(self, data).unwrap_or_else(|_| internal_error()),
-            Event::Message { outcome } => return self.message(outcome, machine).await,
+            Event::Message { outcome } => self.message(outcome, machine).await,
             Event::Rset => {
                 let reply = hook!(self, rset).unwrap_or_else(|_| internal_error());
                 if reply.is_positive() {
@@ -141,11 +201,19 @@ impl<R: Receiver> Session<R> {
             Event::Vrfy(who) => hook!(self, vrfy, &who).unwrap_or_else(|_| internal_error()),
             Event::Expn(list) => hook!(self, expn, &list).unwrap_or_else(|_| internal_error()),
             Event::Quit => hook!(self, quit).unwrap_or_else(|_| internal_error()),
-            Event::Auth(_) => Reply::new(454, (4, 7, 0), "Temporary authentication failure"),
+            Event::Auth(credentials) => self.auth(credentials).await,
             // The connection handles STARTTLS itself; it never gets here.
             Event::StartTls => Reply::new(454, (4, 7, 0), "TLS not available"),
         };
-        if self.mail.prohibited && !quit && !reply.is_negative() {
+        if let Some(kind) = counted
+            && reply.code >= 500
+            && self.count_failure(kind).await
+        {
+            return prohibited(&self.mail.remote_ip);
+        }
+        // A message already delivered keeps its 250, whatever happened meanwhile.
+        let delivered = is_message && reply.is_positive();
+        if self.mail.prohibited && !quit && !delivered && !reply.is_negative() {
             // A hook prohibited the client: refuse from now on and close. A 354
             // becomes 450 too, so a prohibited client's message is never read.
             return prohibited(&self.mail.remote_ip);
@@ -158,6 +226,7 @@ impl<R: Receiver> Session<R> {
     pub fn tls_established(&mut self, facts: TlsFacts) {
         self.archive();
         self.mail.ehlo = None;
+        self.mail.authenticated = None;
         self.mail.encrypted = true;
         self.mail.tls_version = facts.version;
         self.mail.tls_cipher = facts.cipher;
@@ -168,6 +237,47 @@ impl<R: Receiver> Session<R> {
         self.archive();
         // A panic here has no one left to tell.
         let _ = hook!(self, closed);
+    }
+
+    /// AUTH: a locked login fails even with the right password (same 535, no
+    /// oracle); each failure is counted for the IP and the login and answered
+    /// later than the one before.
+    async fn auth(&mut self, credentials: Credentials) -> Reply {
+        let login = Subject::login(credentials.username.clone());
+        let lockout = self.services.lockout.clone();
+        let login_locked = match &lockout {
+            Some(lockout) => lockout.is_locked(&login).await,
+            None => false,
+        };
+        let accepted = !login_locked
+            && match hook!(self, authenticate, &credentials) {
+                Ok(accepted) => accepted,
+                Err(_) => return internal_error(),
+            };
+        let remote = self.mail.remote_ip.clone();
+        let mechanism = credentials.mechanism.as_str();
+        if accepted {
+            tracing::info!(%remote, user = %credentials.username, mechanism, "AUTH succeeded");
+            self.mail.authenticated = Some(credentials.username);
+            return Reply::new(235, (2, 7, 0), "Authentication successful");
+        }
+        tracing::warn!(%remote, user = %credentials.username, mechanism, "AUTH failed");
+        self.failed_auths = self.failed_auths.saturating_add(1);
+        let mut ip_locked = false;
+        if let Some(lockout) = &lockout
+            && self.settings.lockout_counts.contains(&FailureKind::Auth)
+        {
+            lockout.record_failure(&login).await;
+            ip_locked = self.count_failure(FailureKind::Auth).await;
+        }
+        let doublings = self.failed_auths.saturating_sub(1).min(5);
+        let delay = (self.settings.auth_failure_delay * 2u32.pow(doublings))
+            .min(std::time::Duration::from_secs(30));
+        tokio::time::sleep(delay).await;
+        if ip_locked {
+            return prohibited(&remote);
+        }
+        Reply::new(535, (5, 7, 8), "Authentication credentials invalid")
     }
 
     async fn ehlo(&mut self, domain: String, extended: bool) -> Reply {
@@ -186,6 +296,7 @@ impl<R: Receiver> Session<R> {
 
     async fn mail_from(&mut self, request: PathRequest) -> Reply {
         self.archive();
+        self.transaction_failure_counted = false;
         let (size, body, smtputf8) = (request.size, request.body, request.smtputf8);
         let mut from = MailFrom {
             address: address_record(request, self.settings.sender_character_check),
@@ -244,17 +355,21 @@ impl<R: Receiver> Session<R> {
         let mail = &self.mail;
         let ehlo = mail.ehlo.as_ref();
         let smtputf8 = mail.mailfrom.as_ref().is_some_and(|m| m.smtputf8);
-        // RFC 3848 / RFC 6531 "with" keywords.
-        let protocol = match (
-            ehlo.is_some_and(|e| e.verb == "EHLO"),
-            smtputf8,
-            mail.encrypted,
-        ) {
-            (_, true, false) => "UTF8SMTP",
-            (_, true, true) => "UTF8SMTPS",
-            (true, false, false) => "ESMTP",
-            (true, false, true) => "ESMTPS",
-            (false, false, _) => "SMTP",
+        // RFC 3848 / RFC 6531 "with" keywords: ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP…
+        let extended = ehlo.is_some_and(|e| e.verb == "EHLO");
+        let protocol = if extended || smtputf8 {
+            format!(
+                "{}{}{}",
+                if smtputf8 { "UTF8SMTP" } else { "ESMTP" },
+                if mail.encrypted { "S" } else { "" },
+                if mail.authenticated.is_some() {
+                    "A"
+                } else {
+                    ""
+                },
+            )
+        } else {
+            "SMTP".to_owned()
         };
         let accepted: Vec<&RcptTo> = mail.rcptto.iter().filter(|r| r.accepted).collect();
         let recipient = match accepted.as_slice() {
@@ -266,7 +381,7 @@ impl<R: Receiver> Session<R> {
             remote_hostname: mail.remote_hostname.as_deref(),
             remote_ip: &mail.remote_ip,
             server_name: &self.settings.server_name,
-            protocol,
+            protocol: &protocol,
             id: &mail.id,
             recipient,
             time: chrono::Utc::now().fixed_offset(),
@@ -293,6 +408,7 @@ impl<R: Receiver> Session<R> {
             self.transactions.remove(0);
         }
         self.transactions.push(done);
+        self.transaction_failure_counted = false;
         self.mail.accepted = false;
         self.mail.id = id::new_mail_id();
     }

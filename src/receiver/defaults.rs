@@ -1,9 +1,10 @@
 //! The default of every hook, as a public function an override can call (the Ruby
 //! gem's `super`). Each one is what `impl Receiver for Mine {}` does.
 
+use crate::auth::verify_password;
 use crate::delivery::DeliveryError;
 use crate::mail::{Ehlo, MailFrom, RcptTo};
-use crate::protocol::Reply;
+use crate::protocol::{Credentials, Reply};
 
 use super::Context;
 
@@ -42,7 +43,7 @@ pub async fn data(_cx: &mut Context<'_>) -> Reply {
 /// it `accepted`; without a delivery the mail is refused with a temporary error, so
 /// nothing is ever lost.
 pub async fn received(cx: &mut Context<'_>) -> Result<(), DeliveryError> {
-    match cx.delivery {
+    match cx.delivery() {
         Some(delivery) => delivery.deliver(cx.mail).await?,
         None => {
             return Err(DeliveryError::Temporary(
@@ -96,10 +97,41 @@ pub async fn quit(cx: &mut Context<'_>) -> Reply {
     )
 }
 
-/// No user has a password by default.
-pub async fn password(_cx: &mut Context<'_>, _username: &str) -> Option<String> {
-    None
+/// The stored secret from the server's password store (passwd file, SQLite); no
+/// store or a store error means no user.
+pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<String> {
+    let store = cx.passwords()?;
+    match store.lookup(username).await {
+        Ok(secret) => secret,
+        Err(error) => {
+            tracing::error!("password lookup failed: {error}");
+            None
+        }
+    }
 }
+
+/// Checks `credentials` against the stored secret (constant-time, off the async
+/// threads). Refuses a PLAIN authorization identity other than the user itself.
+pub async fn authenticate(
+    _cx: &mut Context<'_>,
+    credentials: &Credentials,
+    stored: Option<&str>,
+) -> bool {
+    if credentials.authorization.is_some() {
+        return false;
+    }
+    // An unknown user costs about as much as a known one, so timing does not
+    // tell which users exist.
+    let stored = stored.unwrap_or(UNKNOWN_USER_SECRET).to_owned();
+    let supplied = credentials.password.clone();
+    tokio::task::spawn_blocking(move || verify_password(&stored, supplied.expose()))
+        .await
+        .unwrap_or(false)
+}
+
+/// An argon2id hash no password matches in practice, checked for unknown users.
+const UNKNOWN_USER_SECRET: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtdXNlcg$h9u1jC0Xf0kP3cQJ7b0aTg3eVZ2c1Yq3aF5mR8nW2xE";
 
 /// Does nothing.
 pub async fn closed(_cx: &mut Context<'_>) {}

@@ -30,13 +30,16 @@ pub mod defaults;
 mod extensions;
 
 use std::future::Future;
+use std::sync::Arc;
 
 pub use extensions::Extensions;
 
+use crate::auth::PasswordLookup;
 use crate::config::Settings;
 use crate::delivery::{Deliver, DeliveryError};
+use crate::lockout::Lockout;
 use crate::mail::{Ehlo, Mail, MailFrom, RcptTo};
-use crate::protocol::Reply;
+use crate::protocol::{Credentials, Reply};
 
 /// What a hook can see and change.
 pub struct Context<'a> {
@@ -50,13 +53,45 @@ pub struct Context<'a> {
     pub extensions: &'a mut Extensions,
     /// The server's settings.
     pub settings: &'a Settings,
-    pub(crate) delivery: Option<&'a dyn Deliver>,
+    pub(crate) services: &'a Services,
 }
 
 impl Context<'_> {
     /// The delivery the server was configured with (e.g. a Maildir), if any.
     pub fn delivery(&self) -> Option<&dyn Deliver> {
-        self.delivery
+        self.services.delivery.as_deref()
+    }
+
+    /// The password store the server was configured with, if any.
+    pub fn passwords(&self) -> Option<&dyn PasswordLookup> {
+        self.services.passwords.as_deref()
+    }
+
+    /// The failure counters (`max_failed_msgs_per_period`), if the server keeps them.
+    pub fn lockout(&self) -> Option<&Lockout> {
+        self.services.lockout.as_deref()
+    }
+}
+
+/// What the server provides to every connection besides the hooks: where mail
+/// goes and who is locked out.
+#[derive(Clone, Default)]
+pub struct Services {
+    /// Where `defaults::received` stores mail.
+    pub delivery: Option<Arc<dyn Deliver>>,
+    /// Failure counting and lockout.
+    pub lockout: Option<Arc<Lockout>>,
+    /// Where `defaults::password` looks up stored secrets.
+    pub passwords: Option<Arc<dyn PasswordLookup>>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("delivery", &self.delivery.is_some())
+            .field("lockout", &self.lockout.is_some())
+            .field("passwords", &self.passwords.is_some())
+            .finish()
     }
 }
 
@@ -135,13 +170,28 @@ pub trait Receiver: Send + Sync + 'static {
     }
 
     /// The stored secret of `username`, for AUTH (the seed's `password`); `None` = no
-    /// such user.
+    /// such user. The default asks the server's password store. Formats: see
+    /// [`crate::auth::password`] (`$argon2id$…`, `$2b$…`, `$6$…`, `{PLAIN}…`, …).
     fn password(
         &self,
         cx: &mut Context<'_>,
         username: &str,
     ) -> impl Future<Output = Option<String>> + Send {
         defaults::password(cx, username)
+    }
+
+    /// AUTH: are these credentials good? The default gets the stored secret from
+    /// [`Receiver::password`] and checks the password against it in constant time.
+    /// Override it to use any other backend.
+    fn authenticate(
+        &self,
+        cx: &mut Context<'_>,
+        credentials: &Credentials,
+    ) -> impl Future<Output = bool> + Send {
+        async move {
+            let stored = self.password(cx, &credentials.username).await;
+            defaults::authenticate(cx, credentials, stored.as_deref()).await
+        }
     }
 
     /// The connection ended, whatever the reason. `cx.transactions` holds every

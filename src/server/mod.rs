@@ -19,10 +19,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::auth::PasswordLookup;
 use crate::config::{ListenerMode, ListenerSpec, Settings};
 use crate::delivery::Deliver;
+use crate::lockout::Lockout;
 use crate::protocol::{ConnectionOptions, Machine, Reply};
-use crate::receiver::Receiver;
+use crate::receiver::{Receiver, Services};
 use crate::session::{ConnectionInfo, Session};
 use limits::ConnectionLimits;
 pub use tls::{CertificateSource, TlsError, TlsHandle};
@@ -64,7 +66,7 @@ pub struct Server<R> {
 struct Shared<R> {
     receiver: Arc<R>,
     settings: Arc<Settings>,
-    delivery: Option<Arc<dyn Deliver>>,
+    services: Services,
     tls: Option<Arc<TlsHandle>>,
     limits: ConnectionLimits,
 }
@@ -91,11 +93,16 @@ impl<R: Receiver> Server<R> {
         }
         let limits =
             ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+        let lockout = Lockout::in_memory(settings.lockout_policy);
         Ok(Self {
             shared: Arc::new(Shared {
                 receiver: Arc::new(receiver),
                 settings: Arc::new(settings),
-                delivery: None,
+                services: Services {
+                    delivery: None,
+                    lockout: Some(Arc::new(lockout)),
+                    passwords: None,
+                },
                 tls: None,
                 limits,
             }),
@@ -107,7 +114,26 @@ impl<R: Receiver> Server<R> {
     #[must_use]
     pub fn with_delivery(mut self, delivery: impl Deliver) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.delivery = Some(Arc::new(delivery));
+            shared.services.delivery = Some(Arc::new(delivery));
+        }
+        self
+    }
+
+    /// Where `defaults::password` finds stored secrets for AUTH.
+    #[must_use]
+    pub fn with_passwords(mut self, passwords: Arc<dyn PasswordLookup>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.services.passwords = Some(passwords);
+        }
+        self
+    }
+
+    /// Where failures are counted. By default an in-memory store with the
+    /// settings' policy; `None` turns the lockout off.
+    #[must_use]
+    pub fn with_lockout(mut self, lockout: Option<Arc<Lockout>>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.services.lockout = lockout;
         }
         self
     }
@@ -256,8 +282,8 @@ async fn handle<R, S>(
         starttls: shared.tls.is_some() && spec.mode != ListenerMode::Smtps,
         tls_active: spec.mode == ListenerMode::Smtps,
         require_auth: spec.mode == ListenerMode::Submission,
-        auth: false,
-        allow_plaintext_auth: false,
+        auth: settings.auth,
+        allow_plaintext_auth: settings.allow_plaintext_auth,
     };
     let machine = Machine::with_options(
         Arc::clone(&settings.limits),
@@ -268,7 +294,7 @@ async fn handle<R, S>(
     let mut session = Session::new(
         Arc::clone(&shared.receiver),
         Arc::clone(settings),
-        shared.delivery.clone(),
+        shared.services.clone(),
         info,
     );
     let starttls = shared.tls.clone().filter(|_| options.starttls);
