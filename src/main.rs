@@ -232,13 +232,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     let settings = config.settings()?;
     let identity =
         process::resolve_identity(config.user_name.as_deref(), config.group_name.as_deref())?;
-    let ports: Vec<u16> = listeners.iter().map(|l| l.addr.port()).collect();
-    if process::should_warn_running_as_root(identity.as_ref(), &ports) {
-        tracing::warn!(
-            "running as root on a port below 1024 without user_name/group_name: \
-             every hook runs as root; set --user and --group"
-        );
-    }
     let tls = Arc::new(TlsHandle::new(certificate_source(
         &config,
         &settings.server_name,
@@ -255,6 +248,18 @@ fn run(args: Args) -> anyhow::Result<()> {
             quiet: config.quiet,
         };
         let server = Server::bind(&listeners, settings, receiver).await?;
+        // Signal handlers are in place before anyone can learn we are listening.
+        let shutdown = shutdown_signal()?;
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot handle SIGHUP")?;
+        let ports: Vec<u16> = server.local_addrs().iter().map(|a| a.port()).collect();
+        if process::should_warn_running_as_root(identity.as_ref(), &ports) {
+            tracing::warn!(
+                "running as root on a port below 1024 without user_name/group_name: \
+                 every hook runs as root; set --user and --group"
+            );
+        }
+
         let _pid_file = match &config.pid_file {
             Some(path) => Some(process::PidFile::create(path)?),
             None => None,
@@ -280,9 +285,9 @@ fn run(args: Args) -> anyhow::Result<()> {
                 config.maildir.display()
             );
         }
-        tokio::spawn(reload_on_hangup(tls, passwords));
+        tokio::spawn(reload_on_hangup(hangup, tls, passwords));
         process::notify_ready();
-        server.run_until(shutdown_signal()).await;
+        server.run_until(shutdown).await;
         tracing::info!(
             "{} terminated by signal",
             config.server_name.as_deref().unwrap_or("net-receiver")
@@ -342,11 +347,11 @@ fn password_store(config: &Config) -> anyhow::Result<Option<Arc<dyn PasswordLook
 
 /// Re-reads the certificate, key and passwd file on every SIGHUP; open
 /// connections are kept.
-async fn reload_on_hangup(tls: Arc<TlsHandle>, passwords: Option<Arc<dyn PasswordLookup>>) {
-    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
-        return;
-    };
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    tls: Arc<TlsHandle>,
+    passwords: Option<Arc<dyn PasswordLookup>>,
+) {
     while hangup.recv().await.is_some() {
         if let Some(passwords) = &passwords {
             match passwords.reload() {
@@ -364,15 +369,15 @@ async fn reload_on_hangup(tls: Arc<TlsHandle>, passwords: Option<Arc<dyn Passwor
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+/// Registers SIGINT and SIGTERM now; the future completes on either.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }

@@ -35,73 +35,57 @@ enum Ending {
     StartTls,
 }
 
-/// The buffers of one connection, kept across the STARTTLS switch.
-struct Buffers {
+/// One connection's state, kept across the STARTTLS switch.
+struct Connection<R> {
+    session: Session<R>,
+    machine: Machine,
     input: Vec<u8>,
     output: Vec<u8>,
+    stop: watch::Receiver<bool>,
 }
 
 /// Runs the SMTP conversation on `stream` until either side closes it.
 /// `tls` is offered for STARTTLS when given.
 pub(crate) async fn serve<R, S>(
     mut stream: S,
-    mut session: Session<R>,
-    mut machine: Machine,
+    session: Session<R>,
+    machine: Machine,
     tls: Option<Arc<TlsHandle>>,
     handshake_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     R: Receiver,
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let greeting = session.connect().await;
-    machine.answer(greeting);
-    let mut buffers = Buffers {
+    let mut conn = Connection {
+        session,
+        machine,
         input: Vec::new(),
         output: Vec::new(),
+        stop,
     };
-    let ending = converse(
-        &mut stream,
-        &mut session,
-        &mut machine,
-        &mut buffers,
-        &mut stop,
-    )
-    .await;
+    let greeting = conn.session.connect().await;
+    conn.machine.answer(greeting);
+    let ending = conn.converse(&mut stream).await;
     match (ending, tls) {
         (Ok(Ending::StartTls), Some(tls)) => {
             // Whatever the client sent after STARTTLS was sent in the clear.
-            buffers.input = Vec::new();
+            conn.input = Vec::new();
             let accepted = tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream));
             match accepted.await {
                 Ok(Ok(mut stream)) => {
-                    session.tls_established(tls_facts(stream.get_ref().1));
-                    machine.tls_established(Instant::now());
-                    let ending = converse(
-                        &mut stream,
-                        &mut session,
-                        &mut machine,
-                        &mut buffers,
-                        &mut stop,
-                    )
-                    .await;
-                    log_ending(&session, ending);
-                    let _ = stream.shutdown().await;
+                    conn.session.tls_established(tls_facts(stream.get_ref().1));
+                    conn.machine.tls_established(Instant::now());
+                    let ending = conn.converse(&mut stream).await;
+                    conn.end(ending, stream).await;
                 }
-                Ok(Err(error)) => {
-                    tracing::info!(remote = %session.mail().remote_ip, "TLS handshake failed: {error}");
-                }
-                Err(_) => {
-                    tracing::info!(remote = %session.mail().remote_ip, "TLS handshake timed out");
-                }
+                Ok(Err(error)) => conn.log("TLS handshake failed", &error),
+                Err(error) => conn.log("TLS handshake timed out", &error),
             }
         }
-        (ending, _) => {
-            log_ending(&session, ending);
-            let _ = stream.shutdown().await;
-        }
+        (ending, _) => conn.end(ending, stream).await,
     }
-    session.finish().await;
+    conn.session.finish().await;
 }
 
 /// What the TLS layer negotiated, for the mail structure.
@@ -118,76 +102,83 @@ pub(crate) fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
     }
 }
 
-fn log_ending<R: Receiver>(session: &Session<R>, ending: std::io::Result<Ending>) {
-    if let Err(error) = ending {
-        tracing::debug!(remote = %session.mail().remote_ip, "connection error: {error}");
+impl<R: Receiver> Connection<R> {
+    fn log(&self, what: &str, error: &dyn std::fmt::Display) {
+        tracing::info!(remote = %self.session.mail().remote_ip, "{what}: {error}");
     }
-}
 
-/// Pumps bytes until the session closes or asks for STARTTLS.
-async fn converse<R, S>(
-    stream: &mut S,
-    session: &mut Session<R>,
-    machine: &mut Machine,
-    buffers: &mut Buffers,
-    stop: &mut watch::Receiver<bool>,
-) -> std::io::Result<Ending>
-where
-    R: Receiver,
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let Buffers { input, output } = buffers;
-    let mut stopping = false;
-    loop {
-        let mut start = 0;
-        let mut events = 0;
+    /// Logs how the conversation ended and closes the stream.
+    async fn end<S: AsyncWrite + Unpin>(&self, ending: std::io::Result<Ending>, mut stream: S) {
+        if let Err(error) = ending {
+            tracing::debug!(remote = %self.session.mail().remote_ip, "connection error: {error}");
+        }
+        let _ = stream.shutdown().await;
+    }
+
+    /// Pumps bytes until the session closes or asks for STARTTLS.
+    async fn converse<S>(&mut self, stream: &mut S) -> std::io::Result<Ending>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Self {
+            session,
+            machine,
+            input,
+            output,
+            stop,
+        } = self;
+        let mut stopping = false;
         loop {
-            let rest = input.get(start..).unwrap_or_default();
-            let progress = machine.handle_input(rest, Instant::now());
-            start += progress.consumed;
-            let Some(event) = progress.event else { break };
-            if event == Event::StartTls {
-                flush(machine, stream, output).await?;
-                return Ok(Ending::StartTls);
+            let mut start = 0;
+            let mut events = 0;
+            loop {
+                let rest = input.get(start..).unwrap_or_default();
+                let progress = machine.handle_input(rest, Instant::now());
+                start += progress.consumed;
+                let Some(event) = progress.event else { break };
+                if event == Event::StartTls {
+                    flush(machine, stream, output).await?;
+                    return Ok(Ending::StartTls);
+                }
+                let reply = session.handle(event, machine).await;
+                machine.answer(reply);
+                events += 1;
+                if events >= MAX_EVENTS_PER_FLUSH {
+                    flush(machine, stream, output).await?;
+                    events = 0;
+                }
             }
-            let reply = session.handle(event, machine).await;
-            machine.answer(reply);
-            events += 1;
-            if events >= MAX_EVENTS_PER_FLUSH {
-                flush(machine, stream, output).await?;
-                events = 0;
+            input.drain(..start.min(input.len()));
+            stopping |= *stop.borrow();
+            if stopping {
+                machine.handle_shutdown();
             }
-        }
-        input.drain(..start.min(input.len()));
-        stopping |= *stop.borrow();
-        if stopping {
-            machine.handle_shutdown();
-        }
-        flush(machine, stream, output).await?;
-        if machine.is_closed() {
-            return Ok(Ending::Closed);
-        }
-        if input.capacity() - input.len() < READ_CHUNK / 2 {
-            input.reserve(READ_CHUNK);
-        }
-        let deadline = machine
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + machine.limits().command_timeout);
-        let read = tokio::select! {
-            read = stream.read_buf(input) => read?,
-            () = tokio::time::sleep_until(deadline.into()) => {
-                machine.handle_timeout(Instant::now());
-                continue;
+            flush(machine, stream, output).await?;
+            if machine.is_closed() {
+                return Ok(Ending::Closed);
             }
-            // A change (or the server gone) means shutdown, handled above.
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                continue;
+            if input.capacity() - input.len() < READ_CHUNK / 2 {
+                input.reserve(READ_CHUNK);
             }
-        };
-        if read == 0 {
-            machine.handle_eof();
-            return Ok(Ending::Closed);
+            let deadline = machine
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + machine.limits().command_timeout);
+            let read = tokio::select! {
+                read = stream.read_buf(input) => read?,
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    machine.handle_timeout(Instant::now());
+                    continue;
+                }
+                // A change (or the server gone) means shutdown, handled above.
+                _ = stop.changed(), if !stopping => {
+                    stopping = true;
+                    continue;
+                }
+            };
+            if read == 0 {
+                machine.handle_eof();
+                return Ok(Ending::Closed);
+            }
         }
     }
 }

@@ -246,7 +246,8 @@ fn refused_greeting_only_allows_quit() {
     let server = TestServer::start_with(config(), Closed);
     let mut client = Client::connect_any(server.port);
     assert_eq!(client.greeting.code, 554, "{:?}", client.greeting);
-    assert_eq!(client.greeting.text(), "No SMTP service here");
+    // A refusing greeting keeps the hook's enhanced code (a 220 drops it, RFC 2034).
+    assert_eq!(client.greeting.text(), "5.7.1 No SMTP service here");
     for command in ["EHLO client.test", "MAIL FROM:<a@b.c>", "NOOP"] {
         client.send(format!("{command}\r\n").as_bytes());
         client.expect_enhanced(503, "5.5.1");

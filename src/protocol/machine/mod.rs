@@ -466,9 +466,15 @@ impl Machine {
         match pending {
             Pending::Greeting => {
                 self.refused = !positive;
-                let reply = Reply {
-                    enhanced: None,
-                    ..reply
+                // RFC 2034: no enhanced code on the greeting itself; a refusal
+                // (421/554) keeps its code, as the client has nothing else to go on.
+                let reply = if positive {
+                    Reply {
+                        enhanced: None,
+                        ..reply
+                    }
+                } else {
+                    reply
                 };
                 self.out_reply(&reply, &[]);
                 return;

@@ -543,7 +543,7 @@ fn refused_greeting_only_allows_quit() {
     machine.poll_transmit(&mut out);
     assert_eq!(
         String::from_utf8_lossy(&out),
-        "554 No service\r\n503 5.5.1 Session refused, only QUIT is accepted\r\n221 2.0.0 Bye\r\n"
+        "554 5.7.1 No service\r\n503 5.5.1 Session refused, only QUIT is accepted\r\n221 2.0.0 Bye\r\n"
     );
     assert!(machine.is_closed());
 }
