@@ -249,11 +249,12 @@ impl<R: Receiver> Session<R> {
             Some(lockout) => lockout.is_locked(&login).await,
             None => false,
         };
-        let accepted = !login_locked
-            && match hook!(self, authenticate, &credentials) {
-                Ok(accepted) => accepted,
-                Err(_) => return internal_error(),
-            };
+        // The check runs even for a locked login, so its answer takes as long.
+        let verified = match hook!(self, authenticate, &credentials) {
+            Ok(verified) => verified,
+            Err(_) => return internal_error(),
+        };
+        let accepted = verified && !login_locked;
         let remote = self.mail.remote_ip.clone();
         let mechanism = credentials.mechanism.as_str();
         if accepted {

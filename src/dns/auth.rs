@@ -12,8 +12,8 @@ use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput,
-    DmarcResult, Error as AuthError, IprevOutput, IprevResult, SpfOutput, SpfResult,
+    AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput, DmarcResult,
+    Error as AuthError, IprevOutput, IprevResult, SpfOutput, SpfResult,
 };
 use serde::Serialize;
 use tokio::time::{Instant, timeout_at};
@@ -136,7 +136,10 @@ impl Dns {
         if !is_domain_name(domain) {
             return SpfResult::None;
         }
-        let check = self.inner.auth.check_host(self.inner.caches.parameters(params));
+        let check = self
+            .inner
+            .auth
+            .check_host(self.inner.caches.parameters(params));
         match timeout_at(deadline, check).await {
             Ok(output) => output.result(),
             Err(_) => SpfResult::TempError,
@@ -194,7 +197,9 @@ impl Dns {
         let deadline = self.deadline();
         let dkim = timeout_at(
             deadline,
-            self.inner.auth.verify_dkim(self.inner.caches.parameters(&message)),
+            self.inner
+                .auth
+                .verify_dkim(self.inner.caches.parameters(&message)),
         );
         let (dkim, arc) = tokio::join!(dkim, self.arc(deadline, &message, &host, ip));
         let dkim = dkim.unwrap_or_else(|_| {
@@ -216,7 +221,9 @@ impl Dns {
         let params = DmarcParameters::new(&message, &dkim, spf_from_domain, &spf_mail_from);
         let dmarc = timeout_at(
             self.deadline(),
-            self.inner.auth.verify_dmarc(self.inner.caches.parameters(params)),
+            self.inner
+                .auth
+                .verify_dmarc(self.inner.caches.parameters(params)),
         )
         .await
         .unwrap_or_else(|_| {
@@ -234,7 +241,9 @@ impl Dns {
         MessageAuth {
             dkim: dkim.iter().map(dkim_finding).collect(),
             dmarc: dmarc_word(&dmarc.result()).into(),
-            dmarc_policy: dmarc.dmarc_record().map(|_| policy_word(dmarc.policy()).into()),
+            dmarc_policy: dmarc
+                .dmarc_record()
+                .map(|_| policy_word(dmarc.policy()).into()),
             dmarc_domain: Some(dmarc.domain().to_owned()).filter(|d| !d.is_empty()),
             arc,
             authentication_results: results.finish(),
@@ -298,7 +307,11 @@ fn authserv_id(server_name: &str) -> String {
         .chars()
         .filter(|c| c.is_ascii_graphic() && !"();\"\\,".contains(*c))
         .collect();
-    if id.is_empty() { "localhost".into() } else { id }
+    if id.is_empty() {
+        "localhost".into()
+    } else {
+        id
+    }
 }
 
 /// Whether `name` can be an SPF domain (RFC 7208 §4.3): at least two labels of 1 to
@@ -362,12 +375,12 @@ fn iprev_result(word: &str) -> IprevResult {
     match word.trim().to_ascii_lowercase().as_str() {
         "pass" => IprevResult::Pass,
         "fail" => IprevResult::Fail(AuthError::NotAligned),
-        "temperror" => IprevResult::TempError(AuthError::Dns(mail_auth::DnsError::Resolver(
-            String::new(),
+        "temperror" => {
+            IprevResult::TempError(AuthError::Dns(mail_auth::DnsError::Resolver(String::new())))
+        }
+        "permerror" => IprevResult::PermError(AuthError::Dns(mail_auth::DnsError::RecordNotFound(
+            hickory_resolver::proto::op::ResponseCode::NXDomain,
         ))),
-        "permerror" => IprevResult::PermError(AuthError::Dns(
-            mail_auth::DnsError::RecordNotFound(hickory_resolver::proto::op::ResponseCode::NXDomain),
-        )),
         _ => IprevResult::None,
     }
 }
@@ -439,11 +452,24 @@ mod tests {
 
     #[test]
     fn spf_domains() {
-        for good in ["a.example", "A-1.example.", "_spf.example", "bücher.example"] {
+        for good in [
+            "a.example",
+            "A-1.example.",
+            "_spf.example",
+            "bücher.example",
+        ] {
             assert!(is_domain_name(good), "{good}");
         }
         let long = format!("{}.example", "a".repeat(64));
-        for bad in ["", "example", "[192.0.2.1]", "a..example", ".a.example", "a b.example", &long] {
+        for bad in [
+            "",
+            "example",
+            "[192.0.2.1]",
+            "a..example",
+            ".a.example",
+            "a b.example",
+            &long,
+        ] {
             assert!(!is_domain_name(bad), "{bad}");
         }
     }

@@ -152,7 +152,10 @@ mod tests {
         let id = |v: &str| authserv_id(v.as_bytes()).map(|i| String::from_utf8(i).unwrap());
         assert_eq!(id(" mx.example; spf=pass").as_deref(), Some("mx.example"));
         assert_eq!(id(" mx.example 1; none").as_deref(), Some("mx.example"));
-        assert_eq!(id("\r\n\t(c (nested)) mx.example;").as_deref(), Some("mx.example"));
+        assert_eq!(
+            id("\r\n\t(c (nested)) mx.example;").as_deref(),
+            Some("mx.example")
+        );
         assert_eq!(id(" \"mx.example\"; none").as_deref(), Some("mx.example"));
         assert_eq!(id(" mx.example(comment);").as_deref(), Some("mx.example"));
         assert_eq!(id(" ; none"), None);
@@ -191,6 +194,9 @@ mod tests {
         let raw = "Authentication-Results: mx.example; none";
         assert_eq!(strip(raw, "mx.example").as_deref(), Some(""));
         assert_eq!(strip("", "mx.example"), None);
-        assert_eq!(strip("\r\nAuthentication-Results: mx.example;\r\n", "mx.example"), None);
+        assert_eq!(
+            strip("\r\nAuthentication-Results: mx.example;\r\n", "mx.example"),
+            None
+        );
     }
 }

@@ -234,7 +234,11 @@ impl Dns {
             bounded(deadline, self.a(&domain)),
             bounded(deadline, self.aaaa(&domain)),
         );
-        out.ip = v4.as_ref().ok().and_then(|a| a.first()).map(Ipv4Addr::to_string);
+        out.ip = v4
+            .as_ref()
+            .ok()
+            .and_then(|a| a.first())
+            .map(Ipv4Addr::to_string);
         out.ipv6 = v6
             .as_ref()
             .map(|a| a.iter().map(Ipv6Addr::to_string).collect())
@@ -477,7 +481,13 @@ mod tests {
         assert_eq!(address_literal("[IPv6:2001:db8::1]"), Some(v6));
         assert_eq!(address_literal("[ipv6:2001:DB8::1]"), Some(v6));
         assert_eq!(address_literal("[IPv6:::ffff:192.0.2.1]"), Some(v4));
-        for bad in ["192.0.2.1", "[2001:db8::1]", "[IPv6:192.0.2.1]", "[1.2.3]", "[]"] {
+        for bad in [
+            "192.0.2.1",
+            "[2001:db8::1]",
+            "[IPv6:192.0.2.1]",
+            "[1.2.3]",
+            "[]",
+        ] {
             assert_eq!(address_literal(bad), None, "{bad}");
         }
     }

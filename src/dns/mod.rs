@@ -253,7 +253,10 @@ impl Failure {
     /// Whether the DNS gave a definite "no such record" (as opposed to an error
     /// where a later attempt might find something).
     fn is_negative(self) -> bool {
-        matches!(self, Failure::NxDomain | Failure::NoData | Failure::InvalidName)
+        matches!(
+            self,
+            Failure::NxDomain | Failure::NoData | Failure::InvalidName
+        )
     }
 
     fn from_net(err: &NetError) -> Failure {

@@ -2,13 +2,16 @@
 //! and Maildir, a raw SMTP client speaking exact bytes with read timeouts, Maildir
 //! inspection, and running external clients (python3, swaks) with a time bound.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use net_receiver::{Config, Maildir, Receiver, Server};
+use net_receiver::config::{ListenerMode, ListenerSpec};
+use net_receiver::server::TlsHandle;
+use net_receiver::{Config, Context, DeliveryError, Mail, Maildir, Receiver, Server, defaults};
 use tokio::sync::oneshot;
 
 /// How long any single read from the server may take before the test fails.
@@ -28,8 +31,10 @@ pub(crate) fn config() -> Config {
 /// An in-process server on `127.0.0.1:<random port>`, delivering into a fresh
 /// Maildir. Dropping it shuts the server down.
 pub(crate) struct TestServer {
-    /// The bound port.
+    /// The bound port (of the first listener).
     pub(crate) port: u16,
+    /// The bound port of every listener, in the order they were given.
+    pub(crate) ports: Vec<u16>,
     /// The Maildir root (a temporary directory).
     pub(crate) maildir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -44,6 +49,37 @@ impl TestServer {
 
     /// `receiver` with `config`.
     pub(crate) fn start_with<R: Receiver>(config: Config, receiver: R) -> Self {
+        Self::start_listeners(config, receiver, &[(ListenerMode::Smtp, false)], None)
+    }
+
+    /// `receiver` with `config`, one listener on `127.0.0.1:<random port>` per
+    /// `(mode, proxy_protocol)` entry, and `tls` for STARTTLS and implicit TLS.
+    pub(crate) fn start_listeners<R: Receiver>(
+        config: Config,
+        receiver: R,
+        listeners: &[(ListenerMode, bool)],
+        tls: Option<Arc<TlsHandle>>,
+    ) -> Self {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let specs: Vec<ListenerSpec> = listeners
+            .iter()
+            .map(|&(mode, proxy_protocol)| ListenerSpec {
+                addr,
+                mode,
+                proxy_protocol,
+            })
+            .collect();
+        Self::start_specs(config, receiver, &specs, tls)
+    }
+
+    /// `receiver` with `config` on exactly these listeners (loopback only).
+    pub(crate) fn start_specs<R: Receiver>(
+        config: Config,
+        receiver: R,
+        specs: &[ListenerSpec],
+        tls: Option<Arc<TlsHandle>>,
+    ) -> Self {
+        assert!(specs.iter().all(|s| s.addr.ip().is_loopback()), "{specs:?}");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -52,20 +88,23 @@ impl TestServer {
         let maildir = tempfile::tempdir().expect("tempdir");
         let settings = config.settings().expect("settings");
         let delivery = Maildir::open(maildir.path()).expect("maildir");
-        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-        let server = runtime
-            .block_on(Server::bind(&[addr], settings, receiver))
+        let mut server = runtime
+            .block_on(Server::bind(specs, settings, receiver))
             .expect("bind")
             .with_delivery(delivery);
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
         let addrs = server.local_addrs();
-        assert_eq!(addrs.len(), 1, "{addrs:?}");
-        assert!(addrs[0].ip().is_loopback());
+        assert_eq!(addrs.len(), specs.len(), "{addrs:?}");
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
         let (tx, rx) = oneshot::channel::<()>();
         runtime.spawn(server.run_until(async move {
             let _ = rx.await;
         }));
         Self {
             port: addrs[0].port(),
+            ports: addrs.iter().map(SocketAddr::port).collect(),
             maildir,
             shutdown: Some(tx),
             runtime: Some(runtime),
@@ -133,7 +172,15 @@ impl Client {
 
     /// Connects and reads the greeting, whatever it is.
     pub(crate) fn connect_any(port: u16) -> Self {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let mut client = Self::open(SocketAddr::from(([127, 0, 0, 1], port)));
+        client.greeting = client.reply();
+        client
+    }
+
+    /// Connects without reading anything (the greeting is left as code 0).
+    pub(crate) fn open(addr: SocketAddr) -> Self {
+        assert!(addr.ip().is_loopback(), "{addr}");
+        let stream = TcpStream::connect(addr).expect("connect");
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .expect("timeout");
@@ -141,16 +188,31 @@ impl Client {
             .set_write_timeout(Some(READ_TIMEOUT))
             .expect("timeout");
         let reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut client = Self {
+        Self {
             stream,
             reader,
             greeting: Reply {
                 code: 0,
                 lines: Vec::new(),
             },
-        };
-        client.greeting = client.reply();
-        client
+        }
+    }
+
+    /// Reads the greeting after [`Client::open`] and asserts its code.
+    pub(crate) fn read_greeting(&mut self, code: u16) -> &Reply {
+        self.greeting = self.expect(code);
+        &self.greeting
+    }
+
+    /// The socket, for a TLS handshake after STARTTLS. Asserts that nothing the
+    /// server sent is left unread.
+    pub(crate) fn into_stream(self) -> TcpStream {
+        assert!(
+            self.reader.buffer().is_empty(),
+            "unread bytes from the server: {:?}",
+            String::from_utf8_lossy(self.reader.buffer())
+        );
+        self.stream
     }
 
     /// Connects, reads the 220 and sends `EHLO client.test` (expects 250).
@@ -174,37 +236,16 @@ impl Client {
 
     /// Reads one complete reply (all its lines).
     pub(crate) fn reply(&mut self) -> Reply {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = Vec::new();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut line)
-                .unwrap_or_else(|e| panic!("reading a reply after {lines:?}: {e}"));
-            assert!(n > 0, "connection closed while reading a reply {lines:?}");
-            let line = String::from_utf8(line).expect("reply is UTF-8");
-            let line = line
-                .strip_suffix("\r\n")
-                .unwrap_or_else(|| panic!("reply line without CRLF: {line:?}"));
-            assert!(line.len() >= 4, "short reply line {line:?}");
-            let code: u16 = line[..3].parse().expect("reply code");
-            let sep = line.as_bytes()[3];
-            lines.push((code, line[4..].to_owned()));
-            match sep {
-                b' ' => break,
-                b'-' => {}
-                _ => panic!("bad reply separator in {line:?}"),
-            }
-        }
-        let code = lines[0].0;
-        assert!(
-            lines.iter().all(|(c, _)| *c == code),
-            "mixed codes {lines:?}"
-        );
-        Reply {
-            code,
-            lines: lines.into_iter().map(|(_, l)| l).collect(),
-        }
+        read_reply(&mut self.reader)
+    }
+
+    /// Reads one reply, or `None` if the server closed the connection first.
+    pub(crate) fn try_reply(&mut self) -> Option<Reply> {
+        let buffered = self
+            .reader
+            .fill_buf()
+            .unwrap_or_else(|e| panic!("reading a reply: {e}"));
+        (!buffered.is_empty()).then(|| self.reply())
     }
 
     /// Reads one reply and asserts its code.
@@ -242,6 +283,23 @@ impl Client {
         }
     }
 
+    /// Asserts the server closed the connection without sending anything: EOF,
+    /// or a reset (a socket closed with our unread bytes in it), never a timeout.
+    pub(crate) fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => assert!(
+                rest.is_empty(),
+                "expected the connection closed, got {:?}",
+                String::from_utf8_lossy(&rest)
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                assert!(rest.is_empty(), "got {:?}", String::from_utf8_lossy(&rest));
+            }
+            Err(e) => panic!("expected the connection closed, got error {e}"),
+        }
+    }
+
     /// Sends QUIT, expects 221 and then EOF.
     pub(crate) fn quit(mut self) {
         self.send(b"QUIT\r\n");
@@ -260,6 +318,41 @@ impl Client {
         self.cmd(&format!("MAIL FROM:<{from}>"), 250);
         self.cmd(&format!("RCPT TO:<{to}>"), 250);
         self.cmd("DATA", 354);
+    }
+}
+
+/// Reads one complete SMTP reply (all its lines) from `reader`, asserting CRLF
+/// line ends, one code throughout and valid separators.
+pub(crate) fn read_reply(reader: &mut impl BufRead) -> Reply {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .unwrap_or_else(|e| panic!("reading a reply after {lines:?}: {e}"));
+        assert!(n > 0, "connection closed while reading a reply {lines:?}");
+        let line = String::from_utf8(line).expect("reply is UTF-8");
+        let line = line
+            .strip_suffix("\r\n")
+            .unwrap_or_else(|| panic!("reply line without CRLF: {line:?}"));
+        assert!(line.len() >= 4, "short reply line {line:?}");
+        let code: u16 = line[..3].parse().expect("reply code");
+        let sep = line.as_bytes()[3];
+        lines.push((code, line[4..].to_owned()));
+        match sep {
+            b' ' => break,
+            b'-' => {}
+            _ => panic!("bad reply separator in {line:?}"),
+        }
+    }
+    let code = lines[0].0;
+    assert!(
+        lines.iter().all(|(c, _)| *c == code),
+        "mixed codes {lines:?}"
+    );
+    Reply {
+        code,
+        lines: lines.into_iter().map(|(_, l)| l).collect(),
     }
 }
 
@@ -421,4 +514,41 @@ impl TestServer {
     pub(crate) fn messages_count(&self) -> usize {
         files_in(&self.dir().join("new")).len()
     }
+}
+
+/// Stores like the default receiver and keeps a copy of every delivered mail
+/// structure (clones share the list).
+#[derive(Clone, Default)]
+pub(crate) struct Recorder(Arc<Mutex<Vec<Mail>>>);
+
+impl Recorder {
+    /// The mails delivered so far.
+    pub(crate) fn mails(&self) -> Vec<Mail> {
+        self.0.lock().expect("recorder").clone()
+    }
+
+    /// Asserts exactly one mail was delivered and returns it.
+    pub(crate) fn only(&self) -> Mail {
+        let mails = self.mails();
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        mails.into_iter().next().expect("one mail")
+    }
+}
+
+impl Receiver for Recorder {
+    async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
+        defaults::received(cx).await?;
+        self.0.lock().expect("recorder").push(cx.mail.clone());
+        Ok(())
+    }
+}
+
+/// The swaks on `PATH`.
+pub(crate) fn swaks_path() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("swaks"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| panic!("swaks not found on PATH: install swaks (scripts/test does it)"))
 }

@@ -2,13 +2,28 @@
 //! binary) on 127.0.0.1 with real clients (lettre, Python's smtplib, swaks and raw
 //! sockets speaking exact bytes), checking reply codes and the Maildir contents.
 
+mod auth_support;
 mod common;
+mod running;
+mod tls_support;
 
+mod auth_clients;
+mod auth_replies;
+mod auth_stores;
 mod binary;
+mod connection_limits;
 mod disconnect;
 mod hooks;
 mod limits;
+mod lockout;
+mod lockout_redis;
 mod pipelining;
+mod proxy;
 mod send;
+mod server_process;
+mod shutdown;
 mod smuggling;
+mod starttls;
 mod timeouts;
+mod tls_clients;
+mod tls_reload;

@@ -11,12 +11,11 @@ use lettre::{Message, SmtpTransport, Transport as _};
 
 use crate::common::{
     Client, SERVER_NAME, TestServer, config, contains, python, received_id, run_bounded,
-    split_stored,
+    split_stored, swaks_path,
 };
 
 fn lettre_transport(port: u16) -> SmtpTransport {
-    // lettre is built without a TLS backend, so `builder_dangerous` is plain
-    // SMTP (the `Tls::None` of a TLS-enabled build; `.tls()` does not exist here).
+    // `builder_dangerous` is plain SMTP (`Tls::None`) unless `.tls()` says otherwise.
     SmtpTransport::builder_dangerous("127.0.0.1")
         .port(port)
         .timeout(Some(Duration::from_secs(10)))
@@ -182,15 +181,6 @@ fn smtplib_three_transactions_on_one_connection() {
         .map(|i| format!("Return-Path: <sender{i}@example.com>"))
         .collect();
     assert_eq!(senders, want);
-}
-
-fn swaks_path() -> std::path::PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("swaks"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| panic!("swaks not found on PATH: install swaks (scripts/test does it)"))
 }
 
 #[test]

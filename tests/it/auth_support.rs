@@ -1,0 +1,349 @@
+//! Helpers for the AUTH and lockout tests: an in-process server whose password
+//! store and lockout the test chooses, a receiver with a few `{PLAIN}` users (the
+//! seed's `password` hook) that refuses chosen senders and recipients, a raw client
+//! whose socket is bound to any loopback address (127.0.0.2, ...) before it
+//! connects, SASL PLAIN/LOGIN encodings, the real `net-receiver hash-password`, and
+//! the real binary started with a config file.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::io::{BufReader, Read as _, Write as _};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use net_receiver::auth::PasswordLookup;
+use net_receiver::config::{ListenerMode, ListenerSpec};
+use net_receiver::lockout::Lockout;
+use net_receiver::server::TlsHandle;
+use net_receiver::{
+    Config, Context, DeliveryError, Mail, MailFrom, Maildir, RcptTo, Receiver, Server, defaults,
+};
+use tokio::sync::oneshot;
+
+use crate::common::{READ_TIMEOUT, Reply, config, read_reply};
+use crate::running::{BIN, Binary, command};
+
+/// The users of [`Users`]: name and password (stored as `{PLAIN}password`).
+pub(crate) const USERS: [(&str, &str); 2] = [("joe", "joe-Secret-42"), ("ann", "ann-Secret-77")];
+
+/// The 535 every failed AUTH gets, whatever the reason (no oracle).
+pub(crate) const BAD_CREDENTIALS: &str = "5.7.8 Authentication credentials invalid";
+
+/// base64 of `text`.
+pub(crate) fn b64(text: &str) -> String {
+    STANDARD.encode(text)
+}
+
+/// The PLAIN response (RFC 4616) for `user` / `password`, base64: `\0user\0password`.
+pub(crate) fn plain(user: &str, password: &str) -> String {
+    b64(&format!("\0{user}\0{password}"))
+}
+
+/// The in-process test configuration with AUTH on: failed AUTHs answered after
+/// `auth_failure_delay` = 0.05 s, limits as the defaults otherwise.
+pub(crate) fn auth_config() -> Config {
+    Config {
+        auth: Some(true),
+        auth_failure_delay: 0.05,
+        ..config()
+    }
+}
+
+/// [`auth_config`] with AUTH offered in the clear too.
+pub(crate) fn plaintext_auth_config() -> Config {
+    Config {
+        allow_plaintext_auth: true,
+        ..auth_config()
+    }
+}
+
+/// The seed's `password(username)` hook over [`USERS`]; refuses MAIL from
+/// `reject@…` (550), RCPT to `reject@…` (550) and DATA from `nodata@…` (554); keeps
+/// a copy of every delivered mail.
+#[derive(Clone, Default)]
+pub(crate) struct Users(Arc<Mutex<Vec<Mail>>>);
+
+impl Users {
+    /// The mails delivered so far.
+    pub(crate) fn mails(&self) -> Vec<Mail> {
+        self.0.lock().expect("mails").clone()
+    }
+}
+
+fn local_part_is(address: &net_receiver::Address, local: &str) -> bool {
+    address.local_part.as_deref() == Some(local)
+}
+
+impl Receiver for Users {
+    async fn password(&self, _cx: &mut Context<'_>, username: &str) -> Option<String> {
+        USERS
+            .iter()
+            .find(|(user, _)| *user == username)
+            .map(|(_, password)| format!("{{PLAIN}}{password}"))
+    }
+
+    async fn mail_from(&self, cx: &mut Context<'_>, from: &MailFrom) -> net_receiver::Reply {
+        if local_part_is(&from.address, "reject") {
+            return net_receiver::Reply::new(550, (5, 7, 1), "Sender refused");
+        }
+        defaults::mail_from(cx, from).await
+    }
+
+    async fn rcpt_to(&self, cx: &mut Context<'_>, to: &RcptTo) -> net_receiver::Reply {
+        if local_part_is(to, "reject") {
+            return net_receiver::Reply::new(550, (5, 1, 1), "No such user");
+        }
+        defaults::rcpt_to(cx, to).await
+    }
+
+    async fn data(&self, cx: &mut Context<'_>) -> net_receiver::Reply {
+        let from = cx.mail.mailfrom.as_ref().map(|m| &m.address);
+        if from.is_some_and(|a| local_part_is(a, "nodata")) {
+            return net_receiver::Reply::new(554, (5, 7, 1), "Not from you");
+        }
+        defaults::data(cx).await
+    }
+
+    async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
+        defaults::received(cx).await?;
+        self.0.lock().expect("mails").push(cx.mail.clone());
+        Ok(())
+    }
+}
+
+/// What an [`AuthServer`] is built with besides the configuration.
+#[derive(Default)]
+pub(crate) struct Extras {
+    /// Listener modes (default: one smtp listener).
+    pub(crate) modes: Vec<ListenerMode>,
+    /// Certificate for STARTTLS / smtps.
+    pub(crate) tls: Option<Arc<TlsHandle>>,
+    /// The lockout (default: the server's own in-memory one from the settings).
+    pub(crate) lockout: Option<Arc<Lockout>>,
+    /// A password store for `defaults::password`.
+    pub(crate) passwords: Option<Arc<dyn PasswordLookup>>,
+}
+
+/// An in-process server on 127.0.0.1 built with [`Extras`]; shut down on drop.
+pub(crate) struct AuthServer {
+    /// The port of each listener, in the order of the modes.
+    pub(crate) ports: Vec<u16>,
+    /// The Maildir.
+    pub(crate) maildir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl AuthServer {
+    /// `receiver` with `config` and `extras`.
+    pub(crate) fn start<R: Receiver>(config: Config, receiver: R, extras: Extras) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let modes = if extras.modes.is_empty() {
+            vec![ListenerMode::Smtp]
+        } else {
+            extras.modes
+        };
+        let specs: Vec<ListenerSpec> = modes
+            .iter()
+            .map(|&mode| ListenerSpec::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), mode))
+            .collect();
+        let maildir = tempfile::tempdir().expect("tempdir");
+        let settings = config.settings().expect("settings");
+        let mut server = runtime
+            .block_on(Server::bind(&specs, settings, receiver))
+            .expect("bind")
+            .with_delivery(Maildir::open(maildir.path()).expect("maildir"));
+        if let Some(tls) = extras.tls {
+            server = server.with_tls(tls);
+        }
+        if let Some(lockout) = extras.lockout {
+            server = server.with_lockout(Some(lockout));
+        }
+        if let Some(passwords) = extras.passwords {
+            server = server.with_passwords(passwords);
+        }
+        let ports: Vec<u16> = server.local_addrs().iter().map(SocketAddr::port).collect();
+        assert_eq!(ports.len(), specs.len());
+        let (tx, rx) = oneshot::channel::<()>();
+        runtime.spawn(server.run_until(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            ports,
+            maildir,
+            shutdown: Some(tx),
+            runtime: Some(runtime),
+        }
+    }
+
+    /// The first listener's port.
+    pub(crate) fn port(&self) -> u16 {
+        self.ports[0]
+    }
+
+    /// Runs `future` on the server's runtime (e.g. a call on its lockout store).
+    pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.as_ref().expect("runtime").block_on(future)
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+/// A raw SMTP client whose socket was bound to a chosen loopback address before
+/// connecting to 127.0.0.1; every read times out.
+pub(crate) struct Sourced {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    /// The greeting (any code).
+    pub(crate) greeting: Reply,
+}
+
+impl Sourced {
+    /// Connects from `source` (e.g. 127.0.0.2: Linux routes all of 127/8 to lo) to
+    /// `127.0.0.1:port` and reads the greeting, whatever it is.
+    pub(crate) fn connect(source: Ipv4Addr, port: u16) -> Self {
+        assert!(source.is_loopback(), "{source}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        let stream = runtime
+            .block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(SocketAddr::from((source, 0)))?;
+                let stream = socket
+                    .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                    .await?;
+                stream.into_std()
+            })
+            .expect("connect from another loopback address");
+        stream.set_nonblocking(false).expect("blocking");
+        assert_eq!(stream.local_addr().expect("local").ip(), IpAddr::V4(source));
+        stream
+            .set_read_timeout(Some(READ_TIMEOUT))
+            .expect("timeout");
+        stream
+            .set_write_timeout(Some(READ_TIMEOUT))
+            .expect("timeout");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let greeting = read_reply(&mut reader);
+        Self {
+            stream,
+            reader,
+            greeting,
+        }
+    }
+
+    /// Sends `line` + CRLF and reads one reply, which must have `code`.
+    pub(crate) fn cmd(&mut self, line: &str, code: u16) -> Reply {
+        self.stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        let reply = read_reply(&mut self.reader);
+        assert_eq!(reply.code, code, "{line:?} got {reply:?}");
+        reply
+    }
+}
+
+/// Runs the real `net-receiver hash-password` with `password` on stdin (not a
+/// terminal) and returns the hash it prints.
+pub(crate) fn hash_with_binary(password: &str) -> String {
+    let mut child = Command::new(BIN)
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run net-receiver hash-password");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write the password");
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("hash-password did not finish within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    assert!(status.success(), "hash-password: {status} {out} {err}");
+    assert!(!out.contains(password) && !err.contains(password), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out:?}");
+    assert!(lines[0].starts_with("$argon2id$"), "{out:?}");
+    lines[0].to_owned()
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub(crate) fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// The real binary with `--config dir/config.toml` (holding `toml`), the server
+/// name `mx.test`, the Maildir `dir/Maildir`, `--quiet` unless `json`, `RUST_LOG`
+/// = `log_level`, and `extra` flags (listen flags among them: `listeners` of them).
+pub(crate) fn start_binary(
+    dir: &Path,
+    toml: &str,
+    log_level: &str,
+    extra: &[&OsStr],
+    listeners: usize,
+) -> Binary {
+    let config = write_file(dir, "config.toml", toml);
+    let mut command = command();
+    command
+        .env("RUST_LOG", log_level)
+        .arg("--config")
+        .arg(config)
+        .args(["--server-name", "mx.test", "--maildir"])
+        .arg(dir.join("Maildir"))
+        .args(extra);
+    Binary::spawn(&mut command, listeners)
+}
+
+/// The JSON lines a binary printed, one value each.
+pub(crate) fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
