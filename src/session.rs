@@ -250,9 +250,8 @@ impl<R: Receiver> Session<R> {
             None => false,
         };
         // The check runs even for a locked login, so its answer takes as long.
-        let verified = match hook!(self, authenticate, &credentials) {
-            Ok(verified) => verified,
-            Err(_) => return internal_error(),
+        let Ok(verified) = hook!(self, authenticate, &credentials) else {
+            return internal_error();
         };
         let accepted = verified && !login_locked;
         let remote = self.mail.remote_ip.clone();
