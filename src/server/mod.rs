@@ -261,6 +261,10 @@ async fn handle<R, S>(
     let remote = info.remote;
     let Some(_slot) = shared.limits.admit(remote.ip()) else {
         tracing::warn!("connection from {remote} refused: too many connections");
+        if spec.mode == ListenerMode::Smtps {
+            // Its client expects a TLS handshake: plaintext would be garbage to it.
+            return;
+        }
         let mut out = Vec::new();
         Reply::new(
             421,
