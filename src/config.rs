@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::dns::DnsConfig;
 use crate::lockout::Policy;
 use crate::protocol::machine::ehlo_keywords;
 use crate::protocol::{BareLineEnding, Limits};
@@ -117,6 +118,21 @@ pub struct Config {
     /// Seconds the reply to the first failed AUTH of a session waits; each further
     /// failure doubles it (1, 2, 4, … up to 30). Default: 1.
     pub auth_failure_delay: f64,
+    /// Name servers for the DNS checks, `ADDR:PORT` or `ADDR` (port 53), or
+    /// `"system"` for `/etc/resolv.conf` (`--dns-server`). Default: none — no DNS
+    /// lookups at all, and the DNS fields stay `null`.
+    pub dns_servers: Vec<String>,
+    /// Seconds one DNS lookup may take. Default: 5.
+    pub dns_timeout: f64,
+    /// DNSBL zones the client IP is looked up in (recorded only). Default: none.
+    pub dnsbl_zones: Vec<String>,
+    /// Refuse an EHLO/HELO name that does not resolve to the client's IP with
+    /// 550 5.7.1 (seed option). Default: false.
+    pub ehlo_validation_check: bool,
+    /// Look up the MAIL FROM domain's MX and addresses (seed option). Default: true.
+    pub sender_mx_check: bool,
+    /// Look up each RCPT TO domain's MX and addresses (seed option). Default: true.
+    pub recipient_mx_check: bool,
     /// What counts as a failure: `auth` (failed AUTH), `mail`, `rcpt`, `data` (a
     /// transaction refused with 5xx at that step; once per transaction).
     /// Default: all four.
@@ -263,6 +279,12 @@ impl Default for Config {
             max_failed_msgs_per_period: 3,
             lockout_period: 600.0,
             lockout_store: None,
+            dns_servers: Vec::new(),
+            dns_timeout: 5.0,
+            dnsbl_zones: Vec::new(),
+            ehlo_validation_check: false,
+            sender_mx_check: true,
+            recipient_mx_check: true,
             auth: None,
             allow_plaintext_auth: false,
             passwd_file: None,
@@ -336,6 +358,12 @@ pub struct Settings {
     pub lockout_policy: Policy,
     /// What counts as a failure.
     pub lockout_counts: Vec<FailureKind>,
+    /// Refuse EHLO names that do not resolve to the client (550 5.7.1).
+    pub ehlo_validation_check: bool,
+    /// Look up MAIL FROM domains.
+    pub sender_mx_check: bool,
+    /// Look up RCPT TO domains.
+    pub recipient_mx_check: bool,
     /// Offer SMTP AUTH.
     pub auth: bool,
     /// Offer AUTH without TLS too.
@@ -434,6 +462,34 @@ impl Config {
         Ok(specs)
     }
 
+    /// The DNS set-up, or `None` when no name server is configured (no lookups).
+    pub fn dns(&self) -> Result<Option<DnsConfig>, ConfigError> {
+        if self.dns_servers.is_empty() {
+            return Ok(None);
+        }
+        let mut servers = Vec::new();
+        for text in &self.dns_servers {
+            if text.trim().eq_ignore_ascii_case("system") {
+                continue;
+            }
+            let addr = text
+                .parse::<SocketAddr>()
+                .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    invalid(
+                        "dns_servers",
+                        format!("{text:?} is not ADDR, ADDR:PORT or \"system\""),
+                    )
+                })?;
+            servers.push(addr);
+        }
+        Ok(Some(DnsConfig {
+            servers,
+            timeout: seconds("dns_timeout", self.dns_timeout)?,
+            dnsbl_zones: self.dnsbl_zones.clone(),
+        }))
+    }
+
     /// Validates the values and builds the settings.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let limits = Limits {
@@ -502,6 +558,9 @@ impl Config {
                 .auth
                 .unwrap_or(self.passwd_file.is_some() || self.password_db.is_some()),
             allow_plaintext_auth: self.allow_plaintext_auth,
+            ehlo_validation_check: self.ehlo_validation_check,
+            sender_mx_check: self.sender_mx_check,
+            recipient_mx_check: self.recipient_mx_check,
             auth_failure_delay: Duration::try_from_secs_f64(self.auth_failure_delay).map_err(
                 |_| {
                     invalid(
@@ -542,6 +601,9 @@ impl Settings {
                     lockout_counts: config.lockout_counts,
                     auth: false,
                     allow_plaintext_auth: false,
+                    ehlo_validation_check: false,
+                    sender_mx_check: true,
+                    recipient_mx_check: true,
                     auth_failure_delay: Duration::from_secs(1),
                 }
             }

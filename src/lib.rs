@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod config;
 pub mod delivery;
+pub mod dns;
 pub mod id;
 pub mod lockout;
 pub mod logging;

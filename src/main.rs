@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use net_receiver::auth::{PasswdFile, PasswordLookup, SqliteStore};
 use net_receiver::config::{ListenerConfig, ListenerMode};
+use net_receiver::dns::Dns;
 use net_receiver::lockout::{Lockout, store_from_config};
 use net_receiver::logging;
 use net_receiver::server::{CertificateSource, TlsHandle, process};
@@ -68,6 +69,10 @@ struct Args {
     /// Detach and run in the background.
     #[arg(long)]
     daemon: bool,
+    /// Name server for the DNS checks, ADDR:PORT (repeatable), or `system` for
+    /// /etc/resolv.conf. Without it no DNS lookups are made.
+    #[arg(long = "dns-server", value_name = "ADDR:PORT")]
+    dns_server: Vec<String>,
     /// Dovecot-style passwd file for AUTH (`user:{SCHEME}secret`), re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     passwd_file: Option<PathBuf>,
@@ -199,6 +204,9 @@ fn configure(args: &Args) -> anyhow::Result<Config> {
     if args.log_file.is_some() {
         config.log_file.clone_from(&args.log_file);
     }
+    if !args.dns_server.is_empty() {
+        config.dns_servers.clone_from(&args.dns_server);
+    }
     if args.passwd_file.is_some() {
         config.passwd_file.clone_from(&args.passwd_file);
     }
@@ -238,6 +246,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     )?)?);
     log_certificate(&tls);
     let passwords = password_store(&config)?;
+    let dns = match config.dns()? {
+        Some(dns) => Some(Arc::new(Dns::new(&dns)?)),
+        None => None,
+    };
     let lockout = Arc::new(Lockout::new(
         store_from_config(config.lockout_store.as_deref())?,
         settings.lockout_policy,
@@ -277,6 +289,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_lockout(Some(lockout));
         if let Some(passwords) = &passwords {
             server = server.with_passwords(Arc::clone(passwords));
+        }
+        if let Some(dns) = dns {
+            server = server.with_dns(dns);
         }
         for (addr, spec) in server.local_addrs().into_iter().zip(&listeners) {
             tracing::info!(

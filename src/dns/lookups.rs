@@ -4,8 +4,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use futures_util::StreamExt as _;
 use futures_util::future::join_all;
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::net::DnsHandle as _;
+use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mail_auth::common::resolver::ToReverseName;
 use serde::Serialize;
 
@@ -363,12 +366,39 @@ impl Dns {
 
     /// PTR names of `ip`, in DNS order.
     async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, Failure> {
+        if ip.is_loopback() {
+            return self.direct_ptr(ip).await;
+        }
         let lookup = self
             .resolver()
             .reverse_lookup(ip)
             .await
             .map_err(|e| Failure::from_net(&e))?;
         let names = lookup.answers().iter().filter_map(|r| match &r.data {
+            RData::PTR(ptr) if !ptr.0.is_root() => Some(name_text(&ptr.0)),
+            _ => None,
+        });
+        non_empty(names.collect())
+    }
+
+    /// PTR names of a loopback `ip` asked of the name servers themselves:
+    /// hickory's resolver would answer `localhost.` without asking (RFC 6761).
+    async fn direct_ptr(&self, ip: IpAddr) -> Result<Vec<String>, Failure> {
+        let query = Query::query(Name::from(ip), RecordType::PTR);
+        let mut answers = self
+            .inner
+            .direct
+            .lookup(query, DnsRequestOptions::default());
+        let response = match answers.next().await {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => return Err(Failure::from_net(&e)),
+            None => return Err(Failure::Other),
+        };
+        match response.metadata.response_code {
+            ResponseCode::NoError => {}
+            code => return Err(Failure::from_code(code)),
+        }
+        let names = response.answers.iter().filter_map(|r| match &r.data {
             RData::PTR(ptr) if !ptr.0.is_root() => Some(name_text(&ptr.0)),
             _ => None,
         });

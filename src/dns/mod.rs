@@ -32,7 +32,8 @@
 //! timeout through `tokio::time::timeout_at`, so a method returns within about one
 //! timeout however many lookups it makes — except
 //! [`Dns::authenticate_message`], which has two phases (DKIM ∥ ARC, then DMARC) of
-//! one timeout each. Lookups that do not depend on each other run concurrently.
+//! one timeout each, and a third (SPF) when it is not given the SPF results. Lookups
+//! that do not depend on each other run concurrently.
 //!
 //! ## Where the names come from
 //!
@@ -40,6 +41,11 @@
 //! used; otherwise exactly the given servers, over UDP and TCP. `/etc/hosts` is never
 //! consulted (the seed used Ruby's `Resolv::DNS`, which does not either) and search
 //! domains are never appended: every name is looked up as a fully qualified name.
+//!
+//! hickory-resolver answers some special-use names itself (RFC 6761): `localhost.`
+//! is 127.0.0.1 / ::1, and the PTR of any 127.0.0.0/8 address or of ::1 is
+//! `localhost.`. The PTR of a loopback client is nevertheless asked of the name
+//! servers — as `dig -x` does — so that a zone naming 127.0.0.1 is believed.
 //!
 //! Names in findings are lower case, without the trailing dot; addresses are
 //! formatted by `std` (`"192.0.2.1"`, `"2001:db8::1"`). An IPv4-mapped client
@@ -57,12 +63,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::{NameServerPool, PoolContext, TlsConfig, TokioResolver};
 use mail_auth::MessageAuthenticator;
 use tokio::time::Instant;
 
@@ -133,6 +140,9 @@ pub struct Dns {
 
 struct Inner {
     auth: MessageAuthenticator,
+    /// The same name servers without hickory's cache and special-use shortcuts,
+    /// for the queries those shortcuts would answer locally (see `lookups.rs`).
+    direct: NameServerPool<TokioRuntimeProvider>,
     caches: cache::Caches,
     timeout: Duration,
     dnsbl_zones: Vec<String>,
@@ -178,11 +188,18 @@ impl Dns {
         opts.attempts = 0;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.ndots = 0;
+        let tls = TlsConfig::new().map_err(|e| DnsError::Resolver(e.to_string()))?;
+        let direct = NameServerPool::from_config(
+            resolver_config.name_servers().to_vec(),
+            Arc::new(PoolContext::new(opts.clone(), tls)),
+            TokioRuntimeProvider::default(),
+        );
         let auth = MessageAuthenticator::new(resolver_config, opts)
             .map_err(|e| DnsError::Resolver(e.to_string()))?;
         Ok(Dns {
             inner: Arc::new(Inner {
                 auth,
+                direct,
                 caches: cache::Caches::new(cache::CAPACITY),
                 timeout: config.timeout,
                 dnsbl_zones: config
@@ -317,6 +334,18 @@ mod tests {
             dnsbl_zones: vec![],
         };
         assert_eq!(Dns::new(&config).unwrap_err(), DnsError::ZeroTimeout);
+    }
+
+    #[test]
+    fn builds_outside_a_runtime() {
+        // Nothing is sent or spawned until a lookup runs.
+        let config = DnsConfig {
+            servers: vec!["127.0.0.1:9".parse().unwrap(), "[::1]:9".parse().unwrap()],
+            ..DnsConfig::default()
+        };
+        let dns = Dns::new(&config).unwrap();
+        assert_eq!(dns.timeout(), DEFAULT_TIMEOUT);
+        assert!(format!("{dns:?}").starts_with("Dns {"));
     }
 
     #[test]

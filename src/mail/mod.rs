@@ -60,6 +60,38 @@ pub struct Mail {
     /// The TLS cipher suite, e.g. `"TLS13_AES_256_GCM_SHA384"`, when encrypted
     /// (new key).
     pub tls_cipher: Option<String>,
+    /// The client IP on each configured DNSBL zone (new key; `null` without DNS).
+    pub dnsbl: Option<Vec<Dnsbl>>,
+}
+
+/// The client IP on one DNS block list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dnsbl {
+    /// The zone asked, e.g. `zen.spamhaus.org`.
+    pub zone: String,
+    /// Listed.
+    pub listed: bool,
+    /// The `127.0.0.x` answers.
+    pub codes: Vec<String>,
+    /// The zone's TXT reason, if any.
+    pub reason: Option<String>,
+    /// Why the lookup failed.
+    pub error: Option<String>,
+}
+
+/// One DKIM signature of the message and its verification.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Dkim {
+    /// The signing domain (`d=`).
+    pub domain: Option<String>,
+    /// The selector (`s=`).
+    pub selector: Option<String>,
+    /// `pass`, `fail`, `neutral`, `temperror`, `permerror`.
+    pub result: String,
+    /// Why it did not pass.
+    pub reason: Option<String>,
 }
 
 /// What is known when the client connects.
@@ -70,6 +102,11 @@ pub struct Connect {
     pub value: String,
     /// The client's PTR name, if any.
     pub domain: Option<String>,
+    /// The iprev result (RFC 8601): `pass` when a PTR name resolves back to the
+    /// client IP, `fail`, `temperror`, `permerror` (new key; `null` without DNS).
+    pub iprev: Option<String>,
+    /// Why a lookup failed (`timeout`, `servfail`, …) (new key).
+    pub error: Option<String>,
 }
 
 /// The client's EHLO/HELO greeting.
@@ -78,14 +115,22 @@ pub struct Connect {
 pub struct Ehlo {
     /// The argument the client gave.
     pub value: String,
-    /// The remote IP address (as the seed recorded it).
+    /// The address the greeting name resolves to (the seed's `rip`; the literal
+    /// itself for `[1.2.3.4]`).
     pub rip: Option<String>,
-    /// The forward-resolved IP of the greeting name.
+    /// The A record of `domain` (the seed's `fip`).
     pub fip: Option<String>,
-    /// The domain of the greeting name.
+    /// The PTR name of `rip` (the seed's `domain`).
     pub domain: Option<String>,
     /// `"EHLO"` or `"HELO"` (new key).
     pub verb: String,
+    /// Whether the greeting name (or literal) resolves to the client's IP — what
+    /// `ehlo_validation_check` checks (new key).
+    pub matches_client: Option<bool>,
+    /// SPF result of the HELO identity (new key).
+    pub spf: Option<String>,
+    /// Why a lookup failed (new key).
+    pub error: Option<String>,
 }
 
 /// An envelope address as the client gave it and what was found about it: the
@@ -115,8 +160,17 @@ pub struct Address {
     pub ip: Option<String>,
     /// The domain's MX hosts.
     pub mxs: Option<Vec<String>>,
-    /// The IPs of the MX hosts.
-    pub ips: Option<Vec<String>>,
+    /// The first address of each MX host, index for index (`null` for one
+    /// without an address, as the seed allowed).
+    pub ips: Option<Vec<Option<String>>>,
+    /// The domain's AAAA records (new key).
+    pub ipv6: Option<Vec<String>>,
+    /// The domain publishes a null MX, RFC 7505: it accepts no mail (new key).
+    pub null_mx: Option<bool>,
+    /// No MX records: the domain's own address stands in (new key).
+    pub implicit_mx: Option<bool>,
+    /// Why a lookup failed (`timeout`, `nxdomain`, …) (new key).
+    pub error: Option<String>,
 }
 
 /// The MAIL FROM envelope sender: the shared [`Address`] fields (reachable
@@ -170,6 +224,14 @@ pub struct Data {
     pub size: u64,
     /// The trace header(s) we prepend, e.g. `"Received: ...\r\n"` (new key).
     pub received: String,
+    /// DKIM signatures and their results (new key).
+    pub dkim: Vec<Dkim>,
+    /// DMARC result: `pass`, `fail`, `none`, `temperror`, `permerror` (new key).
+    pub dmarc: Option<String>,
+    /// The DMARC policy of the From: domain when it does not pass (new key).
+    pub dmarc_policy: Option<String>,
+    /// ARC chain result (new key).
+    pub arc: Option<String>,
     /// The message bytes exactly as received (dot-unstuffed), without our
     /// trace header. Not serialized.
     #[serde(skip)]
@@ -244,6 +306,7 @@ impl Data {
             size: u64::try_from(raw.len()).unwrap_or(u64::MAX),
             received,
             raw: bytes::Bytes::from(raw),
+            ..Data::default()
         }
     }
 
@@ -354,23 +417,26 @@ mod tests {
     fn json_keys_are_the_seeds() {
         let json = sample().to_json();
         let v: Value = serde_json::from_str(&json).unwrap();
-        let addr =
-            "accepted value name url local_part domain bad_characters wrong_dot_usage ip mxs ips";
+        let addr = "accepted value name url local_part domain bad_characters wrong_dot_usage ip mxs ips \
+             ipv6 null_mx implicit_mx error";
         let table: [(&Value, String); 6] = [
             (
                 &v,
                 "local_port local_hostname remote_port remote_hostname remote_ip id time accepted \
                  prohibited encrypted authenticated connect ehlo mailfrom rcptto data \
-                 tls_version tls_cipher"
+                 tls_version tls_cipher dnsbl"
                     .into(),
             ),
-            (&v["connect"], "value domain".into()),
-            (&v["ehlo"], "value rip fip domain verb".into()),
+            (&v["connect"], "value domain iprev error".into()),
+            (
+                &v["ehlo"],
+                "value rip fip domain verb matches_client spf error".into(),
+            ),
             (&v["mailfrom"], format!("{addr} spf size body smtputf8")),
             (&v["rcptto"][0], addr.into()),
             (
                 &v["data"],
-                "accepted value headers text size received".into(),
+                "accepted value headers text size received dkim dmarc dmarc_policy arc".into(),
             ),
         ];
         for (obj, expected) in &table {

@@ -17,7 +17,20 @@ pub async fn connect(cx: &mut Context<'_>) -> Reply {
 }
 
 /// `250 <server_name> Hello <name>`; for EHLO the extension keywords follow.
+/// With `ehlo_validation_check`, a name (or address literal) that the DNS says does
+/// not resolve to the client's IP gets `550 5.7.1`; a lookup that failed
+/// (timeout, server error) does not refuse.
 pub async fn ehlo(cx: &mut Context<'_>, ehlo: &Ehlo) -> Reply {
+    if cx.settings.ehlo_validation_check && ehlo.matches_client == Some(false) {
+        return Reply::new(
+            550,
+            (5, 7, 1),
+            format!(
+                "EHLO name {} does not resolve to your IP address",
+                ehlo.value
+            ),
+        );
+    }
     Reply::plain(
         250,
         format!("{} Hello {}", cx.settings.server_name, ehlo.value),

@@ -37,6 +37,7 @@ pub use extensions::Extensions;
 use crate::auth::PasswordLookup;
 use crate::config::Settings;
 use crate::delivery::{Deliver, DeliveryError};
+use crate::dns::Dns;
 use crate::lockout::Lockout;
 use crate::mail::{Ehlo, Mail, MailFrom, RcptTo};
 use crate::protocol::{Credentials, Reply};
@@ -67,6 +68,11 @@ impl Context<'_> {
         self.services.passwords.as_deref()
     }
 
+    /// The resolver of the DNS checks, for lookups of your own.
+    pub fn dns(&self) -> Option<&Dns> {
+        self.services.dns.as_deref()
+    }
+
     /// The failure counters (`max_failed_msgs_per_period`), if the server keeps them.
     pub fn lockout(&self) -> Option<&Lockout> {
         self.services.lockout.as_deref()
@@ -83,6 +89,8 @@ pub struct Services {
     pub lockout: Option<Arc<Lockout>>,
     /// Where `defaults::password` looks up stored secrets.
     pub passwords: Option<Arc<dyn PasswordLookup>>,
+    /// The resolver for the DNS checks; `None`: no lookups.
+    pub dns: Option<Arc<Dns>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -91,6 +99,7 @@ impl std::fmt::Debug for Services {
             .field("delivery", &self.delivery.is_some())
             .field("lockout", &self.lockout.is_some())
             .field("passwords", &self.passwords.is_some())
+            .field("dns", &self.dns.is_some())
             .finish()
     }
 }

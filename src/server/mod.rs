@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::auth::PasswordLookup;
 use crate::config::{ListenerMode, ListenerSpec, Settings};
 use crate::delivery::Deliver;
+use crate::dns::Dns;
 use crate::lockout::Lockout;
 use crate::protocol::{ConnectionOptions, Machine, Reply};
 use crate::receiver::{Receiver, Services};
@@ -102,6 +103,7 @@ impl<R: Receiver> Server<R> {
                     delivery: None,
                     lockout: Some(Arc::new(lockout)),
                     passwords: None,
+                    dns: None,
                 },
                 tls: None,
                 limits,
@@ -124,6 +126,16 @@ impl<R: Receiver> Server<R> {
     pub fn with_passwords(mut self, passwords: Arc<dyn PasswordLookup>) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.services.passwords = Some(passwords);
+        }
+        self
+    }
+
+    /// The resolver for the DNS checks (PTR/iprev, EHLO, MX, SPF, DKIM, DMARC,
+    /// ARC, DNSBL). Without it no lookups are made.
+    #[must_use]
+    pub fn with_dns(mut self, dns: Arc<Dns>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.services.dns = Some(dns);
         }
         self
     }

@@ -6,6 +6,8 @@
 //! 421 for the others), applies `prohibited`, and turns `received`'s result into
 //! 250 / 451 / 554. It knows nothing of sockets: `server::conn` moves the bytes.
 
+mod checks;
+
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -55,6 +57,8 @@ pub struct Session<R> {
     transaction_failure_counted: bool,
     /// Failed AUTH attempts in this session (each waits longer).
     failed_auths: u32,
+    /// SPF results of the current transaction, for DMARC at the end of DATA.
+    spf: Option<crate::dns::SpfFindings>,
     transactions: Vec<Mail>,
     extensions: Extensions,
 }
@@ -95,7 +99,7 @@ impl<R: Receiver> Session<R> {
                 .to_string(),
             connect: Connect {
                 value: remote_ip,
-                domain: None,
+                ..Connect::default()
             },
             ..Mail::default()
         };
@@ -106,6 +110,7 @@ impl<R: Receiver> Session<R> {
             mail,
             transaction_failure_counted: false,
             failed_auths: 0,
+            spf: None,
             transactions: Vec::new(),
             extensions: Extensions::default(),
         }
@@ -133,6 +138,7 @@ impl<R: Receiver> Session<R> {
                 ),
             );
         }
+        self.check_connect().await;
         hook!(self, connect).unwrap_or_else(|_| internal_error())
     }
 
@@ -281,11 +287,12 @@ impl<R: Receiver> Session<R> {
     }
 
     async fn ehlo(&mut self, domain: String, extended: bool) -> Reply {
-        let ehlo = Ehlo {
+        let mut ehlo = Ehlo {
             value: domain,
             verb: if extended { "EHLO" } else { "HELO" }.to_owned(),
             ..Ehlo::default()
         };
+        self.check_ehlo(&mut ehlo).await;
         let reply = hook!(self, ehlo, &ehlo).unwrap_or_else(|_| internal_error());
         self.mail.ehlo = Some(ehlo);
         if reply.is_positive() {
@@ -305,6 +312,8 @@ impl<R: Receiver> Session<R> {
             smtputf8,
             ..MailFrom::default()
         };
+        self.spf = None;
+        self.check_mail_from(&mut from).await;
         let reply = hook!(self, mail_from, &from).unwrap_or_else(|_| internal_error());
         from.accepted = reply.is_positive();
         self.mail.mailfrom = Some(from);
@@ -313,6 +322,7 @@ impl<R: Receiver> Session<R> {
 
     async fn rcpt_to(&mut self, request: PathRequest) -> Reply {
         let mut to = address_record(request, self.settings.recipient_character_check);
+        self.check_rcpt_to(&mut to).await;
         let reply = hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error());
         to.accepted = reply.is_positive();
         self.mail.rcptto.push(to);
@@ -328,10 +338,18 @@ impl<R: Receiver> Session<R> {
             self.archive();
             return reply;
         }
+        // A client's Authentication-Results claiming to be ours is not kept.
+        let raw = crate::dns::strip_forged_authentication_results(&raw, &self.settings.server_name)
+            .unwrap_or(raw);
         let received = self.received_header();
         let mut data = Data::from_message(raw, received);
         data.accepted = true;
+        let raw = data.raw.clone();
         self.mail.data = Some(data);
+        let results = self.check_message(&raw).await;
+        if let Some(data) = &mut self.mail.data {
+            data.received.insert_str(0, &results);
+        }
         let result = hook!(self, received);
         let reply = match result {
             Ok(Ok(())) => {
