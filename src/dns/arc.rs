@@ -1,19 +1,9 @@
 //! ARC (RFC 8617) verification of a received message, for `auth.rs`.
 //!
 //! `mail-auth` compiles its ARC code only with its `arc` feature, which this crate
-//! turns on through its own `arc` feature:
-//!
-//! ```toml
-//! [features]
-//! default = ["arc"]
-//! arc = ["mail-auth/arc"]
-//! ```
-//!
-//! Built without it, the chain cannot be verified: a message without ARC sets
-//! reports `arc=none` as it would anyway, one with ARC sets `arc=neutral (ARC
-//! verification not built in)`. Until `Cargo.toml` declares the feature, the
-//! `cfg(feature = "arc")` below names an unknown feature, hence the `allow`.
-#![allow(unexpected_cfgs)]
+//! turns on through its own `arc` feature (on by default). Built without it, a
+//! message without ARC sets reports `arc=none` as it would anyway, one with ARC
+//! sets `arc=neutral (ARC verification not built in)`.
 
 use std::net::IpAddr;
 

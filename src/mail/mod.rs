@@ -297,6 +297,11 @@ impl Data {
     /// `value` `""`, headers and text split by [`split_message`], `size` the
     /// length of `raw`.
     pub fn from_message(raw: Vec<u8>, received: String) -> Data {
+        Self::from_bytes(bytes::Bytes::from(raw), received)
+    }
+
+    /// [`Data::from_message`] for bytes already shared.
+    pub fn from_bytes(raw: bytes::Bytes, received: String) -> Data {
         let (headers, text) = split_message(&raw);
         Data {
             accepted: false,
@@ -305,7 +310,7 @@ impl Data {
             text,
             size: u64::try_from(raw.len()).unwrap_or(u64::MAX),
             received,
-            raw: bytes::Bytes::from(raw),
+            raw,
             ..Data::default()
         }
     }

@@ -338,15 +338,18 @@ impl<R: Receiver> Session<R> {
             self.archive();
             return reply;
         }
-        // A client's Authentication-Results claiming to be ours is not kept.
-        let raw = crate::dns::strip_forged_authentication_results(&raw, &self.settings.server_name)
-            .unwrap_or(raw);
+        // Authenticated as received; then a client's Authentication-Results claiming
+        // to be ours is removed from what is delivered.
+        let original = bytes::Bytes::from(raw);
+        let delivered =
+            crate::dns::strip_forged_authentication_results(&original, &self.settings.server_name)
+                .map_or_else(|| original.clone(), bytes::Bytes::from);
         let received = self.received_header();
-        let mut data = Data::from_message(raw, received);
+        let mut data = Data::from_bytes(delivered, received);
         data.accepted = true;
-        let raw = data.raw.clone();
         self.mail.data = Some(data);
-        let results = self.check_message(&raw).await;
+        let results = self.check_message(&original).await;
+        drop(original);
         if let Some(data) = &mut self.mail.data {
             data.received.insert_str(0, &results);
         }

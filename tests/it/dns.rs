@@ -193,20 +193,33 @@ async fn reverse_is_forward_confirmed() {
             (Some("v6.test.example"), "pass")
         );
 
-        // Loopback is answered by hickory-resolver itself (RFC 6761), never asked:
-        // every 127.0.0.0/8 address and ::1 is "localhost", which is 127.0.0.1 and ::1.
-        for loopback in ["127.0.0.1", "::1"] {
-            let r = dns.reverse(ip(loopback)).await;
-            assert_eq!(
-                (r.domain.as_deref(), r.iprev.as_str()),
-                (Some("localhost"), "pass")
-            );
-        }
+        // Loopback clients are asked of the server too (hickory alone would say
+        // "localhost" without asking, RFC 6761).
+        let r = dns.reverse(ip("127.0.0.1")).await;
+        assert_eq!(
+            (r.domain.as_deref(), r.iprev.as_str()),
+            (Some("loop.test.example"), "pass")
+        );
+        let r = dns.reverse(ip("::ffff:127.0.0.1")).await;
+        assert_eq!(r.domain.as_deref(), Some("loop.test.example"));
         let r = dns.reverse(ip("127.0.0.2")).await;
         assert_eq!(
-            (r.ptr, r.iprev.as_str()),
-            (vec!["localhost".to_owned()], "fail")
+            (r.iprev.as_str(), r.error.as_deref()),
+            ("permerror", Some("nxdomain"))
         );
+        // The server has no zone for ::1's reverse name and refuses.
+        let r = dns.reverse(ip("::1")).await;
+        assert_eq!(
+            (r.iprev.as_str(), r.error.as_deref()),
+            ("temperror", Some("refused"))
+        );
+        // ... and the EHLO check takes the same path.
+        let e = dns.ehlo("loop.test.example", ip("127.0.0.1")).await;
+        assert_eq!(
+            (e.rip, e.domain, e.fip),
+            (s("127.0.0.1"), s("loop.test.example"), s("127.0.0.1"))
+        );
+        assert_eq!(e.matches_client, Some(true));
     })
     .await;
 }

@@ -8,12 +8,11 @@
 //! let config = dns_config(dns.addr, Duration::from_secs(2)); // servers = [dns.addr]
 //! ```
 //!
-//! Zones served: `example.` (the test domain `test.example.` and its neighbours)
-//! and the reverse zones of `192.0.2.0/24` and `2001:db8::/32` (the documentation
-//! ranges the tests use as client addresses); other names are REFUSED. Loopback
-//! addresses cannot be used as test clients: hickory-resolver answers the PTR of
-//! `127.0.0.0/8` and `::1` (and `localhost.`) itself, with `localhost.`
-//! (RFC 6761), without asking any server. Every query for a
+//! Zones served: `example.` (the test domain `test.example.` and its neighbours),
+//! the reverse zones of `192.0.2.0/24` and `2001:db8::/32` (the documentation
+//! ranges the tests use as client addresses) and `127.in-addr.arpa.` (127.0.0.1 is
+//! `loop.test.example`, for tests whose client really is 127.0.0.1); other names
+//! are REFUSED. Every query for a
 //! name at or under `slow.test.example.` is answered only after a minute — far past
 //! any test's timeout — so looking one up is a real timeout. Dropping the server
 //! stops it.
@@ -49,10 +48,11 @@ pub(crate) const SLOW: &str = "slow.test.example.";
 const SLOW_DELAY: Duration = Duration::from_secs(60);
 
 /// The zones served, by apex.
-const ZONES: [&str; 3] = [
+const ZONES: [&str; 4] = [
     "example.",
     "2.0.192.in-addr.arpa.",
     "8.b.d.0.1.0.0.2.ip6.arpa.",
+    "127.in-addr.arpa.",
 ];
 
 /// The standard records of every [`DnsServer`].
@@ -100,6 +100,9 @@ v6                AAAA  2001:db8::1
 2001:db8::1       PTR   v6
 ; 192.0.2.5 points into the slow zone (iprev temperror).
 192.0.2.5         PTR   host.slow
+; The loopback client, forward-confirmed; 127.0.0.2 has no PTR.
+loop              A     127.0.0.1
+127.0.0.1         PTR   loop
 
 ; SPF policies, all judged for 192.0.2.1.
 spf-pass          TXT   "v=spf1 ip4:192.0.2.1 -all"
