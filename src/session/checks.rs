@@ -17,6 +17,15 @@ impl<R: Receiver> Session<R> {
         self.mail.remote_ip.parse().ok()
     }
 
+    /// The EHLO/HELO argument as given ("" before one).
+    fn helo_name(&self) -> String {
+        self.mail
+            .ehlo
+            .as_ref()
+            .map(|e| e.value.clone())
+            .unwrap_or_default()
+    }
+
     /// Connect: PTR (forward-confirmed) and the DNSBL zones.
     pub(super) async fn check_connect(&mut self) {
         let (Some(dns), Some(ip)) = (self.services.dns.clone(), self.client_ip()) else {
@@ -64,12 +73,7 @@ impl<R: Receiver> Session<R> {
         let (Some(dns), Some(ip)) = (self.services.dns.clone(), self.client_ip()) else {
             return;
         };
-        let helo = self
-            .mail
-            .ehlo
-            .as_ref()
-            .map(|e| e.value.clone())
-            .unwrap_or_default();
+        let helo = self.helo_name();
         let sender = from.domain.is_some().then(|| from.url.clone());
         let lookup_domain = from
             .domain
@@ -114,12 +118,7 @@ impl<R: Receiver> Session<R> {
         let (Some(dns), Some(ip)) = (self.services.dns.clone(), self.client_ip()) else {
             return String::new();
         };
-        let helo = self
-            .mail
-            .ehlo
-            .as_ref()
-            .map(|e| e.value.clone())
-            .unwrap_or_default();
+        let helo = self.helo_name();
         let sender = self
             .mail
             .mailfrom

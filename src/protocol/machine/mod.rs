@@ -326,21 +326,10 @@ impl Machine {
             match &mut self.mode {
                 Mode::Closed => break,
                 Mode::Command => {
-                    let Some(lf) = memchr::memchr(b'\n', rest) else {
-                        if rest.len() >= self.limits.max_command_line {
-                            used = input.len();
-                            self.mode = Mode::SkipLine;
-                        }
+                    let Some(line) = self.next_line(rest, input.len(), &mut used, now) else {
                         break;
                     };
-                    let line = rest.get(..lf).unwrap_or_default();
-                    used += lf + 1;
-                    self.deadline_base = now;
-                    if lf + 1 > self.limits.max_command_line {
-                        self.refuse(line_too_long());
-                        continue;
-                    }
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let Some(line) = line else { continue };
                     if let Some(event) = self.command(line) {
                         return Progress {
                             consumed: used,
@@ -361,24 +350,19 @@ impl Machine {
                     }
                 },
                 Mode::Auth(_) => {
-                    let Some(lf) = memchr::memchr(b'\n', rest) else {
-                        if rest.len() >= MAX_AUTH_LINE {
-                            used = input.len();
-                            self.mode = Mode::SkipLine;
-                        }
+                    let Some(line) = self.next_line(rest, input.len(), &mut used, now) else {
                         break;
                     };
-                    let line = rest.get(..lf).unwrap_or_default();
-                    used += lf + 1;
-                    self.deadline_base = now;
-                    let Mode::Auth(step) = std::mem::replace(&mut self.mode, Mode::Command) else {
-                        continue;
+                    // Any line, even a refused one, ends the exchange (unless the
+                    // refusal closed the session).
+                    let step = match std::mem::replace(&mut self.mode, Mode::Command) {
+                        Mode::Auth(step) => step,
+                        other => {
+                            self.mode = other;
+                            continue;
+                        }
                     };
-                    if lf + 1 > MAX_AUTH_LINE {
-                        self.refuse(line_too_long());
-                        continue;
-                    }
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    let Some(line) = line else { continue };
                     if let Some(event) = self.sasl_step(step, line) {
                         return Progress {
                             consumed: used,
@@ -454,6 +438,39 @@ impl Machine {
             consumed: used,
             event: None,
         }
+    }
+
+    /// The next complete line of `rest` (without its line ending), for command and
+    /// AUTH modes: `None` = wait for more input (an over-long partial line switches
+    /// to skipping, so memory stays bounded); `Some(None)` = a line too long,
+    /// already refused; `Some(Some(line))` = a line to handle. `used` advances past
+    /// what was consumed (`total` = the whole input's length).
+    fn next_line<'a>(
+        &mut self,
+        rest: &'a [u8],
+        total: usize,
+        used: &mut usize,
+        now: Instant,
+    ) -> Option<Option<&'a [u8]>> {
+        let max = match self.mode {
+            Mode::Auth(_) => MAX_AUTH_LINE,
+            _ => self.limits.max_command_line,
+        };
+        let Some(lf) = memchr::memchr(b'\n', rest) else {
+            if rest.len() >= max {
+                *used = total;
+                self.mode = Mode::SkipLine;
+            }
+            return None;
+        };
+        *used += lf + 1;
+        self.deadline_base = now;
+        if lf + 1 > max {
+            self.refuse(line_too_long());
+            return Some(None);
+        }
+        let line = rest.get(..lf).unwrap_or_default();
+        Some(Some(line.strip_suffix(b"\r").unwrap_or(line)))
     }
 
     /// Answers the event last returned by [`Machine::handle_input`] (or, first of all,
