@@ -395,12 +395,7 @@ fn submission_takes_mail_only_after_auth() {
     client.expect_enhanced(538, "5.7.11");
     client.send(b"STARTTLS\r\n");
     client.expect(220);
-    let mut tls = TlsClient::handshake(
-        client.into_stream(),
-        setup.pair.client_config(),
-        SERVER_NAME,
-    )
-    .expect("handshake");
+    let mut tls = TlsClient::after_starttls(client, setup.pair.client_config());
     let ehlo = tls.cmd("EHLO client.test", 250);
     assert!(
         ehlo.lines.contains(&"AUTH PLAIN LOGIN".to_owned()),

@@ -15,17 +15,17 @@ use net_receiver::Config;
 use net_receiver::config::ListenerMode;
 
 use crate::auth_support::{
-    AuthServer, BAD_CREDENTIALS, Extras, USERS, Users, auth_config, b64, plain,
+    BAD_CREDENTIALS, Extras, USERS, Users, auth_config, auth_server, b64, plain,
     plaintext_auth_config,
 };
-use crate::common::{Client, Reply, SERVER_NAME, config, expect_messages, split_stored};
+use crate::common::{Client, Reply, TestServer, config, expect_messages, split_stored};
 use crate::tls_support::{Pair, TlsClient};
 
 const JOE: (&str, &str) = USERS[0];
 
-fn server(config: Config) -> (AuthServer, Users) {
+fn server(config: Config) -> (TestServer, Users) {
     let users = Users::default();
-    let server = AuthServer::start(config, users.clone(), Extras::default());
+    let server = auth_server(config, users.clone(), Extras::default());
     (server, users)
 }
 
@@ -46,7 +46,7 @@ fn auth_is_502_and_not_offered_when_off() {
         allow_plaintext_auth: true,
         ..config()
     });
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     let ehlo = client.cmd("EHLO client.test", 250);
     assert!(!has_auth_keyword(&ehlo), "{ehlo:?}");
     client.send(format!("AUTH PLAIN {}\r\n", plain(JOE.0, JOE.1)).as_bytes());
@@ -58,7 +58,7 @@ fn auth_is_502_and_not_offered_when_off() {
 fn plaintext_auth_is_538_and_not_offered_until_tls() {
     let pair = Pair::new();
     let users = Users::default();
-    let server = AuthServer::start(
+    let server = auth_server(
         auth_config(),
         users.clone(),
         Extras {
@@ -84,8 +84,7 @@ fn plaintext_auth_is_538_and_not_offered_until_tls() {
     }
     client.send(b"STARTTLS\r\n");
     client.expect(220);
-    let mut tls = TlsClient::handshake(client.into_stream(), pair.client_config(), SERVER_NAME)
-        .expect("handshake");
+    let mut tls = TlsClient::after_starttls(client, pair.client_config());
     let ehlo = tls.cmd("EHLO client.test", 250);
     assert!(ehlo.lines.contains(&"AUTH PLAIN LOGIN".into()), "{ehlo:?}");
     tls.send(format!("AUTH PLAIN {}\r\n", plain(JOE.0, JOE.1)).as_bytes());
@@ -120,7 +119,7 @@ fn plaintext_auth_is_538_and_not_offered_until_tls() {
 #[test]
 fn allow_plaintext_auth_offers_auth_in_the_clear() {
     let (server, users) = server(plaintext_auth_config());
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     let ehlo = client.cmd("EHLO client.test", 250);
     assert!(ehlo.lines.contains(&"AUTH PLAIN LOGIN".into()), "{ehlo:?}");
     // Before AUTH the mail is not authenticated.
@@ -170,7 +169,7 @@ fn bad_password_and_unknown_user_get_the_same_535() {
         auth_failure_delay: 0.01,
         ..plaintext_auth_config()
     });
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     let attempts = [
         format!("AUTH PLAIN {}", plain(JOE.0, "joe-Secret-43")),
@@ -206,7 +205,7 @@ fn bad_password_and_unknown_user_get_the_same_535() {
 #[test]
 fn cancel_and_bad_base64_are_501() {
     let (server, _) = server(plaintext_auth_config());
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     let cancelled = "5.5.2 Authentication cancelled";
     let reply = client.cmd("AUTH PLAIN", 334);
@@ -233,7 +232,7 @@ fn cancel_and_bad_base64_are_501() {
 #[test]
 fn unknown_mechanisms_are_504() {
     let (server, _) = server(plaintext_auth_config());
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     for mechanism in ["CRAM-MD5", "GSSAPI", "XOAUTH2 dG9rZW4=", "PLAINX"] {
         let reply = client.cmd(&format!("AUTH {mechanism}"), 504);
@@ -246,7 +245,7 @@ fn unknown_mechanisms_are_504() {
 #[test]
 fn second_auth_and_auth_in_a_transaction_are_503() {
     let (server, _) = server(plaintext_auth_config());
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     // Before EHLO.
     client.send(format!("AUTH PLAIN {}\r\n", plain(JOE.0, JOE.1)).as_bytes());
     client.expect_enhanced(503, "5.5.1");
@@ -270,7 +269,7 @@ fn second_auth_and_auth_in_a_transaction_are_503() {
 #[test]
 fn over_long_response_is_500_and_the_session_goes_on() {
     let (server, _) = server(plaintext_auth_config());
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     let long = "A".repeat(13_000);
     for start in ["AUTH PLAIN", "AUTH LOGIN"] {
@@ -300,7 +299,7 @@ fn over_long_response_is_500_and_the_session_goes_on() {
 fn plain_continuation_and_login_prompts() {
     let (server, users) = server(plaintext_auth_config());
     // PLAIN without an initial response: an empty 334, then the response.
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     let reply = client.cmd("AUTH PLAIN", 334);
     assert_eq!(reply.lines, vec![String::new()]);
@@ -309,7 +308,7 @@ fn plain_continuation_and_login_prompts() {
     send_mail(&mut client, "plain-334");
     client.quit();
     // LOGIN: Username:, then Password:.
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     assert_eq!(client.cmd("AUTH LOGIN", 334).text(), b64("Username:"));
     assert_eq!(client.cmd(&b64(USERS[1].0), 334).text(), b64("Password:"));
@@ -317,7 +316,7 @@ fn plain_continuation_and_login_prompts() {
     send_mail(&mut client, "login");
     client.quit();
     // LOGIN with the user name as initial response: straight to Password:.
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     let reply = client.cmd(&format!("AUTH LOGIN {}", b64(JOE.0)), 334);
     assert_eq!(reply.text(), b64("Password:"));
@@ -335,7 +334,7 @@ fn each_failed_auth_waits_longer_without_blocking_others() {
         max_failed_msgs_per_period: 10,
         ..plaintext_auth_config()
     });
-    let port = server.port();
+    let port = server.port;
     let mut client = Client::connect(port);
     client.cmd("EHLO client.test", 250);
     let wrong = format!("AUTH PLAIN {}\r\n", plain(JOE.0, "wrong"));
@@ -383,7 +382,7 @@ fn each_failed_auth_waits_longer_without_blocking_others() {
 fn starttls_discards_an_earlier_auth() {
     let pair = Pair::new();
     let users = Users::default();
-    let server = AuthServer::start(
+    let server = auth_server(
         plaintext_auth_config(),
         users.clone(),
         Extras {
@@ -392,15 +391,14 @@ fn starttls_discards_an_earlier_auth() {
             ..Extras::default()
         },
     );
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     client.cmd(&format!("AUTH PLAIN {}", plain(JOE.0, JOE.1)), 235);
     client.cmd("MAIL FROM:<a@example.com>", 250);
     client.cmd("RSET", 250);
     client.send(b"STARTTLS\r\n");
     client.expect(220);
-    let mut tls = TlsClient::handshake(client.into_stream(), pair.client_config(), SERVER_NAME)
-        .expect("handshake");
+    let mut tls = TlsClient::after_starttls(client, pair.client_config());
     tls.cmd("EHLO client.test", 250);
     // RFC 3207 §4.2: what was learnt before TLS is forgotten, AUTH included.
     tls.send(b"MAIL FROM:<a@example.com>\r\n");

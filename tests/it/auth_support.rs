@@ -6,13 +6,12 @@
 //! the real binary started with a config file.
 
 use std::ffi::OsStr;
-use std::future::Future;
-use std::io::{BufReader, Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -20,12 +19,9 @@ use net_receiver::auth::PasswordLookup;
 use net_receiver::config::{ListenerMode, ListenerSpec};
 use net_receiver::lockout::Lockout;
 use net_receiver::server::TlsHandle;
-use net_receiver::{
-    Config, Context, DeliveryError, Mail, MailFrom, Maildir, RcptTo, Receiver, Server, defaults,
-};
-use tokio::sync::oneshot;
+use net_receiver::{Config, Context, DeliveryError, Mail, MailFrom, RcptTo, Receiver, defaults};
 
-use crate::common::{READ_TIMEOUT, Reply, config, read_reply};
+use crate::common::{Client, TestServer, config, finish_bounded};
 use crate::running::{BIN, Binary, command};
 
 /// The users of [`Users`]: name and password (stored as `{PLAIN}password`).
@@ -116,7 +112,7 @@ impl Receiver for Users {
     }
 }
 
-/// What an [`AuthServer`] is built with besides the configuration.
+/// What an [`auth_server`] is built with besides the configuration.
 #[derive(Default)]
 pub(crate) struct Extras {
     /// Listener modes (default: one smtp listener).
@@ -129,39 +125,19 @@ pub(crate) struct Extras {
     pub(crate) passwords: Option<Arc<dyn PasswordLookup>>,
 }
 
-/// An in-process server on 127.0.0.1 built with [`Extras`]; shut down on drop.
-pub(crate) struct AuthServer {
-    /// The port of each listener, in the order of the modes.
-    pub(crate) ports: Vec<u16>,
-    /// The Maildir.
-    pub(crate) maildir: tempfile::TempDir,
-    shutdown: Option<oneshot::Sender<()>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl AuthServer {
-    /// `receiver` with `config` and `extras`.
-    pub(crate) fn start<R: Receiver>(config: Config, receiver: R, extras: Extras) -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let modes = if extras.modes.is_empty() {
-            vec![ListenerMode::Smtp]
-        } else {
-            extras.modes
-        };
-        let specs: Vec<ListenerSpec> = modes
-            .iter()
-            .map(|&mode| ListenerSpec::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), mode))
-            .collect();
-        let maildir = tempfile::tempdir().expect("tempdir");
-        let settings = config.settings().expect("settings");
-        let mut server = runtime
-            .block_on(Server::bind(&specs, settings, receiver))
-            .expect("bind")
-            .with_delivery(Maildir::open(maildir.path()).expect("maildir"));
+/// An in-process [`TestServer`] on 127.0.0.1: `receiver` with `config` and
+/// `extras`.
+pub(crate) fn auth_server<R: Receiver>(config: Config, receiver: R, extras: Extras) -> TestServer {
+    let modes = if extras.modes.is_empty() {
+        vec![ListenerMode::Smtp]
+    } else {
+        extras.modes
+    };
+    let specs: Vec<ListenerSpec> = modes
+        .iter()
+        .map(|&mode| ListenerSpec::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), mode))
+        .collect();
+    TestServer::start_custom(config, receiver, &specs, |mut server| {
         if let Some(tls) = extras.tls {
             server = server.with_tls(tls);
         }
@@ -171,96 +147,34 @@ impl AuthServer {
         if let Some(passwords) = extras.passwords {
             server = server.with_passwords(passwords);
         }
-        let ports: Vec<u16> = server.local_addrs().iter().map(SocketAddr::port).collect();
-        assert_eq!(ports.len(), specs.len());
-        let (tx, rx) = oneshot::channel::<()>();
-        runtime.spawn(server.run_until(async move {
-            let _ = rx.await;
-        }));
-        Self {
-            ports,
-            maildir,
-            shutdown: Some(tx),
-            runtime: Some(runtime),
-        }
-    }
-
-    /// The first listener's port.
-    pub(crate) fn port(&self) -> u16 {
-        self.ports[0]
-    }
-
-    /// Runs `future` on the server's runtime (e.g. a call on its lockout store).
-    pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.as_ref().expect("runtime").block_on(future)
-    }
+        server
+    })
 }
 
-impl Drop for AuthServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_timeout(Duration::from_secs(2));
-        }
-    }
-}
-
-/// A raw SMTP client whose socket was bound to a chosen loopback address before
-/// connecting to 127.0.0.1; every read times out.
-pub(crate) struct Sourced {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-    /// The greeting (any code).
-    pub(crate) greeting: Reply,
-}
-
-impl Sourced {
-    /// Connects from `source` (e.g. 127.0.0.2: Linux routes all of 127/8 to lo) to
-    /// `127.0.0.1:port` and reads the greeting, whatever it is.
-    pub(crate) fn connect(source: Ipv4Addr, port: u16) -> Self {
-        assert!(source.is_loopback(), "{source}");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .expect("runtime");
-        let stream = runtime
-            .block_on(async {
-                let socket = tokio::net::TcpSocket::new_v4()?;
-                socket.bind(SocketAddr::from((source, 0)))?;
-                let stream = socket
-                    .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-                    .await?;
-                stream.into_std()
-            })
-            .expect("connect from another loopback address");
-        stream.set_nonblocking(false).expect("blocking");
-        assert_eq!(stream.local_addr().expect("local").ip(), IpAddr::V4(source));
-        stream
-            .set_read_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
-        stream
-            .set_write_timeout(Some(READ_TIMEOUT))
-            .expect("timeout");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-        let greeting = read_reply(&mut reader);
-        Self {
-            stream,
-            reader,
-            greeting,
-        }
-    }
-
-    /// Sends `line` + CRLF and reads one reply, which must have `code`.
-    pub(crate) fn cmd(&mut self, line: &str, code: u16) -> Reply {
-        self.stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
-        let reply = read_reply(&mut self.reader);
-        assert_eq!(reply.code, code, "{line:?} got {reply:?}");
-        reply
-    }
+/// A raw SMTP [`Client`] whose socket was bound to `source` (e.g. 127.0.0.2: Linux
+/// routes all of 127/8 to lo) before connecting to `127.0.0.1:port`; the greeting
+/// is read, whatever it is.
+pub(crate) fn connect_from(source: Ipv4Addr, port: u16) -> Client {
+    assert!(source.is_loopback(), "{source}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("runtime");
+    let stream = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((source, 0)))?;
+            let stream = socket
+                .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                .await?;
+            stream.into_std()
+        })
+        .expect("connect from another loopback address");
+    stream.set_nonblocking(false).expect("blocking");
+    assert_eq!(stream.local_addr().expect("local").ip(), IpAddr::V4(source));
+    let mut client = Client::from_stream(stream);
+    client.greeting = client.reply();
+    client
 }
 
 /// Runs the real `net-receiver hash-password` with `password` on stdin (not a
@@ -278,31 +192,10 @@ pub(crate) fn hash_with_binary(password: &str) -> String {
         .write_all(format!("{password}\n").as_bytes())
         .expect("write the password");
     drop(stdin);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("hash-password did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("stdout");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut err)
-        .expect("stderr");
+    let output = finish_bounded(child, "hash-password", Duration::from_secs(20));
+    let status = output.status;
+    let out = String::from_utf8(output.stdout).expect("stdout");
+    let err = String::from_utf8(output.stderr).expect("stderr");
     assert!(status.success(), "hash-password: {status} {out} {err}");
     assert!(!out.contains(password) && !err.contains(password), "{out}");
     let lines: Vec<&str> = out.lines().collect();

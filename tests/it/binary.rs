@@ -2,110 +2,19 @@
 //! JSON line per mail in the seed's shape (nothing with `--quiet`), and refuses
 //! bad configurations with a one-line error instead of a panic.
 
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common::{Client, expect_messages, python, run_bounded, split_stored};
+use crate::running::{Binary, command, listening_command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_net-receiver");
-
-/// The running binary; killed when dropped.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-}
-
-impl Running {
-    fn start(maildir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--server-name", "bin.test"])
-            .arg("--maildir")
-            .arg(maildir)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start net-receiver");
-        let mut stdout = child.stdout.take().expect("stdout");
-        let stdout = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let _ = stdout.read_to_end(&mut all);
-            all
-        });
-        let (tx, rx) = mpsc::channel();
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let stderr = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut line = Vec::new();
-            while stderr.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                let text = String::from_utf8_lossy(&line);
-                if let Some(rest) = text.split("listening on ").nth(1) {
-                    let addr = rest.split([',', ' ', '\n']).next().unwrap_or("");
-                    let _ = tx.send(addr.to_owned());
-                }
-                all.append(&mut line);
-            }
-            all
-        });
-        let mut running = Self {
-            child,
-            addr: "127.0.0.1:0".parse().expect("addr"),
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-        };
-        match rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(addr) => {
-                running.addr = addr
-                    .parse()
-                    .unwrap_or_else(|e| panic!("bad listening address {addr:?}: {e}"));
-            }
-            Err(_) => {
-                let (_, err) = running.stop();
-                panic!("no 'listening on' line; stderr: {err}");
-            }
-        }
-        assert!(running.addr.ip().is_loopback(), "{}", running.addr);
-        assert_ne!(running.addr.port(), 0);
-        running
-    }
-
-    /// Kills the process; returns everything it wrote on stdout and stderr.
-    fn stop(&mut self) -> (String, String) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let out = self
-            .stdout
-            .take()
-            .map(|h| h.join().expect("stdout reader"))
-            .unwrap_or_default();
-        let err = self
-            .stderr
-            .take()
-            .map(|h| h.join().expect("stderr reader"))
-            .unwrap_or_default();
-        (
-            String::from_utf8(out).expect("stdout is UTF-8"),
-            String::from_utf8_lossy(&err).into_owned(),
-        )
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary on 127.0.0.1 as `bin.test`, delivering into `maildir`, with `extra`
+/// flags; killed when dropped.
+fn start(maildir: &Path, extra: &[&str]) -> Binary {
+    Binary::spawn(listening_command(maildir).args(extra), 1)
 }
 
 const SMTPLIB_SEND: &str = r#"
@@ -147,8 +56,8 @@ fn binary_stores_mail_and_prints_one_json_line_per_mail() {
     let dir = tempfile::tempdir().unwrap();
     // A Maildir that does not exist yet, parents included, is created.
     let maildir = dir.path().join("deep").join("er").join("Maildir");
-    let mut running = Running::start(&maildir, &[]);
-    let port = running.addr.port();
+    let mut running = start(&maildir, &[]);
+    let port = running.addr().port();
     python(SMTPLIB_SEND, &[&port.to_string(), "2"]);
     // The line is printed before the 250, so it is there once python is done.
     let (stdout, stderr) = running.stop();
@@ -207,8 +116,8 @@ fn binary_stores_mail_and_prints_one_json_line_per_mail() {
 #[test]
 fn quiet_binary_prints_nothing_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut running = Running::start(dir.path(), &["--quiet"]);
-    let mut client = Client::ehlo(running.addr.port());
+    let mut running = start(dir.path(), &["--quiet"]);
+    let mut client = Client::ehlo(running.addr().port());
     assert_eq!(client.greeting.text(), "bin.test ESMTP net-receiver");
     client.start_data("a@example.com", "b@example.com");
     client.send(b"Subject: quiet\r\n\r\nshh\r\n.\r\n");
@@ -226,10 +135,7 @@ fn quiet_binary_prints_nothing_on_stdout() {
 
 /// Runs the binary expecting it to refuse to start; returns its stderr.
 fn start_fails(args: &[&std::ffi::OsStr]) -> String {
-    let output = run_bounded(
-        Command::new(BIN).args(args).env("RUST_LOG", "info"),
-        Duration::from_secs(10),
-    );
+    let output = run_bounded(command().args(args), Duration::from_secs(10));
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(!output.status.success(), "started anyway; stderr: {stderr}");
     assert!(
@@ -291,8 +197,8 @@ fn maildir_that_is_a_file_is_named() {
 #[test]
 fn json_of_null_sender_with_repeated_headers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut running = Running::start(dir.path(), &[]);
-    let mut client = Client::ehlo(running.addr.port());
+    let mut running = start(dir.path(), &[]);
+    let mut client = Client::ehlo(running.addr().port());
     client.cmd("MAIL FROM:<>", 250);
     client.cmd("RCPT TO:<postmaster@example.com>", 250);
     client.cmd("DATA", 354);
@@ -354,8 +260,8 @@ fn config_file_values_apply_and_flags_override() {
     )
     .unwrap();
     let config_arg = config.to_str().expect("UTF-8 path");
-    let mut running = Running::start(dir.path(), &["--config", config_arg]);
-    let mut client = Client::connect(running.addr.port());
+    let mut running = start(dir.path(), &["--config", config_arg]);
+    let mut client = Client::connect(running.addr().port());
     let ehlo = client.cmd("EHLO client.test", 250);
     assert!(ehlo.lines.iter().any(|l| l == "SIZE 1000"), "{ehlo:?}");
     client.cmd("MAIL FROM:<a@example.com>", 250);
@@ -373,16 +279,14 @@ fn config_file_values_apply_and_flags_override() {
 
 #[test]
 fn sigterm_stops_the_binary_cleanly() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
+    use nix::sys::signal::Signal;
     let dir = tempfile::tempdir().unwrap();
-    let mut running = Running::start(dir.path(), &[]);
-    Client::ehlo(running.addr.port()).quit();
-    let pid = Pid::from_raw(i32::try_from(running.child.id()).unwrap());
-    kill(pid, Signal::SIGTERM).unwrap();
+    let mut running = start(dir.path(), &[]);
+    Client::ehlo(running.addr().port()).quit();
+    running.signal(Signal::SIGTERM);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(status) = running.child.try_wait().unwrap() {
+        if let Some(status) = running.try_wait() {
             break status;
         }
         assert!(
@@ -395,5 +299,5 @@ fn sigterm_stops_the_binary_cleanly() {
     assert!(status.success(), "{status}; stderr {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     // The port is free again.
-    TcpListener::bind(running.addr).expect("port released");
+    TcpListener::bind(running.addr()).expect("port released");
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,21 @@ impl TestServer {
         specs: &[ListenerSpec],
         tls: Option<Arc<TlsHandle>>,
     ) -> Self {
+        Self::start_custom(config, receiver, specs, |server| match tls {
+            Some(tls) => server.with_tls(tls),
+            None => server,
+        })
+    }
+
+    /// `receiver` with `config` on exactly these listeners (loopback only), the
+    /// bound server (delivering into the Maildir) passed through `customize`
+    /// before it runs.
+    pub(crate) fn start_custom<R: Receiver>(
+        config: Config,
+        receiver: R,
+        specs: &[ListenerSpec],
+        customize: impl FnOnce(Server<R>) -> Server<R>,
+    ) -> Self {
         assert!(specs.iter().all(|s| s.addr.ip().is_loopback()), "{specs:?}");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -88,13 +103,12 @@ impl TestServer {
         let maildir = tempfile::tempdir().expect("tempdir");
         let settings = config.settings().expect("settings");
         let delivery = Maildir::open(maildir.path()).expect("maildir");
-        let mut server = runtime
-            .block_on(Server::bind(specs, settings, receiver))
-            .expect("bind")
-            .with_delivery(delivery);
-        if let Some(tls) = tls {
-            server = server.with_tls(tls);
-        }
+        let server = customize(
+            runtime
+                .block_on(Server::bind(specs, settings, receiver))
+                .expect("bind")
+                .with_delivery(delivery),
+        );
         let addrs = server.local_addrs();
         assert_eq!(addrs.len(), specs.len(), "{addrs:?}");
         assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
@@ -119,6 +133,11 @@ impl TestServer {
     /// Asserts `new/` holds exactly `n` files and `tmp/` none; returns them.
     pub(crate) fn expect_messages(&self, n: usize) -> Vec<Vec<u8>> {
         expect_messages(self.dir(), n)
+    }
+
+    /// Runs `future` on the server's runtime (e.g. a call on its lockout store).
+    pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.runtime.as_ref().expect("runtime").block_on(future)
     }
 }
 
@@ -152,6 +171,22 @@ impl Reply {
     pub(crate) fn text(&self) -> &str {
         self.lines.last().map_or("", String::as_str)
     }
+
+    /// Asserts the code; returns the reply.
+    pub(crate) fn assert_code(self, code: u16) -> Self {
+        assert_eq!(self.code, code, "unexpected reply {self:?}");
+        self
+    }
+
+    /// Asserts the code and the enhanced status code; returns the reply.
+    pub(crate) fn assert_enhanced(self, code: u16, enhanced: &str) -> Self {
+        let reply = self.assert_code(code);
+        assert!(
+            reply.text().starts_with(&format!("{enhanced} ")),
+            "expected {code} {enhanced}, got {reply:?}"
+        );
+        reply
+    }
 }
 
 /// A raw SMTP client over a std TCP socket; every read times out.
@@ -180,7 +215,12 @@ impl Client {
     /// Connects without reading anything (the greeting is left as code 0).
     pub(crate) fn open(addr: SocketAddr) -> Self {
         assert!(addr.ip().is_loopback(), "{addr}");
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A client on a connected socket, without reading anything (the greeting is
+    /// left as code 0).
+    pub(crate) fn from_stream(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .expect("timeout");
@@ -250,19 +290,12 @@ impl Client {
 
     /// Reads one reply and asserts its code.
     pub(crate) fn expect(&mut self, code: u16) -> Reply {
-        let reply = self.reply();
-        assert_eq!(reply.code, code, "unexpected reply {reply:?}");
-        reply
+        self.reply().assert_code(code)
     }
 
     /// Reads one reply and asserts its code and enhanced status code.
     pub(crate) fn expect_enhanced(&mut self, code: u16, enhanced: &str) -> Reply {
-        let reply = self.expect(code);
-        assert!(
-            reply.text().starts_with(&format!("{enhanced} ")),
-            "expected {code} {enhanced}, got {reply:?}"
-        );
-        reply
+        self.reply().assert_enhanced(code, enhanced)
     }
 
     /// Reads `n` replies (after a pipelined send).
@@ -455,12 +488,18 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Runs a command to completion, killing it after `limit`.
 pub(crate) fn run_bounded(command: &mut Command, limit: Duration) -> Output {
-    let mut child = command
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    finish_bounded(child, &format!("{command:?}"), limit)
+}
+
+/// Waits for `child` (stdout and stderr piped) to exit, killing it after `limit`
+/// (the panic names it `what`); returns its status and output.
+pub(crate) fn finish_bounded(mut child: Child, what: &str, limit: Duration) -> Output {
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out = std::thread::spawn(move || {
@@ -481,7 +520,7 @@ pub(crate) fn run_bounded(command: &mut Command, limit: Duration) -> Output {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{command:?} did not finish within {limit:?}");
+            panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

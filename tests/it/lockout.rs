@@ -18,10 +18,10 @@ use net_receiver::lockout::{Lockout, MemoryStore, Policy, Subject};
 use serde_json::Value;
 
 use crate::auth_support::{
-    AuthServer, BAD_CREDENTIALS, Extras, Sourced, USERS, Users, plain, plaintext_auth_config,
+    BAD_CREDENTIALS, Extras, USERS, Users, auth_server, connect_from, plain, plaintext_auth_config,
     start_binary, write_file,
 };
-use crate::common::{Client, Reply, python};
+use crate::common::{Client, Reply, TestServer, python};
 
 const JOE: (&str, &str) = USERS[0];
 const ANN: (&str, &str) = USERS[1];
@@ -43,9 +43,9 @@ fn lockout_config(max: u32, period: f64) -> Config {
     }
 }
 
-fn server(config: Config) -> (AuthServer, Users) {
+fn server(config: Config) -> (TestServer, Users) {
     let users = Users::default();
-    let server = AuthServer::start(config, users.clone(), Extras::default());
+    let server = auth_server(config, users.clone(), Extras::default());
     (server, users)
 }
 
@@ -74,7 +74,7 @@ fn assert_prohibited(client: &mut Client, reply: &Reply) {
 #[test]
 fn auth_failures_lock_the_ip_until_the_period_ends() {
     let (server, _) = server(lockout_config(3, 1.0));
-    let port = server.port();
+    let port = server.port;
     let mut client = Client::connect(port);
     client.cmd("EHLO client.test", 250);
     for _ in 0..2 {
@@ -101,18 +101,18 @@ fn auth_failures_lock_the_ip_until_the_period_ends() {
 #[test]
 fn the_locked_out_greeting_has_its_enhanced_code() {
     let (server, _) = server(lockout_config(1, 600.0));
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     let reply = wrong_auth(&mut client);
     assert_prohibited(&mut client, &reply);
-    let text = assert_locked_out(server.port());
+    let text = assert_locked_out(server.port);
     assert_eq!(text, format!("4.7.0 {LOCKED_GREETING}"));
 }
 
 #[test]
 fn sessions_already_open_are_stopped_at_their_next_failure() {
     let (server, _) = server(lockout_config(3, 600.0));
-    let port = server.port();
+    let port = server.port;
     // A client guessing over parallel connections.
     let mut sessions: Vec<Client> = (0..4).map(|_| Client::connect(port)).collect();
     for session in &mut sessions {
@@ -141,7 +141,7 @@ fn defaults_lock_out_a_brute_force_client() {
         auth_failure_delay: 0.01,
         ..plaintext_auth_config()
     });
-    let port = server.port();
+    let port = server.port;
     // A new connection per guess: the count is per IP, not per session.
     let mut codes = Vec::new();
     for _ in 0..3 {
@@ -162,13 +162,13 @@ fn defaults_lock_out_a_brute_force_client() {
 #[test]
 fn a_locked_login_is_refused_even_with_the_right_password() {
     let (server, users) = server(lockout_config(3, 2.0));
-    let port = server.port();
+    let port = server.port;
     // Three failures for joe, from two IPs: joe is locked, neither IP (2 and 1).
     for (source, failures) in [
         (Ipv4Addr::new(127, 0, 0, 1), 2),
         (Ipv4Addr::new(127, 0, 0, 2), 1),
     ] {
-        let mut client = Sourced::connect(source, port);
+        let mut client = connect_from(source, port);
         assert_eq!(client.greeting.code, 220);
         client.cmd("EHLO client.test", 250);
         for _ in 0..failures {
@@ -177,7 +177,7 @@ fn a_locked_login_is_refused_even_with_the_right_password() {
         }
         client.cmd("QUIT", 221);
     }
-    let mut client = Sourced::connect(Ipv4Addr::new(127, 0, 0, 3), port);
+    let mut client = connect_from(Ipv4Addr::new(127, 0, 0, 3), port);
     assert_eq!(client.greeting.code, 220);
     client.cmd("EHLO client.test", 250);
     let reply = client.cmd(&format!("AUTH PLAIN {}", plain(JOE.0, JOE.1)), 535);
@@ -196,7 +196,7 @@ fn a_locked_login_is_refused_even_with_the_right_password() {
     std::thread::sleep(
         (refused_at + Duration::from_millis(2150)).saturating_duration_since(Instant::now()),
     );
-    let mut client = Sourced::connect(Ipv4Addr::new(127, 0, 0, 4), port);
+    let mut client = connect_from(Ipv4Addr::new(127, 0, 0, 4), port);
     client.cmd("EHLO client.test", 250);
     client.cmd(&format!("AUTH PLAIN {}", plain(JOE.0, JOE.1)), 235);
     client.cmd("QUIT", 221);
@@ -213,7 +213,7 @@ fn another_ip_is_served_while_one_is_locked() {
         Policy::new(3, Duration::from_secs(600)),
     ));
     let users = Users::default();
-    let server = AuthServer::start(
+    let server = auth_server(
         lockout_config(3, 600.0),
         users.clone(),
         Extras {
@@ -221,7 +221,7 @@ fn another_ip_is_served_while_one_is_locked() {
             ..Extras::default()
         },
     );
-    let port = server.port();
+    let port = server.port;
     let local = Subject::ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let statuses: Vec<bool> = (0..3)
         .map(|_| server.block_on(lockout.record_failure(&local)).locked)
@@ -229,7 +229,7 @@ fn another_ip_is_served_while_one_is_locked() {
     assert_eq!(statuses, [false, false, true]);
     assert_locked_out(port);
     let other = Ipv4Addr::new(127, 0, 0, 2);
-    let mut client = Sourced::connect(other, port);
+    let mut client = connect_from(other, port);
     assert_eq!(client.greeting.code, 220, "{:?}", client.greeting);
     client.cmd("EHLO other.test", 250);
     client.cmd(&format!("AUTH PLAIN {}", plain(JOE.0, JOE.1)), 235);
@@ -289,7 +289,7 @@ fn rejected_transactions_count_once_each() {
         lockout_counts: vec![FailureKind::Rcpt],
         ..lockout_config(3, 600.0)
     });
-    let mut client = Client::connect(server.port());
+    let mut client = Client::connect(server.port);
     client.cmd("EHLO client.test", 250);
     // Three refused recipients in one transaction count once.
     client.cmd("MAIL FROM:<a@example.com>", 250);
@@ -302,7 +302,7 @@ fn rejected_transactions_count_once_each() {
     let replies = client.replies(2);
     assert_eq!(replies[0].code, 250, "{replies:?}");
     assert_prohibited(&mut client, &replies[1]);
-    assert_locked_out(server.port());
+    assert_locked_out(server.port);
 }
 
 #[test]
@@ -319,13 +319,13 @@ fn each_kind_of_failure_is_configurable() {
             lockout_counts: vec![kind],
             ..lockout_config(3, 600.0)
         });
-        let mut client = Client::connect(counting.port());
+        let mut client = Client::connect(counting.port);
         client.cmd("EHLO client.test", 250);
         let codes: Vec<u16> = (0..3).map(|_| fail(&mut client, kind)).collect();
         let refused = refusal_code(kind);
         assert_eq!(codes, [refused, refused, 450], "{kind:?}");
         client.expect_eof();
-        assert_locked_out(counting.port());
+        assert_locked_out(counting.port);
         drop(counting);
 
         // Not counted: any number of them locks nothing.
@@ -333,12 +333,12 @@ fn each_kind_of_failure_is_configurable() {
             lockout_counts: all.iter().copied().filter(|k| *k != kind).collect(),
             ..lockout_config(3, 600.0)
         });
-        let mut client = Client::connect(other.port());
+        let mut client = Client::connect(other.port);
         client.cmd("EHLO client.test", 250);
         let codes: Vec<u16> = (0..4).map(|_| fail(&mut client, kind)).collect();
         assert_eq!(codes, [refused; 4], "{kind:?}");
         client.quit();
-        let mut client = Client::connect(other.port());
+        let mut client = Client::connect(other.port);
         client.cmd("EHLO client.test", 250);
         client.cmd(&format!("AUTH PLAIN {}", plain(JOE.0, JOE.1)), 235);
         client.quit();

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::auth_support::{
-    BAD_CREDENTIALS, Sourced, USERS, json_lines, plain, start_binary, write_file,
+    BAD_CREDENTIALS, USERS, connect_from, json_lines, plain, start_binary, write_file,
 };
 use crate::common::{Client, expect_messages};
 use crate::running::Binary;
@@ -220,7 +220,7 @@ fn two_receivers_on_one_redis_see_each_others_failures() {
 
     // Another IP is served by both; joe's login is locked on both.
     for port in [port_a, port_b] {
-        let mut client = Sourced::connect(Ipv4Addr::new(127, 0, 0, 2), port);
+        let mut client = connect_from(Ipv4Addr::new(127, 0, 0, 2), port);
         assert_eq!(client.greeting.code, 220, "{:?}", client.greeting);
         client.cmd("EHLO other.test", 250);
         let reply = client.cmd(&format!("AUTH PLAIN {}", plain(JOE.0, JOE.1)), 535);

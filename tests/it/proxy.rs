@@ -328,8 +328,7 @@ fn starttls_injection_behind_the_header_is_discarded() {
     client.read_greeting(220);
     client.expect(250);
     client.expect_enhanced(220, "2.0.0");
-    let mut tls =
-        TlsClient::handshake(client.into_stream(), pair.client_config(), "mx.test").unwrap();
+    let mut tls = TlsClient::after_starttls(client, pair.client_config());
     tls.expect_silence(std::time::Duration::from_millis(300));
     tls.cmd("EHLO relay.test", 250);
     tls.send(b"DATA\r\n");

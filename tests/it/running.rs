@@ -5,6 +5,7 @@
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -40,6 +41,17 @@ pub(crate) struct Binary {
 pub(crate) fn command() -> Command {
     let mut command = Command::new(BIN);
     command.env("RUST_LOG", "info");
+    command
+}
+
+/// [`command`] listening on `127.0.0.1:0` as `bin.test`, delivering into
+/// `maildir`; more flags may follow.
+pub(crate) fn listening_command(maildir: &Path) -> Command {
+    let mut command = command();
+    command
+        .args(["--listen", "127.0.0.1:0", "--server-name", "bin.test"])
+        .arg("--maildir")
+        .arg(maildir);
     command
 }
 
@@ -87,6 +99,11 @@ impl Binary {
     /// The process id.
     pub(crate) fn pid(&self) -> i32 {
         i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// The address of the first listener.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.listening[0].0
     }
 
     /// The port of the (first) listener in `mode` (`"Smtp"`, `"Smtps"`, ...).
@@ -157,11 +174,16 @@ impl Binary {
         self.signal(signal);
     }
 
+    /// The exit status if the process has exited, without waiting.
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
     /// Waits at most [`PROCESS_LIMIT`] for the process to exit.
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + PROCESS_LIMIT;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
+            if let Some(status) = self.try_wait() {
                 return status;
             }
             if Instant::now() >= deadline {
@@ -180,14 +202,28 @@ impl Binary {
     pub(crate) fn terminate(&mut self) -> String {
         self.signal_caught(Signal::SIGTERM);
         let status = self.wait_exit();
+        let (stdout, log) = self.output();
+        assert!(status.success(), "{status} after SIGTERM; stderr:\n{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        String::from_utf8(stdout).expect("stdout is UTF-8")
+    }
+
+    /// Kills the process (SIGKILL); returns everything it wrote on stdout and
+    /// stderr.
+    pub(crate) fn stop(&mut self) -> (String, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (stdout, log) = self.output();
+        (String::from_utf8(stdout).expect("stdout is UTF-8"), log)
+    }
+
+    /// After the exit: all of stdout and of stderr.
+    fn output(&mut self) -> (Vec<u8>, String) {
         let stdout = self.stdout.take().map(|h| h.join().expect("stdout"));
         if let Some(h) = self.stderr.take() {
             h.join().expect("stderr reader");
         }
-        let log = self.log();
-        assert!(status.success(), "{status} after SIGTERM; stderr:\n{log}");
-        assert!(!log.contains("panicked"), "{log}");
-        String::from_utf8(stdout.unwrap_or_default()).expect("stdout is UTF-8")
+        (stdout.unwrap_or_default(), self.log())
     }
 }
 

@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid};
 
 use crate::common::{Client, expect_messages, run_bounded, split_stored};
-use crate::running::{Binary, PROCESS_LIMIT, command};
+use crate::running::{Binary, PROCESS_LIMIT, command, listening_command};
 
 /// nobody / nogroup on Debian and Ubuntu.
 const NOBODY: u32 = 65534;
@@ -137,16 +137,8 @@ fn runs_as_nobody_after_binding() {
         let maildir = dir.path().join("Maildir");
         let pid_file = dir.path().join("receiver.pid");
         let mut binary = Binary::spawn(
-            command()
-                .args([
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--server-name",
-                    "bin.test",
-                    "--quiet",
-                ])
-                .arg("--maildir")
-                .arg(&maildir)
+            listening_command(&maildir)
+                .arg("--quiet")
                 .arg("--pid-file")
                 .arg(&pid_file)
                 .args(identity),

@@ -8,25 +8,17 @@ use std::path::Path;
 use nix::sys::signal::Signal;
 
 use crate::common::{Client, Reply, expect_messages, files_in, split_stored};
-use crate::running::{Binary, command};
+use crate::running::{Binary, command, listening_command};
 
 /// The binary on 127.0.0.1 with `shutdown_grace` seconds of grace.
 fn start(dir: &Path, grace: f64) -> Binary {
     let config = dir.join("net-receiver.toml");
     std::fs::write(&config, format!("shutdown_grace = {grace:?}\n")).unwrap();
     Binary::spawn(
-        command()
+        listening_command(&dir.join("Maildir"))
             .arg("--config")
             .arg(&config)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--server-name",
-                "bin.test",
-                "--quiet",
-            ])
-            .arg("--maildir")
-            .arg(dir.join("Maildir")),
+            .arg("--quiet"),
         1,
     )
 }

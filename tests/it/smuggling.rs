@@ -56,6 +56,21 @@ fn smuggle(server: &TestServer, seq: &[u8]) -> crate::common::Reply {
     reply
 }
 
+/// The failure for `name` unless `body` is `hello`, then `middle`, then
+/// [`HIDDEN`].
+fn body_mismatch(name: &str, body: &[u8], middle: &[u8]) -> Option<String> {
+    let mut want = b"hello".to_vec();
+    want.extend_from_slice(middle);
+    want.extend_from_slice(HIDDEN);
+    (body != want).then(|| {
+        format!(
+            "{name}: stored {:?}, expected {:?}",
+            String::from_utf8_lossy(body),
+            String::from_utf8_lossy(&want)
+        )
+    })
+}
+
 fn with_policy(policy: LineEndingPolicy) -> Config {
     Config {
         bare_line_ending: policy,
@@ -85,19 +100,11 @@ fn reject_policy_refuses_bare_endings_and_keeps_nul_as_content() {
                 continue;
             }
             let stored = split_stored(&files[0]);
-            let mut want = b"hello".to_vec();
-            want.extend_from_slice(match seq {
+            let middle: &[u8] = match seq {
                 b"\r\n.\0\r\n" => b"\r\n\0\r\n", // the leading dot is stuffing
                 other => other,
-            });
-            want.extend_from_slice(HIDDEN);
-            if stored.body != want {
-                failures.push(format!(
-                    "{name}: stored {:?}, expected {:?}",
-                    String::from_utf8_lossy(stored.body),
-                    String::from_utf8_lossy(&want)
-                ));
-            }
+            };
+            failures.extend(body_mismatch(name, stored.body, middle));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -128,16 +135,7 @@ fn normalize_policy_keeps_the_hidden_commands_inside_one_message() {
                 String::from_utf8_lossy(stored.body)
             ));
         }
-        let mut want = b"hello".to_vec();
-        want.extend_from_slice(normalized);
-        want.extend_from_slice(HIDDEN);
-        if stored.body != want {
-            failures.push(format!(
-                "{name}: stored {:?}, expected {:?}",
-                String::from_utf8_lossy(stored.body),
-                String::from_utf8_lossy(&want)
-            ));
-        }
+        failures.extend(body_mismatch(name, stored.body, normalized));
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

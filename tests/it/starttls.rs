@@ -32,12 +32,7 @@ fn starttls_with(port: u16, pair: &Pair, after_ehlo: &[u8]) -> TlsClient {
     assert!(keywords(&ehlo).contains(&"STARTTLS".to_owned()), "{ehlo:?}");
     client.send(after_ehlo);
     client.expect_enhanced(220, "2.0.0");
-    TlsClient::handshake(
-        client.into_stream(),
-        pair.client_config(),
-        crate::common::SERVER_NAME,
-    )
-    .expect("TLS handshake after STARTTLS")
+    TlsClient::after_starttls(client, pair.client_config())
 }
 
 #[test]
@@ -111,12 +106,7 @@ fn starttls_sequencing_replies() {
     // After all that, STARTTLS still works.
     client.send(b"STARTTLS\r\n");
     client.expect_enhanced(220, "2.0.0");
-    let mut tls = TlsClient::handshake(
-        client.into_stream(),
-        pair.client_config(),
-        crate::common::SERVER_NAME,
-    )
-    .unwrap();
+    let mut tls = TlsClient::after_starttls(client, pair.client_config());
     tls.cmd("EHLO client.test", 250);
     tls.quit();
 
@@ -125,12 +115,7 @@ fn starttls_sequencing_replies() {
     client.send(b"EHLO client.test\r\nSTARTTLS\r\n");
     client.expect(250);
     client.expect_enhanced(220, "2.0.0");
-    let mut tls = TlsClient::handshake(
-        client.into_stream(),
-        pair.client_config(),
-        crate::common::SERVER_NAME,
-    )
-    .unwrap();
+    let mut tls = TlsClient::after_starttls(client, pair.client_config());
     tls.cmd("EHLO client.test", 250);
     tls.quit();
 
@@ -254,12 +239,7 @@ fn submission_wants_auth_before_mail() {
     client.expect_enhanced(503, "5.5.1");
     client.send(b"STARTTLS\r\n");
     client.expect(220);
-    let mut tls = TlsClient::handshake(
-        client.into_stream(),
-        pair.client_config(),
-        crate::common::SERVER_NAME,
-    )
-    .unwrap();
+    let mut tls = TlsClient::after_starttls(client, pair.client_config());
     tls.cmd("EHLO client.test", 250);
     // Encrypted is not authenticated.
     tls.send(b"MAIL FROM:<a@example.com>\r\n");

@@ -72,8 +72,7 @@ fn sighup_reloads_the_certificate_for_new_connections_only() {
     // STARTTLS uses the new certificate as well; a client trusting only A fails.
     let mut client = Client::ehlo(smtp);
     client.cmd("STARTTLS", 220);
-    let mut after =
-        TlsClient::handshake(client.into_stream(), b.client_config(), "mx.test").unwrap();
+    let mut after = TlsClient::after_starttls(client, b.client_config());
     assert_eq!(after.peer_der(), b.der);
     after.cmd("EHLO after.test", 250);
     after.quit();

@@ -13,7 +13,7 @@ use net_receiver::server::{CertificateSource, TlsHandle};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::common::{READ_TIMEOUT, Reply, read_reply};
+use crate::common::{Client, READ_TIMEOUT, Reply, SERVER_NAME, read_reply};
 
 /// The names every test certificate is made for: the in-process server's name and
 /// the loopback address the clients connect to (an IP SAN, so Python's hostname
@@ -152,6 +152,13 @@ impl TlsClient {
         })
     }
 
+    /// Runs the handshake for [`SERVER_NAME`] on the socket of `client`, whose
+    /// STARTTLS was just answered 220.
+    pub(crate) fn after_starttls(client: Client, config: Arc<ClientConfig>) -> Self {
+        Self::handshake(client.into_stream(), config, SERVER_NAME)
+            .expect("TLS handshake after STARTTLS")
+    }
+
     /// Connects to an implicit-TLS port, handshakes and reads the 220 greeting.
     pub(crate) fn implicit(port: u16, config: Arc<ClientConfig>) -> Self {
         let socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -193,19 +200,12 @@ impl TlsClient {
 
     /// Reads one reply and asserts its code.
     pub(crate) fn expect(&mut self, code: u16) -> Reply {
-        let reply = self.reply();
-        assert_eq!(reply.code, code, "unexpected reply {reply:?}");
-        reply
+        self.reply().assert_code(code)
     }
 
     /// Reads one reply and asserts its code and enhanced status code.
     pub(crate) fn expect_enhanced(&mut self, code: u16, enhanced: &str) -> Reply {
-        let reply = self.expect(code);
-        assert!(
-            reply.text().starts_with(&format!("{enhanced} ")),
-            "expected {code} {enhanced}, got {reply:?}"
-        );
-        reply
+        self.reply().assert_enhanced(code, enhanced)
     }
 
     /// Sends `line` + CRLF and expects a reply with `code`.
