@@ -1,15 +1,15 @@
-//! Throughput of the SMTP DATA decoder on a 1 MiB dot-stuffed message.
+//! Throughput of the SMTP DATA decoder on a 1 MiB and a 25 MiB dot-stuffed message.
 #![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use net_receiver::protocol::data::{BareLineEnding, DataDecoder, DataLimits};
 
-/// About 1 MiB of 78-octet lines (plus CRLF), every 7th one dot-stuffed,
+/// About `size` octets of 78-octet lines (plus CRLF), every 7th one dot-stuffed,
 /// then the end marker.
-fn message() -> Vec<u8> {
-    let mut wire = Vec::with_capacity((1 << 20) + 128);
+fn message(size: usize) -> Vec<u8> {
+    let mut wire = Vec::with_capacity(size + 128);
     let mut i = 0u32;
-    while wire.len() < 1 << 20 {
+    while wire.len() < size {
         if i.is_multiple_of(7) {
             wire.extend_from_slice(b"..");
         }
@@ -25,7 +25,7 @@ fn message() -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let wire = message();
+    let wire = message(1 << 20);
     let limits = DataLimits {
         max_message_size: 64 << 20,
         max_line_length: 1000,
@@ -44,6 +44,27 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.bench_function("1MiB_16KiB_chunks", |b| {
+        b.iter(|| {
+            out.clear();
+            let mut dec = DataDecoder::new(limits);
+            let mut finished = false;
+            for chunk in black_box(&wire).chunks(16 << 10) {
+                finished = dec.decode(chunk, &mut out).finished;
+            }
+            assert!(finished);
+            black_box(out.len())
+        })
+    });
+    group.finish();
+
+    // The largest message the default `max_message_size` allows, in the 16 KiB
+    // reads the connection makes.
+    let wire = message(25 << 20);
+    let mut out = Vec::with_capacity(wire.len());
+    let mut group = c.benchmark_group("data_decoder");
+    group.sample_size(20);
+    group.throughput(Throughput::Bytes(wire.len() as u64));
+    group.bench_function("25MiB_16KiB_chunks", |b| {
         b.iter(|| {
             out.clear();
             let mut dec = DataDecoder::new(limits);

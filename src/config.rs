@@ -70,7 +70,8 @@ pub struct Config {
     pub tls_handshake_timeout: f64,
     /// Connections open at once; more get 421 4.7.0 and are closed. Default: 1000.
     pub max_connections: usize,
-    /// Connections open at once from one IP address; more get 421 4.7.0. Default: 20.
+    /// Connections open at once from one IP address; more get 421 4.7.0. Default: 50
+    /// (Postfix's `smtpd_client_connection_count_limit`).
     pub max_connections_per_ip: usize,
     /// Seconds a message in progress may take to finish after SIGTERM/SIGINT.
     /// Default: 30.
@@ -267,7 +268,7 @@ impl Default for Config {
             keep_generated_certificate: false,
             tls_handshake_timeout: 30.0,
             max_connections: 1000,
-            max_connections_per_ip: 20,
+            max_connections_per_ip: 50,
             shutdown_grace: 30.0,
             proxy_trusted_networks: Vec::new(),
             user_name: None,

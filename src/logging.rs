@@ -50,10 +50,13 @@ pub fn prepare_log_dir(file: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Sets up logging: `RUST_LOG` filters (default `info`); with `file`, lines go to
-/// `file` with a date suffix, rotated daily; otherwise to stderr.
-pub fn init(file: Option<&Path>) -> std::io::Result<LogGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Sets up logging: `RUST_LOG` filters, and without it `default_filter` (an
+/// `EnvFilter` directive such as `"info"`, what the binary uses, or `"warn"`, what
+/// it uses with `--quiet`); with `file`, lines go to `file` with a date suffix,
+/// rotated daily; otherwise to stderr.
+pub fn init(file: Option<&Path>, default_filter: &str) -> std::io::Result<LogGuard> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

@@ -2,6 +2,11 @@
 //! receiver out. Each accepted mail is stored in a Maildir and printed as one JSON
 //! line on stdout (the seed's sample printed `mail.pretty_inspect`); logs go to
 //! stderr.
+//!
+//! Benchmark mode: `--no-deliver` receives and fully parses each mail (the mail
+//! structure is built and the `received` hook runs) but stores it nowhere and still
+//! answers 250; with `--quiet` as well nothing is printed per mail, and the default
+//! log level drops to `warn` (unless `RUST_LOG` is set).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,11 +17,14 @@ use anyhow::Context as _;
 use clap::Parser;
 use net_receiver::auth::{PasswdFile, PasswordLookup, SqliteStore};
 use net_receiver::config::{ListenerConfig, ListenerMode};
+use net_receiver::delivery::DeliverFuture;
 use net_receiver::dns::Dns;
 use net_receiver::lockout::{Lockout, store_from_config};
 use net_receiver::logging;
 use net_receiver::server::{CertificateSource, TlsHandle, process};
-use net_receiver::{Config, Context, DeliveryError, Maildir, Receiver, Server, defaults};
+use net_receiver::{
+    Config, Context, Deliver, DeliveryError, Mail, Maildir, Receiver, Server, defaults,
+};
 
 /// A programmable SMTP receiver. With no arguments it listens on 127.0.0.1:2525,
 /// stores mail in the Maildir ./mail and prints each mail as a JSON line.
@@ -48,9 +56,15 @@ struct Args {
     /// Name used in the greeting, EHLO and Received headers.
     #[arg(long, value_name = "NAME")]
     server_name: Option<String>,
-    /// Do not print the JSON line of each received mail.
+    /// Do not print the JSON line of each received mail; also lowers the default
+    /// log level from `info` to `warn` (`RUST_LOG`, when set, still decides).
     #[arg(long)]
     quiet: bool,
+    /// Benchmark mode: receive and fully parse each mail (structure built,
+    /// `received` hook called) but store it nowhere, and answer 250 all the same.
+    /// Mail is lost: never use it for real traffic.
+    #[arg(long, conflicts_with = "maildir")]
+    no_deliver: bool,
     /// Switch to this user after binding (needs root).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
@@ -103,6 +117,15 @@ impl Receiver for PrintingReceiver {
             let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
         }
         Ok(())
+    }
+}
+
+/// The `--no-deliver` delivery: accepts every mail and keeps none of it.
+struct Discard;
+
+impl Deliver for Discard {
+    fn deliver<'a>(&'a self, _mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -232,7 +255,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("net-receiver: running as daemon, pid {}", daemon.pid());
         return Ok(());
     }
-    let _log = logging::init(config.log_file.as_deref()).with_context(|| {
+    // `--quiet` is for runs where per-connection info lines would be noise (or,
+    // in a benchmark, most of the work).
+    let default_log = if args.quiet { "warn" } else { "info" };
+    let _log = logging::init(config.log_file.as_deref(), default_log).with_context(|| {
         let file = config.log_file.as_deref().unwrap_or(Path::new("-"));
         format!("cannot open log file {}", file.display())
     })?;
@@ -280,11 +306,19 @@ fn run(args: Args) -> anyhow::Result<()> {
             process::drop_privileges(identity)?;
             tracing::info!(uid = %identity.uid, gid = %identity.gid, "privileges dropped");
         }
-        // Opened as the final user, so it is that user's and known writable.
-        let maildir = Maildir::open(&config.maildir)
-            .with_context(|| format!("cannot use Maildir {}", config.maildir.display()))?;
+        let (server, destination) = if args.no_deliver {
+            (
+                server.with_delivery(Discard),
+                "nowhere (--no-deliver)".to_owned(),
+            )
+        } else {
+            // Opened as the final user, so it is that user's and known writable.
+            let maildir = Maildir::open(&config.maildir)
+                .with_context(|| format!("cannot use Maildir {}", config.maildir.display()))?;
+            let destination = config.maildir.display().to_string();
+            (server.with_delivery(maildir), destination)
+        };
         let mut server = server
-            .with_delivery(maildir)
             .with_tls(Arc::clone(&tls))
             .with_lockout(Some(lockout));
         if let Some(passwords) = &passwords {
@@ -296,8 +330,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         for (addr, spec) in server.local_addrs().into_iter().zip(&listeners) {
             tracing::info!(
                 mode = ?spec.mode,
-                "listening on {addr}, delivering to {}",
-                config.maildir.display()
+                "listening on {addr}, delivering to {destination}"
             );
         }
         tokio::spawn(reload_on_hangup(hangup, tls, passwords));

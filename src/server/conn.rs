@@ -21,7 +21,9 @@ use crate::protocol::{Event, Machine};
 use crate::receiver::Receiver;
 use crate::session::{Session, TlsFacts};
 
-/// Bytes asked for per read.
+/// The read buffer starts this small (an idle session holds little) ...
+const FIRST_READ: usize = 1024;
+/// ... and grows, doubling, to at most this much room per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// Handle at most this many events before writing what is queued, so a client that
 /// pipelines without reading cannot grow our output without bound.
@@ -157,8 +159,12 @@ impl<R: Receiver> Connection<R> {
             if machine.is_closed() {
                 return Ok(Ending::Closed);
             }
-            if input.capacity() - input.len() < READ_CHUNK / 2 {
-                input.reserve(READ_CHUNK);
+            if input.is_empty() && input.capacity() > READ_CHUNK {
+                // A burst (DATA) is over: an idle session gives the memory back.
+                *input = Vec::with_capacity(FIRST_READ);
+            }
+            if input.capacity() - input.len() < FIRST_READ / 2 {
+                input.reserve(input.capacity().clamp(FIRST_READ, READ_CHUNK));
             }
             let deadline = machine
                 .poll_timeout()
