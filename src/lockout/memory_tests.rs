@@ -47,33 +47,7 @@ fn policy() -> Policy {
 #[tokio::test]
 async fn n_minus_one_failures_do_not_lock_the_nth_does() {
     let (_clock, store) = store(16);
-    let subject = ip(1);
-    let first = store.record_failure(&subject, &policy()).await.unwrap();
-    assert_eq!(
-        first,
-        Status {
-            failures: 1,
-            locked: false
-        }
-    );
-    let second = store.record_failure(&subject, &policy()).await.unwrap();
-    assert_eq!(
-        second,
-        Status {
-            failures: 2,
-            locked: false
-        }
-    );
-    assert!(!store.status(&subject).await.unwrap().locked);
-    let third = store.record_failure(&subject, &policy()).await.unwrap();
-    assert_eq!(
-        third,
-        Status {
-            failures: 3,
-            locked: true
-        }
-    );
-    assert_eq!(store.status(&subject).await.unwrap(), third);
+    super::store_tests::the_third_failure_locks(&store, &ip(1)).await;
 }
 
 #[tokio::test]

@@ -26,6 +26,8 @@ mod redis;
 mod memory_tests;
 #[cfg(test)]
 mod redis_tests;
+#[cfg(test)]
+mod store_tests;
 
 use std::future::Future;
 use std::net::IpAddr;

@@ -143,32 +143,7 @@ async fn n_failures_lock_other_subjects_unaffected_clear_unlocks() {
     let server = RedisServer::start();
     let store = store(&server);
     let subject = ip(1);
-    let first = store.record_failure(&subject, &policy()).await.unwrap();
-    assert_eq!(
-        first,
-        Status {
-            failures: 1,
-            locked: false
-        }
-    );
-    let second = store.record_failure(&subject, &policy()).await.unwrap();
-    assert_eq!(
-        second,
-        Status {
-            failures: 2,
-            locked: false
-        }
-    );
-    assert!(!store.status(&subject).await.unwrap().locked);
-    let third = store.record_failure(&subject, &policy()).await.unwrap();
-    assert_eq!(
-        third,
-        Status {
-            failures: 3,
-            locked: true
-        }
-    );
-    assert_eq!(store.status(&subject).await.unwrap(), third);
+    super::store_tests::the_third_failure_locks(&store, &subject).await;
 
     assert_eq!(store.status(&ip(2)).await.unwrap(), Status::default());
     let login = Subject::login("192.0.2.1");
