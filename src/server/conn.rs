@@ -73,17 +73,9 @@ pub(crate) async fn serve<R, S>(
         (Ok(Ending::StartTls), Some(tls)) => {
             // Whatever the client sent after STARTTLS was sent in the clear.
             conn.input = Vec::new();
-            let accepted = tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream));
-            match accepted.await {
-                Ok(Ok(mut stream)) => {
-                    conn.session.tls_established(tls_facts(stream.get_ref().1));
-                    conn.machine.tls_established(Instant::now());
-                    let ending = conn.converse(&mut stream).await;
-                    conn.end(ending, stream).await;
-                }
-                Ok(Err(error)) => conn.log("TLS handshake failed", &error),
-                Err(error) => conn.log("TLS handshake timed out", &error),
-            }
+            // Boxed: the TLS state is large, and a session that never upgrades
+            // should not carry room for it while idle.
+            Box::pin(conn.upgrade(stream, &tls, handshake_timeout)).await;
         }
         (ending, _) => conn.end(ending, stream).await,
     }
@@ -107,6 +99,24 @@ pub(crate) fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
 impl<R: Receiver> Connection<R> {
     fn log(&self, what: &str, error: &dyn std::fmt::Display) {
         tracing::info!(remote = %self.session.mail().remote_ip, "{what}: {error}");
+    }
+
+    /// STARTTLS: the handshake on the bare socket, then the rest of the session.
+    async fn upgrade<S>(&mut self, stream: S, tls: &TlsHandle, handshake_timeout: Duration)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let accepted = tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream));
+        match accepted.await {
+            Ok(Ok(mut stream)) => {
+                self.session.tls_established(tls_facts(stream.get_ref().1));
+                self.machine.tls_established(Instant::now());
+                let ending = self.converse(&mut stream).await;
+                self.end(ending, stream).await;
+            }
+            Ok(Err(error)) => self.log("TLS handshake failed", &error),
+            Err(error) => self.log("TLS handshake timed out", &error),
+        }
     }
 
     /// Logs how the conversation ended and closes the stream.

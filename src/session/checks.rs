@@ -31,7 +31,10 @@ impl<R: Receiver> Session<R> {
         let (Some(dns), Some(ip)) = (self.services.dns.clone(), self.client_ip()) else {
             return;
         };
-        let (reverse, listings) = tokio::join!(dns.reverse(ip), dns.dnsbl(ip));
+        // Boxed, like every check below: the lookups' state is large and only
+        // exists when DNS is configured, so an idle session does not carry it.
+        let (reverse, listings) =
+            Box::pin(async { tokio::join!(dns.reverse(ip), dns.dnsbl(ip)) }).await;
         if reverse.iprev == "pass" {
             self.mail.remote_hostname.clone_from(&reverse.domain);
         }
@@ -59,7 +62,7 @@ impl<R: Receiver> Session<R> {
         let (Some(dns), Some(ip)) = (self.services.dns.clone(), self.client_ip()) else {
             return;
         };
-        let found = dns.ehlo(&ehlo.value, ip).await;
+        let found = Box::pin(dns.ehlo(&ehlo.value, ip)).await;
         ehlo.rip = found.rip;
         ehlo.domain = found.domain;
         ehlo.fip = found.fip;
@@ -86,8 +89,10 @@ impl<R: Receiver> Session<R> {
                 None => None,
             }
         };
-        let (found, spf) =
-            tokio::join!(domain, dns.spf(ip, &helo, sender.as_deref(), &server_name));
+        let (found, spf) = Box::pin(async {
+            tokio::join!(domain, dns.spf(ip, &helo, sender.as_deref(), &server_name))
+        })
+        .await;
         if let Some(found) = found {
             fill_address(&mut from.address, found);
         }
@@ -108,7 +113,7 @@ impl<R: Receiver> Session<R> {
             .clone()
             .filter(|_| self.settings.recipient_mx_check)
         {
-            fill_address(to, dns.domain(&domain).await);
+            fill_address(to, Box::pin(dns.domain(&domain)).await);
         }
     }
 
@@ -134,7 +139,7 @@ impl<R: Receiver> Session<R> {
             iprev: iprev.as_deref(),
             spf: self.spf.as_ref(),
         };
-        let found = dns.authenticate_message(raw, &context).await;
+        let found = Box::pin(dns.authenticate_message(raw, &context)).await;
         if let Some(data) = &mut self.mail.data {
             data.dkim = found
                 .dkim

@@ -52,7 +52,9 @@ pub struct Session<R> {
     receiver: Arc<R>,
     settings: Arc<Settings>,
     services: Services,
-    mail: Mail,
+    /// Boxed: the structure is large and mostly empty, and a session future that
+    /// holds it inline carries it more than once.
+    mail: Box<Mail>,
     /// A counted failure was already recorded for the current transaction.
     transaction_failure_counted: bool,
     /// Failed AUTH attempts in this session (each waits longer).
@@ -107,7 +109,7 @@ impl<R: Receiver> Session<R> {
             receiver,
             settings,
             services,
-            mail,
+            mail: Box::new(mail),
             transaction_failure_counted: false,
             failed_auths: 0,
             spf: None,
@@ -419,7 +421,7 @@ impl<R: Receiver> Session<R> {
             mailfrom: self.mail.mailfrom.take(),
             rcptto: std::mem::take(&mut self.mail.rcptto),
             data: self.mail.data.take(),
-            ..self.mail.clone()
+            ..(*self.mail).clone()
         };
         if let Some(data) = &mut done.data {
             data.raw = bytes::Bytes::new();
