@@ -17,6 +17,9 @@ use crate::lockout::Policy;
 use crate::protocol::machine::ehlo_keywords;
 use crate::protocol::{BareLineEnding, Limits};
 
+/// The most worker threads `workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
 /// The configuration file, as written. Keys are the Ruby gem's option names where
 /// it had one.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -76,6 +79,9 @@ pub struct Config {
     /// Seconds a message in progress may take to finish after SIGTERM/SIGINT.
     /// Default: 30.
     pub shutdown_grace: f64,
+    /// Threads serving connections, each with a single-threaded runtime of its
+    /// own (thread per core). 0 = half the CPUs, at least 1. Default: 0.
+    pub workers: usize,
     /// Peers allowed to send a PROXY protocol header (CIDRs, e.g. `10.0.0.0/8`).
     pub proxy_trusted_networks: Vec<String>,
     /// Switch to this user after binding (seed `user_name`).
@@ -270,6 +276,7 @@ impl Default for Config {
             max_connections: 1000,
             max_connections_per_ip: 50,
             shutdown_grace: 30.0,
+            workers: 0,
             proxy_trusted_networks: Vec::new(),
             user_name: None,
             group_name: None,
@@ -520,6 +527,12 @@ impl Config {
             return Err(invalid(
                 "server_name",
                 format!("{:?} must be a host name", limits.server_name),
+            ));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(invalid(
+                "workers",
+                format!("{} is more than {MAX_WORKERS} threads", self.workers),
             ));
         }
         let proxy_trusted_networks = self

@@ -37,7 +37,7 @@ pub mod trace;
 
 pub use config::{Config, Settings};
 pub use delivery::{Deliver, DeliveryError, Maildir};
-pub use mail::{Address, Connect, Data, Ehlo, HeaderValue, Mail, MailFrom, RcptTo};
+pub use mail::{Address, Connect, Data, Ehlo, HeaderValue, Mail, MailFrom, RcptTo, Text};
 pub use protocol::Reply;
 pub use receiver::{Context, Extensions, Receiver, Services, defaults};
 pub use server::{Server, ServerError};

@@ -74,6 +74,9 @@ struct Args {
     /// Change to this directory first; relative paths are relative to it.
     #[arg(long, value_name = "DIR")]
     working_directory: Option<PathBuf>,
+    /// Threads serving connections (default: half the CPUs, at least 1).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// Write the server's pid to this file.
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
@@ -233,6 +236,9 @@ fn configure(args: &Args) -> anyhow::Result<Config> {
     if args.passwd_file.is_some() {
         config.passwd_file.clone_from(&args.passwd_file);
     }
+    if let Some(workers) = args.workers {
+        config.workers = workers;
+    }
     config.daemon |= args.daemon;
     config.quiet |= args.quiet;
     Ok(config)
@@ -280,7 +286,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         store_from_config(config.lockout_store.as_deref())?,
         settings.lockout_policy,
     ));
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Signals, reloads and start-up run here; connections on the worker threads.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let receiver = PrintingReceiver {
             quiet: config.quiet,
@@ -318,7 +328,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             let destination = config.maildir.display().to_string();
             (server.with_delivery(maildir), destination)
         };
+        let workers = match config.workers {
+            0 => default_workers(),
+            n => n,
+        };
         let mut server = server
+            .with_worker_threads(workers)
             .with_tls(Arc::clone(&tls))
             .with_lockout(Some(lockout));
         if let Some(passwords) = &passwords {
@@ -342,6 +357,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+/// Half the CPUs, at least one: the kernel's TCP work, the blocking pool
+/// (Maildir fsync, password hashing) and anything else on the machine need the
+/// rest, and a thread per session-serving core keeps wake-ups off other threads.
+fn default_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cpus / 2).max(1)
 }
 
 fn log_certificate(tls: &TlsHandle) {

@@ -2,7 +2,10 @@
 
 use indexmap::IndexMap;
 
+use bytes::Bytes;
+
 use super::HeaderValue;
+use super::text::{Lines, Text};
 
 /// Splits a message into the seed's `headers` map and `text` lines.
 ///
@@ -18,14 +21,17 @@ use super::HeaderValue;
 /// section and is the first body line. Lines split on CRLF or bare LF; a last
 /// line without a line ending is kept. Bytes that are not UTF-8 are replaced
 /// with U+FFFD.
-pub fn split_message(raw: &[u8]) -> (IndexMap<String, HeaderValue>, Vec<String>) {
+pub fn split_message(raw: &Bytes) -> (IndexMap<String, HeaderValue>, Text) {
     let mut headers: IndexMap<String, HeaderValue> = IndexMap::new();
-    let mut lines = Lines { rest: raw };
+    let mut lines = Lines::new(raw);
     let mut current: Option<(String, Vec<u8>)> = None;
-    let mut first_body_line: Option<&[u8]> = None;
+    let mut body_start = raw.len();
 
-    for line in lines.by_ref() {
+    loop {
+        let line_start = raw.len() - lines.remaining();
+        let Some(line) = lines.next() else { break };
         if line.is_empty() {
+            body_start = raw.len() - lines.remaining();
             break;
         }
         if let (Some(b' ' | b'\t'), Some((_, value))) = (line.first(), current.as_mut()) {
@@ -38,19 +44,14 @@ pub fn split_message(raw: &[u8]) -> (IndexMap<String, HeaderValue>, Vec<String>)
             }
             continue;
         }
-        first_body_line = Some(line);
+        body_start = line_start;
         break;
     }
     if let Some((k, v)) = current {
         insert_header(&mut headers, k, &v);
     }
 
-    let text = first_body_line
-        .into_iter()
-        .chain(lines)
-        .map(|l| String::from_utf8_lossy(l).into_owned())
-        .collect();
-    (headers, text)
+    (headers, Text::from_body(raw.slice(body_start..)))
 }
 
 fn insert_header(headers: &mut IndexMap<String, HeaderValue>, key: String, value: &[u8]) {
@@ -85,38 +86,13 @@ fn header_key(line: &[u8]) -> Option<String> {
     )
 }
 
-/// Lines split on LF with one trailing CR removed; a final segment without
-/// LF is a line, an empty one after the last LF is not.
-struct Lines<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Iterator for Lines<'a> {
-    type Item = &'a [u8];
-
-    fn next(&mut self) -> Option<&'a [u8]> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let line = match self.rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                let (line, rest) = self.rest.split_at(i);
-                self.rest = rest.get(1..).unwrap_or_default();
-                line
-            }
-            None => std::mem::take(&mut self.rest),
-        };
-        Some(line.strip_suffix(b"\r").unwrap_or(line))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Headers as `key=value` per occurrence, one a line; text as Debug.
     fn render(raw: &[u8]) -> (String, String) {
-        let (h, t) = split_message(raw);
+        let (h, t) = split_message(&Bytes::copy_from_slice(raw));
         let h: Vec<String> = h
             .iter()
             .flat_map(|(k, v)| v.all().map(move |v| format!("{k}={v}")))

@@ -9,8 +9,10 @@
 use indexmap::IndexMap;
 
 mod headers;
+mod text;
 pub use headers::split_message;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use text::Text;
 
 /// Everything known about one mail transaction (one connection's worth of
 /// envelope, trace and message), in the seed's shape.
@@ -218,8 +220,8 @@ pub struct Data {
     /// The header section, keyed by lower-cased name with `-` → `_`
     /// (see [`split_message`]).
     pub headers: IndexMap<String, HeaderValue>,
-    /// The body lines without their line endings.
-    pub text: Vec<String>,
+    /// The body lines without their line endings (a view into `raw`).
+    pub text: Text,
     /// Octets of the message as received (new key).
     pub size: u64,
     /// The trace header(s) we prepend, e.g. `"Received: ...\r\n"` (new key).

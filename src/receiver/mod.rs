@@ -48,8 +48,9 @@ pub struct Context<'a> {
     /// included). Hooks may read and change it; `received` gets it complete.
     pub mail: &'a mut Mail,
     /// Transactions of this connection that already ended (delivered, refused or
-    /// reset), oldest first, without their message bytes.
-    pub transactions: &'a [Mail],
+    /// reset), oldest first, without their message bytes: the last
+    /// [`MAX_KEPT_TRANSACTIONS`](crate::session::MAX_KEPT_TRANSACTIONS).
+    pub transactions: &'a std::collections::VecDeque<Mail>,
     /// Per-connection state of your own: `cx.extensions.insert(MyState { .. })`.
     pub extensions: &'a mut Extensions,
     /// The server's settings.
@@ -203,9 +204,10 @@ pub trait Receiver: Send + Sync + 'static {
         }
     }
 
-    /// The connection ended, whatever the reason. `cx.transactions` holds every
-    /// transaction of the session, delivered or refused; `cx.mail` the connection
-    /// facts.
+    /// The connection ended, whatever the reason. `cx.transactions` holds the
+    /// session's transactions, delivered or refused (the last
+    /// [`MAX_KEPT_TRANSACTIONS`](crate::session::MAX_KEPT_TRANSACTIONS));
+    /// `cx.mail` the connection facts.
     fn closed(&self, cx: &mut Context<'_>) -> impl Future<Output = ()> + Send {
         defaults::closed(cx)
     }

@@ -26,7 +26,7 @@ use crate::receiver::{Context, Extensions, Receiver, Services};
 use crate::{id, trace};
 
 /// Finished transactions kept for `closed`; older ones are dropped.
-pub const MAX_KEPT_TRANSACTIONS: usize = 100;
+pub const MAX_KEPT_TRANSACTIONS: usize = 32;
 
 /// What the server knows about a connection when it starts.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +61,7 @@ pub struct Session<R> {
     failed_auths: u32,
     /// SPF results of the current transaction, for DMARC at the end of DATA.
     spf: Option<crate::dns::SpfFindings>,
-    transactions: Vec<Mail>,
+    transactions: std::collections::VecDeque<Mail>,
     extensions: Extensions,
 }
 
@@ -113,7 +113,7 @@ impl<R: Receiver> Session<R> {
             transaction_failure_counted: false,
             failed_auths: 0,
             spf: None,
-            transactions: Vec::new(),
+            transactions: std::collections::VecDeque::new(),
             extensions: Extensions::default(),
         }
     }
@@ -425,12 +425,12 @@ impl<R: Receiver> Session<R> {
         };
         if let Some(data) = &mut done.data {
             data.raw = bytes::Bytes::new();
-            data.text = Vec::new();
+            data.text = crate::mail::Text::default();
         }
         if self.transactions.len() >= MAX_KEPT_TRANSACTIONS {
-            self.transactions.remove(0);
+            self.transactions.pop_front();
         }
-        self.transactions.push(done);
+        self.transactions.push_back(done);
         self.transaction_failure_counted = false;
         self.mail.accepted = false;
         self.mail.id = id::new_mail_id();

@@ -84,14 +84,22 @@ fn assert_runs_as_nobody(pid: i32) {
         .collect();
     let groups = sorted(groups);
     assert!(!groups.contains(&0), "{groups:?}");
-    let tasks: Vec<PathBuf> = fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert!(
-        tasks.len() > 1,
-        "a tokio runtime has worker threads: {tasks:?}"
-    );
+    let list_tasks = || -> Vec<PathBuf> {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    };
+    // The worker threads start right after "listening" is logged.
+    let mut tasks = list_tasks();
+    for _ in 0..100 {
+        if tasks.len() > 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tasks = list_tasks();
+    }
+    assert!(tasks.len() > 1, "the server has worker threads: {tasks:?}");
     let mut files = vec![PathBuf::from(format!("/proc/{pid}/status"))];
     files.extend(tasks.iter().map(|t| t.join("status")));
     for file in files {

@@ -142,3 +142,43 @@ fn signals_right_after_listening_are_handled() {
         binary.terminate();
     }
 }
+
+/// `--workers 3`: three threads accept from the same listening socket, each
+/// with its own runtime; every session is served, and SIGTERM reaches the idle
+/// sessions of every thread before the process exits 0 with every 250 stored.
+#[test]
+fn worker_threads_share_the_listener_and_stop_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("Maildir");
+    let mut binary = Binary::spawn(
+        listening_command(&maildir).args(["--quiet", "--workers", "3"]),
+        1,
+    );
+    let port = binary.port("Smtp");
+    let workers = (0..100).find_map(|_| {
+        let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", binary.pid()))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("smtp-worker"))
+            .collect();
+        if names.len() == 3 {
+            return Some(names);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        None
+    });
+    assert!(workers.is_some(), "three worker threads never showed up");
+    let mut idle: Vec<Client> = (0..12).map(|_| Client::ehlo(port)).collect();
+    for (n, client) in idle.iter_mut().enumerate() {
+        client.start_data("a@example.com", "b@example.com");
+        client.send(format!("Subject: {n}\r\n\r\nbody {n}\r\n.\r\n").as_bytes());
+        client.expect(250);
+    }
+    binary.signal_caught(Signal::SIGTERM);
+    for client in &mut idle {
+        assert_shutting_down(&next_reply(client, &mut binary));
+        client.expect_eof();
+    }
+    binary.terminate();
+    expect_messages(&maildir, 12);
+}
