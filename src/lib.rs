@@ -26,6 +26,7 @@ pub mod config;
 pub mod delivery;
 pub mod dns;
 pub mod id;
+pub mod json_lines;
 pub mod lockout;
 pub mod logging;
 pub mod mail;

@@ -8,7 +8,6 @@
 //! answers 250; with `--quiet` as well nothing is printed per mail, and the default
 //! log level drops to `warn` (unless `RUST_LOG` is set).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use net_receiver::auth::{PasswdFile, PasswordLookup, SqliteStore};
 use net_receiver::config::{ListenerConfig, ListenerMode};
 use net_receiver::delivery::DeliverFuture;
 use net_receiver::dns::Dns;
+use net_receiver::json_lines::JsonLines;
 use net_receiver::lockout::{Lockout, store_from_config};
 use net_receiver::logging;
 use net_receiver::server::{CertificateSource, TlsHandle, process};
@@ -106,18 +106,16 @@ enum Subcommand {
 
 /// The binary's hooks: the defaults, plus a JSON line per delivered mail.
 struct PrintingReceiver {
-    quiet: bool,
+    /// Where each mail's JSON line goes; `None` with `--quiet`.
+    lines: Option<JsonLines>,
 }
 
 impl Receiver for PrintingReceiver {
     async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
         defaults::received(cx).await?;
         tracing::info!(id = %cx.mail.id, from = %cx.mail.reverse_path(), "received mail");
-        if !self.quiet {
-            let line = cx.mail.to_json();
-            let mut stdout = std::io::stdout().lock();
-            // The mail is already stored; a closed stdout must not refuse it.
-            let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+        if let Some(lines) = &self.lines {
+            lines.print(cx.mail).await;
         }
         Ok(())
     }
@@ -292,9 +290,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let receiver = PrintingReceiver {
-            quiet: config.quiet,
+        let (lines, writer) = if config.quiet {
+            (None, None)
+        } else {
+            let (lines, writer) =
+                JsonLines::spawn(std::io::stdout()).context("cannot start the output thread")?;
+            (Some(lines), Some(writer))
         };
+        let receiver = PrintingReceiver { lines };
         let server = Server::bind(&listeners, settings, receiver).await?;
         // Signal handlers are in place before anyone can learn we are listening.
         let shutdown = shutdown_signal()?;
@@ -351,6 +354,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(reload_on_hangup(hangup, tls, passwords));
         process::notify_ready();
         server.run_until(shutdown).await;
+        // Every session is over: the lines still queued are written out.
+        if let Some(writer) = writer
+            && !writer.finish(std::time::Duration::from_secs(10))
+        {
+            tracing::warn!("the output is blocked: JSON lines of stored mail were not printed");
+        }
         tracing::info!(
             "{} terminated by signal",
             config.server_name.as_deref().unwrap_or("net-receiver")
