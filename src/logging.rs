@@ -83,8 +83,14 @@ pub fn init(file: Option<&Path>, default_filter: &str) -> std::io::Result<LogGua
             })
         }
         None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-            Ok(LogGuard { _flusher: None })
+            // Written by a thread of its own too: a stderr nobody reads must not
+            // stall the threads that serve sessions (lines beyond its buffer
+            // are dropped instead).
+            let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+            let _ = builder.with_writer(writer).try_init();
+            Ok(LogGuard {
+                _flusher: Some(guard),
+            })
         }
     }
 }
