@@ -1,6 +1,7 @@
 //! Durable delivery of accepted mail: the [`Deliver`] trait the server calls
 //! before it may answer 250 to the final dot, its error type, and the
-//! built-in [`Maildir`] implementation.
+//! built-in [`Maildir`] implementation (with the start-up clean-up of what
+//! crashed processes left in its `tmp/`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +9,9 @@ use std::pin::Pin;
 use crate::mail::Mail;
 
 pub mod maildir;
+mod tmp_cleanup;
 pub use maildir::Maildir;
+pub use tmp_cleanup::TmpCleanup;
 
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
