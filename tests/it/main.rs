@@ -12,6 +12,7 @@ mod auth_replies;
 mod auth_stores;
 mod binary;
 mod connection_limits;
+mod crash;
 mod disconnect;
 mod dns;
 mod dns_end_to_end;
