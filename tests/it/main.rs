@@ -14,6 +14,7 @@ mod binary;
 mod connection_limits;
 mod crash;
 mod disconnect;
+mod disk_full;
 mod dns;
 mod dns_end_to_end;
 mod dns_server;
