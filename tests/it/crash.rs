@@ -8,7 +8,8 @@
 //! A message that got no 250 is sent again under a new token, so "exactly
 //! once" is checked per acknowledged token; an unacknowledged attempt that was
 //! stored anyway (killed between the rename and the 250) is allowed and counted.
-//! `CRASH_SEED=<n>` repeats a run's kill moments.
+//! `CRASH_SEED=<n>` repeats a run's kill moments; `CRASH_RECEIVER_BIN=<path>`
+//! runs the loop against another build (e.g. `target/release/net-receiver`).
 
 use std::collections::HashMap;
 use std::io::{self, BufRead as _, BufReader, Write as _};
@@ -105,8 +106,11 @@ impl Smtp {
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         let reader = BufReader::new(stream.try_clone()?);
         let mut smtp = Smtp { stream, reader };
-        smtp.expect(220)?;
-        smtp.command("EHLO crash.test", 250)?;
+        let greeted =
+            smtp.expect(220)?.is_some() && smtp.command("EHLO crash.test", 250)?.is_some();
+        if !greeted {
+            return Err(io::Error::other("greeting or EHLO deferred").into());
+        }
         Ok(smtp)
     }
 
@@ -256,7 +260,14 @@ fn run_session(
 
 /// The receiver listening on `listen`, delivering into `maildir`, quiet.
 fn receiver(maildir: &Path, listen: &str) -> Binary {
-    let mut command: Command = command();
+    let mut command: Command = match std::env::var_os("CRASH_RECEIVER_BIN") {
+        Some(path) => {
+            let mut other = Command::new(path);
+            other.env("RUST_LOG", "info");
+            other
+        }
+        None => command(),
+    };
     command
         .args(["--listen", listen, "--server-name", "bin.test", "--quiet"])
         .arg("--maildir")
@@ -321,6 +332,7 @@ fn acknowledged_mail_survives_sigkill_exactly_once() {
                 .map_or(1, |d| d.as_nanos() as u64)
         });
     let mut rng = Rng(seed | 1);
+    println!("crash: CRASH_SEED={seed}");
     let dir = tempfile::tempdir().expect("tempdir");
     let maildir = dir.path().join("Maildir");
     let mut binary = receiver(&maildir, "127.0.0.1:0");
@@ -417,7 +429,7 @@ fn acknowledged_mail_survives_sigkill_exactly_once() {
 
     let connections: usize = logs.iter().map(|l| l.connections).sum();
     println!(
-        "crash: seed={seed} sessions={SESSIONS} messages_acked={} attempts={} \
+        "crash: sessions={SESSIONS} messages_acked={} attempts={} \
          unacked_attempts={} unacked_but_stored={unacked_present} connections={connections} \
          kills={KILLS} tmp_leftovers_removed={leftovers:?} files_in_new={} elapsed={:.1?}",
         acked.len(),
