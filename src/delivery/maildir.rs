@@ -5,6 +5,9 @@
 //! `mail.data.received`, then the message bytes exactly as received. File
 //! names follow the Maildir convention:
 //! `<secs>.M<micros>P<pid>Q<counter>.<hostname>,S=<size>`.
+//!
+//! A process killed mid-delivery leaves at most a file in `tmp/`, never one in
+//! `new/`; [`Maildir::open`] removes such leftovers (see [`Maildir::clean_tmp`]).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -13,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::tmp_cleanup::{self, TmpCleanup};
 use super::{Deliver, DeliverFuture, DeliveryError};
 use crate::mail::Mail;
 use crate::trace;
@@ -32,10 +36,13 @@ pub struct Maildir {
 }
 
 impl Maildir {
-    /// Creates `root/{tmp,new,cur}` (mode 0700) as needed and checks the
-    /// Maildir is writable by creating and removing a probe file in `tmp/`.
+    /// Creates `root/{tmp,new,cur}` (mode 0700) as needed, checks the
+    /// Maildir is writable by creating and removing a probe file in `tmp/`,
+    /// then removes what earlier processes left in `tmp/` ([`Maildir::clean_tmp`];
+    /// the outcome is logged, a failed clean-up does not fail the open).
     /// The `io::Error` returned names no path; the caller adds it.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        tmp_cleanup::process_epoch();
         let root = root.into();
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
@@ -53,10 +60,51 @@ impl Maildir {
             .mode(0o600)
             .open(&probe)?;
         fs::remove_file(&probe)?;
-        Ok(Maildir {
+        let maildir = Maildir {
             root,
             hostname: local_hostname(),
-        })
+        };
+        maildir.log_cleanup(maildir.clean_tmp());
+        Ok(maildir)
+    }
+
+    /// Removes the files in `tmp/` that no delivery is writing any more: those
+    /// with our name pattern and this host's name whose process is gone, and
+    /// any file untouched for 36 hours (the Maildir convention). A file in
+    /// `tmp/` was never acknowledged, so nothing accepted is lost. Files of
+    /// live processes, recent files of other writers and directories stay.
+    pub fn clean_tmp(&self) -> io::Result<TmpCleanup> {
+        tmp_cleanup::clean(&self.root.join("tmp"), &self.hostname, SystemTime::now())
+    }
+
+    fn log_cleanup(&self, cleanup: io::Result<TmpCleanup>) {
+        let tmp = self.root.join("tmp");
+        match cleanup {
+            Ok(found) => {
+                if found.removed > 0 {
+                    tracing::info!(
+                        "removed {} leftover file(s) from {} (their writers are gone)",
+                        found.removed,
+                        tmp.display()
+                    );
+                }
+                if found.kept > 0 {
+                    tracing::info!(
+                        "kept {} file(s) in {} (their writers may be running)",
+                        found.kept,
+                        tmp.display()
+                    );
+                }
+                if found.failed > 0 {
+                    tracing::warn!(
+                        "could not remove {} leftover file(s) from {}",
+                        found.failed,
+                        tmp.display()
+                    );
+                }
+            }
+            Err(error) => tracing::warn!("cannot clean {}: {error}", tmp.display()),
+        }
     }
 
     /// The Maildir's root directory.
@@ -158,6 +206,8 @@ impl Deliver for Maildir {
 
 /// `<secs>.M<micros>P<pid>Q<counter>.<hostname>,S=<size>`.
 fn unique_name(hostname: &str, size: usize) -> String {
+    // Fixed before any name exists, so no name of ours is older.
+    tmp_cleanup::process_epoch();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -371,6 +421,31 @@ mod tests {
         fs::write(dir.path().join("new"), b"").unwrap();
         assert!(md.deliver_sync(&mail("a@b", b"x")).is_err());
         assert!(list(&dir.path().join("tmp")).is_empty());
+    }
+
+    #[test]
+    fn open_removes_what_a_killed_process_left_in_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        md.deliver_sync(&mail("a@b", b"kept")).unwrap();
+        let mut true_process = std::process::Command::new("true").spawn().unwrap();
+        true_process.wait().unwrap();
+        let leftover = format!(
+            "1700000000.M1P{}Q3.{},S=99",
+            true_process.id(),
+            local_hostname()
+        );
+        fs::write(dir.path().join("tmp").join(&leftover), b"half a mess").unwrap();
+        fs::write(dir.path().join("tmp").join("someone-elses"), b"x").unwrap();
+
+        let again = Maildir::open(dir.path()).unwrap();
+        assert_eq!(
+            list(&dir.path().join("tmp")),
+            [dir.path().join("tmp").join("someone-elses")]
+        );
+        assert_eq!(list(&dir.path().join("new")).len(), 1);
+        let found = again.clean_tmp().unwrap();
+        assert_eq!((found.removed, found.kept, found.failed), (0, 1, 0));
     }
 
     #[test]

@@ -140,7 +140,8 @@ pub trait Receiver: Send + Sync + 'static {
     }
 
     /// The message is complete and in `cx.mail.data`. Return `Ok` only once it is
-    /// safely stored: that is what sends 250. An error sends 451 (or 554 for
+    /// safely stored: that is what sends 250. An error sends 451 (452 when the
+    /// store is full, see [`DeliveryError::is_insufficient_storage`]; 554 for
     /// [`DeliveryError::Permanent`]), so the sender keeps the mail and retries.
     fn received(
         &self,
