@@ -32,9 +32,9 @@
 #   IDLE=2000 HOLD=4 PORT_BASE=24000 BENCH_MAILDIR_ROOT=/tmp SKIP_INSTALL=1
 #   SKIP_BUILD=1 KEEP=1 (keep the work directory with the raw figures).
 #
-# The net-receiver instances get a config raising max_connections and
-# max_connections_per_ip (the defaults, 1000 and 20 per IP, would refuse these
-# shapes: all load comes from 127.0.0.1). Everything talks to 127.0.0.1 only;
+# The net-receiver instances get a config raising max_connections above the
+# idle shape's session count (the default, 10000, is enough for IDLE <= 10000;
+# loopback is exempt from max_connections_per_ip by default). Everything talks to 127.0.0.1 only;
 # every wait and every load run is bounded. Runs on a shared or small machine are
 # noisy (±30 %): compare only within one run of this script, and read the ratios.
 set -euo pipefail

@@ -17,6 +17,14 @@ use crate::lockout::Policy;
 use crate::protocol::machine::ehlo_keywords;
 use crate::protocol::{BareLineEnding, Limits};
 
+/// Parses the CIDRs of option `key`.
+fn cidrs(key: &'static str, networks: &[String]) -> Result<Vec<Cidr>, ConfigError> {
+    networks
+        .iter()
+        .map(|n| Cidr::parse(n).ok_or_else(|| invalid(key, format!("{n:?} is not ADDR/PREFIX"))))
+        .collect()
+}
+
 /// The most worker threads `workers` may ask for.
 pub const MAX_WORKERS: usize = 1024;
 
@@ -71,11 +79,17 @@ pub struct Config {
     pub keep_generated_certificate: bool,
     /// Seconds allowed for a TLS handshake. Default: 30.
     pub tls_handshake_timeout: f64,
-    /// Connections open at once; more get 421 4.7.0 and are closed. Default: 1000.
+    /// Connections open at once; more get 421 4.7.0 and are closed. Default:
+    /// 10000 (an idle session costs a few KiB).
     pub max_connections: usize,
     /// Connections open at once from one IP address; more get 421 4.7.0. Default: 50
     /// (Postfix's `smtpd_client_connection_count_limit`).
     pub max_connections_per_ip: usize,
+    /// Clients (CIDRs) not held to `max_connections_per_ip` — local software such
+    /// as content filters and webmail, like Postfix's
+    /// `smtpd_client_event_limit_exceptions` (`$mynetworks`). Default: loopback,
+    /// `["127.0.0.0/8", "::1/128"]`.
+    pub per_ip_limit_exceptions: Vec<String>,
     /// Seconds a message in progress may take to finish after SIGTERM/SIGINT.
     /// Default: 30.
     pub shutdown_grace: f64,
@@ -273,8 +287,9 @@ impl Default for Config {
             private_key: None,
             keep_generated_certificate: false,
             tls_handshake_timeout: 30.0,
-            max_connections: 1000,
+            max_connections: 10_000,
             max_connections_per_ip: 50,
+            per_ip_limit_exceptions: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
             shutdown_grace: 30.0,
             workers: 0,
             proxy_trusted_networks: Vec::new(),
@@ -362,6 +377,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Peers allowed to send a PROXY protocol header.
     pub proxy_trusted_networks: Vec<Cidr>,
+    /// Clients not held to `max_connections_per_ip`.
+    pub per_ip_limit_exceptions: Vec<Cidr>,
     /// When failures lock a client out.
     pub lockout_policy: Policy,
     /// What counts as a failure.
@@ -535,18 +552,9 @@ impl Config {
                 format!("{} is more than {MAX_WORKERS} threads", self.workers),
             ));
         }
-        let proxy_trusted_networks = self
-            .proxy_trusted_networks
-            .iter()
-            .map(|n| {
-                Cidr::parse(n).ok_or_else(|| {
-                    invalid(
-                        "proxy_trusted_networks",
-                        format!("{n:?} is not ADDR/PREFIX"),
-                    )
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let proxy_trusted_networks = cidrs("proxy_trusted_networks", &self.proxy_trusted_networks)?;
+        let per_ip_limit_exceptions =
+            cidrs("per_ip_limit_exceptions", &self.per_ip_limit_exceptions)?;
         Ok(Settings {
             server_name: limits.server_name.clone(),
             local_hostname: local_hostname(),
@@ -563,6 +571,7 @@ impl Config {
             )?,
             shutdown_grace: seconds("shutdown_grace", self.shutdown_grace)?,
             proxy_trusted_networks,
+            per_ip_limit_exceptions,
             lockout_policy: Policy::new(
                 self.max_failed_msgs_per_period,
                 seconds("lockout_period", self.lockout_period)?,
@@ -611,6 +620,7 @@ impl Settings {
                     max_connections_per_ip: config.max_connections_per_ip,
                     shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
                     proxy_trusted_networks: Vec::new(),
+                    per_ip_limit_exceptions: Vec::new(),
                     lockout_policy: Policy::default(),
                     lockout_counts: config.lockout_counts,
                     auth: false,

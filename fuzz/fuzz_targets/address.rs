@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
-    let kind = if kind & 1 == 0 { PathKind::Reverse } else { PathKind::Forward };
+    let kind = if kind & 1 == 0 {
+        PathKind::Reverse
+    } else {
+        PathKind::Forward
+    };
     if let Ok(parsed) = parse_path_argument(text, kind) {
         for parameter in parameters(parsed.parameters) {
             let _ = parameter;

@@ -1,9 +1,12 @@
-//! Connection limits: how many connections are open in all and per client IP.
-//! A connection holds a [`Slot`] while it lives; dropping it frees the place.
+//! Connection limits: how many connections are open in all and per client IP
+//! (clients in the exceptions, loopback by default, only count in all). A
+//! connection holds a [`Slot`] while it lives; dropping it frees the place.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use crate::config::Cidr;
 
 /// Counts open connections against `max_connections` and `max_connections_per_ip`.
 #[derive(Debug, Clone)]
@@ -11,6 +14,7 @@ pub(crate) struct ConnectionLimits {
     inner: Arc<Mutex<Counts>>,
     max_total: usize,
     max_per_ip: usize,
+    exceptions: Arc<[Cidr]>,
 }
 
 #[derive(Debug, Default)]
@@ -27,11 +31,12 @@ pub(crate) struct Slot {
 }
 
 impl ConnectionLimits {
-    pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
+    pub(crate) fn new(max_total: usize, max_per_ip: usize, exceptions: &[Cidr]) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Counts::default())),
             max_total,
             max_per_ip,
+            exceptions: exceptions.into(),
         }
     }
 
@@ -40,7 +45,9 @@ impl ConnectionLimits {
         let ip = ip.to_canonical();
         let mut counts = self.inner.lock().ok()?;
         let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
-        if counts.total >= self.max_total || from_ip >= self.max_per_ip {
+        let held_per_ip =
+            from_ip >= self.max_per_ip && !self.exceptions.iter().any(|net| net.contains(ip));
+        if counts.total >= self.max_total || held_per_ip {
             return None;
         }
         counts.total += 1;
@@ -78,7 +85,7 @@ mod tests {
 
     #[test]
     fn limits_total_and_per_ip() {
-        let limits = ConnectionLimits::new(3, 2);
+        let limits = ConnectionLimits::new(3, 2, &[]);
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "::ffff:10.0.0.2".parse().unwrap();
         let a1 = limits.admit(a).unwrap();
@@ -93,5 +100,18 @@ mod tests {
         assert_eq!(limits.open(), 2);
         assert!(limits.admit(a).is_some());
         assert_eq!(limits.open(), 2, "the new slot was dropped at once");
+    }
+
+    #[test]
+    fn exceptions_count_only_in_all() {
+        let loopback = Cidr::parse("127.0.0.0/8").unwrap();
+        let limits = ConnectionLimits::new(3, 1, &[loopback]);
+        let local: IpAddr = "127.0.0.2".parse().unwrap();
+        let slots: Vec<Slot> = (0..3).map(|_| limits.admit(local).unwrap()).collect();
+        assert!(limits.admit(local).is_none(), "the total still counts");
+        drop(slots);
+        let remote: IpAddr = "192.0.2.1".parse().unwrap();
+        let _one = limits.admit(remote).unwrap();
+        assert!(limits.admit(remote).is_none(), "others keep their limit");
     }
 }

@@ -94,8 +94,11 @@ impl<R: Receiver> Server<R> {
                     })?;
             bound.push((listener, spec));
         }
-        let limits =
-            ConnectionLimits::new(settings.max_connections, settings.max_connections_per_ip);
+        let limits = ConnectionLimits::new(
+            settings.max_connections,
+            settings.max_connections_per_ip,
+            &settings.per_ip_limit_exceptions,
+        );
         let lockout = Lockout::in_memory(settings.lockout_policy);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -481,7 +484,7 @@ mod tests {
                 dns: None,
             },
             tls: None,
-            limits: ConnectionLimits::new(10, 10),
+            limits: ConnectionLimits::new(10, 10, &[]),
         });
         let (_stop_tx, stop) = watch::channel(false);
         let task = connection(client, addr, addr.into(), shared, stop);

@@ -73,6 +73,7 @@ fn admitted_soon(addr: SocketAddr) -> Client {
 fn per_ip_limit_refuses_the_third_and_frees_on_close() {
     let limited = Config {
         max_connections_per_ip: 2,
+        per_ip_limit_exceptions: Vec::new(),
         ..config()
     };
     let (_server, [v4, v6]) = dual_server(limited);
@@ -92,6 +93,24 @@ fn per_ip_limit_refuses_the_third_and_frees_on_close() {
     second.quit();
     third.quit();
     other.quit();
+}
+
+/// Loopback clients (local filters, webmail) are not held to the per-IP limit by
+/// default, like Postfix's `$mynetworks` exception; the total still holds them.
+#[test]
+fn loopback_is_exempt_from_the_per_ip_limit_by_default() {
+    let limited = Config {
+        max_connections_per_ip: 1,
+        max_connections: 4,
+        ..config()
+    };
+    let server = TestServer::start(limited);
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.port));
+    let clients: Vec<Client> = (0..4).map(|_| admitted(addr)).collect();
+    refused(addr);
+    for client in clients {
+        client.quit();
+    }
 }
 
 #[test]
@@ -123,6 +142,7 @@ fn global_limit_counts_every_client_and_listener() {
 fn a_client_that_drops_without_quit_frees_its_place() {
     let limited = Config {
         max_connections_per_ip: 1,
+        per_ip_limit_exceptions: Vec::new(),
         ..config()
     };
     let server = TestServer::start(limited);

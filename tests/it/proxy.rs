@@ -263,6 +263,7 @@ fn the_per_ip_limit_counts_the_proxied_client() {
     let pair = Pair::new();
     let limited = Config {
         max_connections_per_ip: 1,
+        per_ip_limit_exceptions: Vec::new(),
         ..proxy_config("127.0.0.1/32")
     };
     let (server, _recorder) = proxy_server(limited, &pair);
