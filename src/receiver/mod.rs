@@ -48,7 +48,8 @@ pub struct Context<'a> {
     /// included). Hooks may read and change it; `received` gets it complete.
     pub mail: &'a mut Mail,
     /// Transactions of this connection that already ended (delivered, refused or
-    /// reset), oldest first, without their message bytes.
+    /// reset), oldest first (at most the last 100), without their message: no
+    /// `raw`, `headers` or `text` (see [`crate::Data::forget_message`]).
     pub transactions: &'a [Mail],
     /// Per-connection state of your own: `cx.extensions.insert(MyState { .. })`.
     pub extensions: &'a mut Extensions,
