@@ -5,6 +5,7 @@
 
 mod conn;
 mod limits;
+pub mod open_files;
 pub mod process;
 mod proxy;
 pub mod tls;
