@@ -10,14 +10,17 @@
 //! the pool (Maildir delivery, SQLite lookups) queued behind them.
 //!
 //! Here verifications run on a few threads of their own, one per CPU, started on
-//! first use and kept: the rest wait in a FIFO queue as sleeping tasks (no thread,
-//! no memory beyond the task). So the hashing never takes more than the CPUs the
-//! machine has, tokio's blocking pool stays free for deliveries, and the memory the
-//! hashes use stays with those few threads (the allocator keeps a freed 19 MiB
-//! block for the next hash of the same thread; spread over the blocking pool's
-//! changing threads it kept one or more per allocator arena, ~0.5 GiB). A storm of
-//! AUTHs slows other AUTHs (they queue), not other clients. A verification whose
-//! client has gone away while it waited is skipped.
+//! first use and kept; the rest wait in a FIFO queue as sleeping tasks (no
+//! thread, no memory beyond the task). So the hashing never takes more than the
+//! CPUs the machine has, tokio's blocking pool stays free for deliveries, and the
+//! argon2 memory stays with those few threads (each keeps its 19 MiB for its next
+//! check; allocated and freed per check on the blocking pool's changing threads,
+//! the allocator kept ~0.5 GiB of them). A storm of AUTHs slows other AUTHs (they
+//! queue), not other clients. A verification nobody waits for any more (its
+//! connection task was dropped, e.g. at the end of the shutdown grace) is
+//! skipped; a client that merely disconnects is not noticed until its AUTH is
+//! answered, so the queue holds at most one check per open connection
+//! (`max_connections`).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
