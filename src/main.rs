@@ -21,7 +21,7 @@ use net_receiver::dns::Dns;
 use net_receiver::json_lines::JsonLines;
 use net_receiver::lockout::{Lockout, store_from_config};
 use net_receiver::logging;
-use net_receiver::server::{CertificateSource, TlsHandle, process};
+use net_receiver::server::{CertificateSource, TlsHandle, open_files, process};
 use net_receiver::{
     Config, Context, Deliver, DeliveryError, Mail, Maildir, Receiver, Server, defaults,
 };
@@ -268,6 +268,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let listeners = config.listeners()?;
     let settings = config.settings()?;
+    check_open_files(settings.max_connections);
     let identity =
         process::resolve_identity(config.user_name.as_deref(), config.group_name.as_deref())?;
     let tls = Arc::new(TlsHandle::new(certificate_source(
@@ -374,6 +375,26 @@ fn run(args: Args) -> anyhow::Result<()> {
 fn default_workers() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     (cpus / 2).max(1)
+}
+
+/// Raises the open-files soft limit to the hard limit (each connection holds a
+/// descriptor) and warns when `max_connections` still cannot fit.
+fn check_open_files(max_connections: usize) {
+    match open_files::raise_open_files_limit() {
+        Ok(limit) => {
+            if limit.soft > limit.before {
+                tracing::info!(
+                    "open files limit raised from {} to {}",
+                    limit.before,
+                    limit.soft
+                );
+            }
+            if let Some(warning) = limit.shortfall(max_connections) {
+                tracing::warn!("{warning}");
+            }
+        }
+        Err(error) => tracing::warn!("cannot read the open files limit: {error}"),
+    }
 }
 
 fn log_certificate(tls: &TlsHandle) {

@@ -5,12 +5,14 @@
 
 pub mod password;
 pub mod store;
+pub mod verify;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use password::{hash_password, verify_password};
 pub use store::{PasswdFile, SqliteStore, StoreError};
+pub use verify::verify_password_bounded;
 
 /// The future of a [`PasswordLookup`].
 pub type LookupFuture<'a> =

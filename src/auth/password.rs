@@ -38,15 +38,18 @@
 //! * CPU cost parameters (sha-crypt `rounds=`, bcrypt cost, argon2 `t=`) are used as
 //!   stored, within the libraries' own limits.
 //! * The hashing is deliberately slow (tens of milliseconds for argon2 with the default
-//!   parameters): async callers should run [`verify_password`] and [`hash_password`]
-//!   in `tokio::task::spawn_blocking`.
+//!   parameters): async callers should use [`super::verify_password_bounded`]
+//!   (the blocking pool, at most one check per CPU at a time) and run
+//!   [`hash_password`] in `tokio::task::spawn_blocking`.
 //!
 //! Nothing here logs or returns a password, a hash or a secret; a malformed stored
 //! secret is reported at `debug` level by its scheme only.
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, Params};
+use std::cell::Cell;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha_crypt::{ROUNDS_DEFAULT, Sha256Params, Sha512Params};
 use subtle::ConstantTimeEq;
 
@@ -222,6 +225,9 @@ fn crypt_form(s: &str) -> Option<Scheme> {
         .map(|&(_, scheme)| scheme)
 }
 
+/// What `PasswordVerifier::verify_password` does for argon2 (recompute with the
+/// stored algorithm, version, parameters and salt; compare in constant time), but
+/// in this thread's reusable memory (see [`with_argon2_memory`]).
 fn verify_argon2(payload: &str, supplied: &str) -> Outcome {
     let Ok(hash) = PasswordHash::new(payload) else {
         return Outcome::Malformed;
@@ -232,11 +238,60 @@ fn verify_argon2(payload: &str, supplied: &str) -> Outcome {
     if params.m_cost() > MAX_ARGON2_MEMORY_KIB {
         return Outcome::Malformed;
     }
-    match Argon2::default().verify_password(supplied.as_bytes(), &hash) {
-        Ok(()) => Outcome::Match,
-        Err(argon2::password_hash::Error::Password) => Outcome::Mismatch,
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return Outcome::Malformed;
+    };
+    let (Ok(algorithm), Ok(version)) = (
+        Algorithm::try_from(hash.algorithm),
+        hash.version.map(Version::try_from).transpose(),
+    ) else {
+        return Outcome::Malformed;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return Outcome::Malformed;
+    };
+    let mut computed = [0u8; 64];
+    let Some(computed) = computed.get_mut(..expected.len()) else {
+        return Outcome::Malformed;
+    };
+    let blocks = params.block_count();
+    let argon2 = Argon2::new(algorithm, version.unwrap_or_default(), params);
+    let hashed = with_argon2_memory(blocks, |memory| {
+        argon2.hash_password_into_with_memory(supplied.as_bytes(), salt, computed, memory)
+    });
+    match hashed {
+        Ok(()) => Outcome::from_match(computed.ct_eq(expected.as_bytes()).into()),
         Err(_) => Outcome::Malformed,
     }
+}
+
+/// Most argon2 memory, in 1 KiB blocks, a thread keeps for its next verification
+/// (64 MiB; the default parameters use 19 MiB).
+const KEPT_ARGON2_BLOCKS: usize = 64 * 1024;
+
+thread_local! {
+    /// The argon2 memory of this thread's last verification, kept for the next one.
+    static ARGON2_MEMORY: Cell<Vec<Block>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `hash` with `blocks` blocks of memory: this thread's kept memory when it is
+/// at most [`KEPT_ARGON2_BLOCKS`], else memory of its own. Allocating and freeing
+/// 19 MiB per verification let the allocator keep up to three such blocks per
+/// thread arena (~58 MiB each, measured); reused, it is one per verifying thread.
+/// Argon2 writes every block before reading it, so what a previous verification
+/// left there is never used.
+fn with_argon2_memory<T>(blocks: usize, hash: impl FnOnce(&mut [Block]) -> T) -> T {
+    if blocks > KEPT_ARGON2_BLOCKS {
+        return hash(&mut vec![Block::default(); blocks]);
+    }
+    let mut memory = ARGON2_MEMORY.take();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let result = hash(memory.get_mut(..blocks).unwrap_or_default());
+    ARGON2_MEMORY.set(memory);
+    result
 }
 
 /// SHA-crypt (`$6$` or `$5$`, Drepper's spec) checked by recomputing the hash with the

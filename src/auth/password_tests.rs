@@ -386,3 +386,38 @@ fn errors_do_not_echo_the_password() {
     let message = hash_password(&long).unwrap_err().to_string();
     assert!(!message.contains("sss"), "{message}");
 }
+
+/// A PHC argon2id hash of `password` with `m_kib` KiB of memory, made by the
+/// argon2 crate itself.
+fn argon2id_with_memory(password: &str, m_kib: u32) -> String {
+    let params = Params::new(m_kib, 1, 1, None).unwrap();
+    let salt = SaltString::from_b64("c29tZXNhbHR2YWx1ZQ").unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn argon2_memory_is_kept_per_thread_up_to_its_limit() {
+    let kept = || ARGON2_MEMORY.with(|m| m.take().len());
+    // Each check runs on a fresh thread so the kept memory is this test's.
+    std::thread::spawn(move || {
+        for (m_kib, kept_after) in [(256, 256), (64, 256), (1024, 1024)] {
+            let stored = argon2id_with_memory(PW, m_kib);
+            assert!(verify_password(&stored, PW), "{stored}");
+            assert!(!verify_password(&stored, "wrong"), "{stored}");
+            let now = kept();
+            assert_eq!(now, kept_after, "m={m_kib}");
+            ARGON2_MEMORY.set(vec![Block::default(); now]);
+        }
+        // Beyond the limit: its own memory, the kept memory untouched.
+        // (argon2 rounds m down to a multiple of 8 blocks.)
+        let big = u32::try_from(KEPT_ARGON2_BLOCKS + 8).unwrap();
+        let stored = argon2id_with_memory(PW, big);
+        assert!(verify_password(&stored, PW));
+        assert_eq!(kept(), 1024);
+    })
+    .join()
+    .unwrap();
+}

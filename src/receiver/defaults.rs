@@ -1,7 +1,7 @@
 //! The default of every hook, as a public function an override can call (the Ruby
 //! gem's `super`). Each one is what `impl Receiver for Mine {}` does.
 
-use crate::auth::verify_password;
+use crate::auth::verify_password_bounded;
 use crate::delivery::DeliveryError;
 use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::protocol::{Credentials, Reply};
@@ -124,7 +124,9 @@ pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<String> {
 }
 
 /// Checks `credentials` against the stored secret (constant-time, off the async
-/// threads). Refuses a PLAIN authorization identity other than the user itself.
+/// threads, at most one check per CPU at a time server-wide: see
+/// [`verify_password_bounded`]). Refuses a PLAIN authorization identity other than
+/// the user itself.
 pub async fn authenticate(
     _cx: &mut Context<'_>,
     credentials: &Credentials,
@@ -136,10 +138,7 @@ pub async fn authenticate(
     // An unknown user costs about as much as a known one, so timing does not
     // tell which users exist.
     let stored = stored.unwrap_or(UNKNOWN_USER_SECRET).to_owned();
-    let supplied = credentials.password.clone();
-    tokio::task::spawn_blocking(move || verify_password(&stored, supplied.expose()))
-        .await
-        .unwrap_or(false)
+    verify_password_bounded(stored, credentials.password.clone()).await
 }
 
 /// An argon2id hash no password matches in practice, checked for unknown users.

@@ -48,8 +48,9 @@ pub struct Context<'a> {
     /// included). Hooks may read and change it; `received` gets it complete.
     pub mail: &'a mut Mail,
     /// Transactions of this connection that already ended (delivered, refused or
-    /// reset), oldest first, without their message bytes: the last
-    /// [`MAX_KEPT_TRANSACTIONS`](crate::session::MAX_KEPT_TRANSACTIONS).
+    /// reset), oldest first, the last
+    /// [`MAX_KEPT_TRANSACTIONS`](crate::session::MAX_KEPT_TRANSACTIONS), without
+    /// their message: no `raw`, `headers` or `text` (see [`crate::Data::forget_message`]).
     pub transactions: &'a std::collections::VecDeque<Mail>,
     /// Per-connection state of your own: `cx.extensions.insert(MyState { .. })`.
     pub extensions: &'a mut Extensions,

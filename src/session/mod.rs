@@ -412,7 +412,8 @@ impl<R: Receiver> Session<R> {
     }
 
     /// Files the current transaction (if one was started) into `transactions`, without
-    /// its message bytes, and starts a fresh one with a new id.
+    /// its message (bytes, headers, lines: see [`Data::forget_message`]), and starts a
+    /// fresh one with a new id.
     fn archive(&mut self) {
         if self.mail.mailfrom.is_none() && self.mail.data.is_none() && self.mail.rcptto.is_empty() {
             return;
@@ -424,8 +425,7 @@ impl<R: Receiver> Session<R> {
             ..(*self.mail).clone()
         };
         if let Some(data) = &mut done.data {
-            data.raw = bytes::Bytes::new();
-            data.text = crate::mail::Text::default();
+            data.forget_message();
         }
         if self.transactions.len() >= MAX_KEPT_TRANSACTIONS {
             self.transactions.pop_front();

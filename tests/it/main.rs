@@ -2,6 +2,7 @@
 //! binary) on 127.0.0.1 with real clients (lettre, Python's smtplib, swaks and raw
 //! sockets speaking exact bytes), checking reply codes and the Maildir contents.
 
+mod abuse;
 mod auth_support;
 mod common;
 mod running;

@@ -646,4 +646,5 @@ fn a_go_ahead_for_data_is_always_354() {
 }
 
 mod auth;
+mod deadlines;
 mod starttls;
