@@ -47,6 +47,10 @@ pub struct Config {
     pub recipient_character_check: bool,
     /// Largest message in octets, advertised in EHLO SIZE. Default: 26214400 (25 MiB).
     pub max_message_size: u64,
+    /// Largest header section in octets (up to the first empty line); a bigger
+    /// one gets 552 5.3.4 after the end of data, nothing delivered. 0 = no limit.
+    /// Default: 1048576 (Exim's `header_maxsize`).
+    pub max_header_size: usize,
     /// Accepted recipients per transaction; more get 452 4.5.3. Default: 100.
     pub max_recipients: usize,
     /// Error replies per session before 421 4.7.0 and close. Default: 10.
@@ -274,6 +278,7 @@ impl Default for Config {
             sender_character_check: true,
             recipient_character_check: true,
             max_message_size: limits.max_message_size,
+            max_header_size: limits.max_header_size,
             max_recipients: limits.max_recipients,
             max_errors: limits.max_errors,
             max_command_line: limits.max_command_line,
@@ -526,6 +531,7 @@ impl Config {
                 at_least("max_text_line", self.max_text_line, 80)?
             },
             max_message_size: at_least("max_message_size", self.max_message_size, 1)?,
+            max_header_size: self.max_header_size,
             max_recipients: at_least("max_recipients", self.max_recipients, 1)?,
             max_errors: at_least("max_errors", self.max_errors, 1)?,
             command_timeout: seconds("command_timeout", self.command_timeout)?,

@@ -84,6 +84,9 @@ pub enum DataOutcome {
     BareLineEnding,
     /// A line exceeded [`DataLimits::max_line_length`].
     LineTooLong,
+    /// The header section (up to the first empty line) exceeded
+    /// [`Limits::max_header_size`](crate::protocol::Limits::max_header_size).
+    HeaderTooLarge,
 }
 
 /// Result of one [`DataDecoder::decode`] call.

@@ -29,6 +29,10 @@ pub struct Limits {
     pub max_text_line: usize,
     /// Largest message in octets, advertised as SIZE.
     pub max_message_size: u64,
+    /// Largest header section in octets (up to the first empty line); 0 = none.
+    /// The mail structure keeps a string per header line, so a message of a
+    /// million short header lines would take many times its size in memory.
+    pub max_header_size: usize,
     /// Most accepted recipients per transaction.
     pub max_recipients: usize,
     /// Error replies tolerated per session before 421 and close.
@@ -48,6 +52,7 @@ impl Default for Limits {
             max_command_line: 512,
             max_text_line: 1000,
             max_message_size: 25 * 1024 * 1024,
+            max_header_size: 1024 * 1024,
             max_recipients: 100,
             max_errors: 10,
             command_timeout: Duration::from_secs(300),
@@ -82,6 +87,14 @@ pub fn refusal(outcome: DataOutcome, limits: &Limits) -> Option<Reply> {
             550,
             (5, 6, 2),
             "Message refused: bare CR or LF not allowed, lines must end in CRLF",
+        ),
+        DataOutcome::HeaderTooLarge => Reply::new(
+            552,
+            (5, 3, 4),
+            format!(
+                "Message header section exceeds the maximum of {} octets",
+                limits.max_header_size
+            ),
         ),
         DataOutcome::LineTooLong => Reply::new(
             500,
@@ -234,6 +247,26 @@ impl Machine {
         !self.out.is_empty()
     }
 
+    /// `outcome`, or [`DataOutcome::HeaderTooLarge`] when the complete message's
+    /// header section is over the limit (then the message is dropped at once).
+    fn check_header_section(&mut self, outcome: DataOutcome) -> DataOutcome {
+        let limit = self.limits.max_header_size;
+        if outcome != DataOutcome::Ok || limit == 0 || self.message.len() <= limit {
+            return outcome;
+        }
+        let header = if self.message.starts_with(b"\r\n") {
+            0
+        } else {
+            memchr::memmem::find(&self.message, b"\r\n\r\n")
+                .map_or(self.message.len(), |end| end + 2)
+        };
+        if header <= limit {
+            return outcome;
+        }
+        self.message = Vec::new();
+        DataOutcome::HeaderTooLarge
+    }
+
     /// The complete message of the last [`Event::Message`].
     pub fn take_message(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.message)
@@ -381,6 +414,7 @@ impl Machine {
                     }
                     let outcome = decoder.outcome();
                     self.mode = Mode::Command;
+                    let outcome = self.check_header_section(outcome);
                     self.pending = Some(Pending::Message);
                     return Progress {
                         consumed: used,
@@ -424,7 +458,7 @@ impl Machine {
                         return Progress {
                             consumed: used,
                             event: Some(Event::Message {
-                                outcome: DataOutcome::Ok,
+                                outcome: self.check_header_section(DataOutcome::Ok),
                             }),
                         };
                     } else if keep {

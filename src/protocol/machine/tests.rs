@@ -647,4 +647,5 @@ fn a_go_ahead_for_data_is_always_354() {
 
 mod auth;
 mod deadlines;
+mod header_limit;
 mod starttls;
