@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Cidr;
 
@@ -79,6 +81,35 @@ impl Drop for Slot {
     }
 }
 
+/// At most one log line per second for a repeated event (a flood of refused
+/// connections must not become a flood of log lines); the others are counted and
+/// reported with the next line.
+#[derive(Debug, Default)]
+pub(crate) struct LogThrottle {
+    second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    /// `Some(events suppressed since the last line)` when a line may be logged now.
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.second.load(Ordering::Relaxed);
+        if last != now
+            && self
+                .second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +144,14 @@ mod tests {
         let remote: IpAddr = "192.0.2.1".parse().unwrap();
         let _one = limits.admit(remote).unwrap();
         assert!(limits.admit(remote).is_none(), "others keep their limit");
+    }
+
+    #[test]
+    fn a_throttled_log_speaks_once_per_second_and_counts_the_rest() {
+        let throttle = LogThrottle::default();
+        assert_eq!(throttle.admit(), Some(0));
+        let spoken = (0..1000).filter(|_| throttle.admit().is_some()).count();
+        // A second boundary may fall inside the loop: at most one more line.
+        assert!(spoken <= 1, "{spoken}");
     }
 }

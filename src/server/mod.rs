@@ -1,7 +1,8 @@
 //! The server layer (the Ruby gem net-server's job): binds the listeners, accepts
 //! connections within the connection limits, does implicit TLS and the PROXY
-//! header, and runs each connection in its own task until a graceful shutdown.
-//! Bytes move in [`conn`]; the protocol lives in [`crate::protocol`].
+//! header, and runs each connection in its own task (on the caller's runtime or
+//! on worker threads) until a graceful shutdown. Bytes move in `conn.rs`; the
+//! protocol lives in [`crate::protocol`].
 
 mod conn;
 mod limits;
@@ -73,6 +74,8 @@ struct Shared<R> {
     services: Services,
     tls: Option<Arc<TlsHandle>>,
     limits: ConnectionLimits,
+    /// One "refused: too many connections" line per second at most.
+    refusal_log: limits::LogThrottle,
 }
 
 impl<R: Receiver> Server<R> {
@@ -110,6 +113,7 @@ impl<R: Receiver> Server<R> {
                 },
                 tls: None,
                 limits,
+                refusal_log: limits::LogThrottle::default(),
             }),
             listeners: bound,
             worker_threads: 0,
@@ -408,7 +412,12 @@ async fn handle<R, S>(
     let settings = &shared.settings;
     let remote = info.remote;
     let Some(_slot) = shared.limits.admit(remote.ip()) else {
-        tracing::warn!("connection from {remote} refused: too many connections");
+        if let Some(suppressed) = shared.refusal_log.admit() {
+            tracing::warn!(
+                "connection from {remote} refused: too many connections \
+                 ({suppressed} more refused since the last such line)"
+            );
+        }
         if spec.mode == ListenerMode::Smtps {
             // Its client expects a TLS handshake: plaintext would be garbage to it.
             return;
@@ -502,6 +511,7 @@ mod tests {
             },
             tls: None,
             limits: ConnectionLimits::new(10, 10, &[]),
+            refusal_log: limits::LogThrottle::default(),
         });
         let (_stop_tx, stop) = watch::channel(false);
         let task = connection(client, addr, addr.into(), shared, stop);

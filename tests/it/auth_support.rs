@@ -211,9 +211,10 @@ pub(crate) fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// The real binary with `--config dir/config.toml` (holding `toml`), the server
-/// name `mx.test`, the Maildir `dir/Maildir`, `--quiet` unless `json`, `RUST_LOG`
-/// = `log_level`, and `extra` flags (listen flags among them: `listeners` of them).
+/// The real binary with `--config dir/config.toml` (holding `toml`, which may
+/// say `quiet = true`), the server name `mx.test`, the Maildir `dir/Maildir`,
+/// `RUST_LOG` = `log_level`, and `extra` flags (listen flags among them:
+/// `listeners` of them).
 pub(crate) fn start_binary(
     dir: &Path,
     toml: &str,

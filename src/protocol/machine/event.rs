@@ -40,7 +40,7 @@ pub struct PathRequest {
     pub smtputf8: bool,
 }
 
-/// Something the machine needs a decision on; answer it with [`Machine::answer`].
+/// Something the machine needs a decision on; answer it with [`Machine::answer`](super::Machine::answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
@@ -61,9 +61,9 @@ pub enum Event {
         /// The message comes in BDAT chunks.
         bdat: bool,
     },
-    /// The message is complete: take it with [`Machine::take_message`]; the answer is
+    /// The message is complete: take it with [`Machine::take_message`](super::Machine::take_message); the answer is
     /// the final reply of the transaction. `outcome` other than `Ok` means the machine
-    /// already knows the message must be refused ([`refusal`] gives the reply).
+    /// already knows the message must be refused ([`refusal`](super::refusal) gives the reply).
     Message {
         /// Whether the message may be delivered.
         outcome: DataOutcome,
@@ -84,11 +84,11 @@ pub enum Event {
     Auth(Credentials),
     /// STARTTLS was accepted and its 220 queued: flush it, throw away any input
     /// still buffered (RFC 3207, CVE-2011-0411), run the TLS handshake and call
-    /// [`Machine::tls_established`]. This event gets no [`Machine::answer`].
+    /// [`Machine::tls_established`](super::Machine::tls_established). This event gets no [`Machine::answer`](super::Machine::answer).
     StartTls,
 }
 
-/// What [`Machine::handle_input`] did with the input.
+/// What [`Machine::handle_input`](super::Machine::handle_input) did with the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     /// Bytes of the input used; the caller drops them and keeps the rest.

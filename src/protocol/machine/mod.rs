@@ -9,7 +9,7 @@
 //!
 //! Everything the RFCs decide on their own — syntax, sequence, limits, line length,
 //! the strict end of DATA, BDAT chunk counting — is answered here without an event.
-//! Every error reply is produced by one function, [`Machine::refuse`], which also
+//! Every error reply is produced by one function, `Machine::refuse`, which also
 //! counts errors and closes the session after `max_errors`.
 
 use std::sync::Arc;
