@@ -646,6 +646,7 @@ fn a_go_ahead_for_data_is_always_354() {
 }
 
 mod auth;
+mod chunking;
 mod deadlines;
 mod header_limit;
 mod starttls;
