@@ -119,12 +119,16 @@ impl<R: Receiver> Connection<R> {
         }
     }
 
-    /// Logs how the conversation ended and closes the stream.
+    /// Logs how the conversation ended and closes the stream: TLS says
+    /// close_notify first; plain TCP is just closed (a shutdown would add a
+    /// system call and nothing else: close sends the FIN).
     async fn end<S: AsyncWrite + Unpin>(&self, ending: std::io::Result<Ending>, mut stream: S) {
         if let Err(error) = ending {
             tracing::debug!(remote = %self.session.mail().remote_ip, "connection error: {error}");
         }
-        let _ = stream.shutdown().await;
+        if self.session.mail().encrypted {
+            let _ = stream.shutdown().await;
+        }
     }
 
     /// Pumps bytes until the session closes or asks for STARTTLS.

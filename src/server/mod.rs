@@ -286,6 +286,11 @@ async fn serve_listeners<R: Receiver>(
     let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut accepting = JoinSet::new();
     for (listener, spec) in listeners {
+        // The bound address (the real port when 0 was asked for).
+        let spec = ListenerSpec {
+            addr: listener.local_addr().unwrap_or(spec.addr),
+            ..spec
+        };
         let shared = Arc::clone(&shared);
         let connections = Arc::clone(&connections);
         let stop = stop.clone();
@@ -354,8 +359,14 @@ async fn connection<R: Receiver>(
     shared: Arc<Shared<R>>,
     stop: watch::Receiver<bool>,
 ) {
-    let Ok(local) = stream.local_addr() else {
-        return;
+    // A listener on one address is that address; a wildcard one asks the socket.
+    let local = if spec.addr.ip().is_unspecified() || spec.addr.port() == 0 {
+        match stream.local_addr() {
+            Ok(local) => local,
+            Err(_) => return,
+        }
+    } else {
+        spec.addr
     };
     let _ = stream.set_nodelay(true);
     let info = ConnectionInfo { local, remote };
