@@ -5,7 +5,7 @@
 //! name the key; relative paths are taken as they are (relative to the directory
 //! the server runs in).
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,85 +178,6 @@ pub enum FailureKind {
     Data,
 }
 
-/// One `[[listener]]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListenerConfig {
-    /// `ADDR:PORT`, `[IPV6]:PORT` or `PORT`.
-    pub address: String,
-    /// `smtp` (default), `smtps` or `submission`.
-    #[serde(default)]
-    pub mode: ListenerMode,
-    /// Expect a PROXY protocol header from a trusted peer first. Default: false.
-    #[serde(default)]
-    pub proxy_protocol: bool,
-}
-
-/// How a listener treats its connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ListenerMode {
-    /// Plain SMTP, STARTTLS offered (port 25).
-    #[default]
-    Smtp,
-    /// Implicit TLS from the first byte (RFC 8314, port 465).
-    Smtps,
-    /// Message submission (RFC 6409, port 587): STARTTLS offered, MAIL needs AUTH.
-    Submission,
-}
-
-impl ListenerMode {
-    /// The mode a well-known port number implies: 465 smtps, 587 submission,
-    /// anything else smtp.
-    pub fn for_port(port: u16) -> Self {
-        match port {
-            465 => Self::Smtps,
-            587 => Self::Submission,
-            _ => Self::Smtp,
-        }
-    }
-}
-
-/// A validated listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenerSpec {
-    /// Where to listen.
-    pub addr: SocketAddr,
-    /// How to treat connections.
-    pub mode: ListenerMode,
-    /// Expect a PROXY protocol header first.
-    pub proxy_protocol: bool,
-}
-
-impl ListenerSpec {
-    /// A listener of the given mode without PROXY protocol.
-    pub fn new(addr: SocketAddr, mode: ListenerMode) -> Self {
-        Self {
-            addr,
-            mode,
-            proxy_protocol: false,
-        }
-    }
-}
-
-impl From<SocketAddr> for ListenerSpec {
-    fn from(addr: SocketAddr) -> Self {
-        Self::new(addr, ListenerMode::Smtp)
-    }
-}
-
-impl From<&SocketAddr> for ListenerSpec {
-    fn from(addr: &SocketAddr) -> Self {
-        Self::from(*addr)
-    }
-}
-
-impl From<&ListenerSpec> for ListenerSpec {
-    fn from(spec: &ListenerSpec) -> Self {
-        *spec
-    }
-}
-
 /// The `bare_line_ending` option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -401,49 +322,6 @@ pub struct Settings {
     /// Wait before the reply to the first failed AUTH of a session (doubling).
     pub auth_failure_delay: Duration,
     pub(crate) ehlo_keywords: Arc<[String]>,
-}
-
-/// An IP network, `ADDR/PREFIX` (a bare address is a /32 or /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `ADDR/PREFIX` or `ADDR`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text.trim(), None),
-        };
-        let network: IpAddr = addr.parse().ok()?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
-            None => max,
-        };
-        Some(Self { network, prefix })
-    }
-
-    /// True when `ip` is inside the network (IPv4-mapped IPv6 counts as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 impl Config {
@@ -681,14 +559,9 @@ fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError>
     })
 }
 
-/// `PORT`, `ADDR:PORT` or `[IPV6]:PORT`; a bare port means every address.
-pub fn parse_listen_addr(text: &str) -> Option<SocketAddr> {
-    let text = text.trim();
-    if let Ok(port) = text.parse::<u16>() {
-        return Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
-    }
-    text.parse().ok()
-}
+#[path = "config_network.rs"]
+mod network;
+pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -1,0 +1,91 @@
+//! The limits a session is held to, and the reply for a message refused at its
+//! end (size, header section, line length, bare line endings).
+
+use std::time::Duration;
+
+use crate::protocol::data::{BareLineEnding, DataOutcome};
+use crate::protocol::reply::Reply;
+
+/// Limits and names the machine enforces; shared by all sessions of a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Name used in the greeting and replies.
+    pub server_name: String,
+    /// Longest command line in octets, CRLF included (RFC 5321: 512).
+    pub max_command_line: usize,
+    /// Longest text line in DATA in octets, CRLF included (RFC 5321: 1000); 0 = none.
+    pub max_text_line: usize,
+    /// Largest message in octets, advertised as SIZE.
+    pub max_message_size: u64,
+    /// Largest header section in octets (up to the first empty line); 0 = none.
+    /// The mail structure keeps a string per header line, so a message of a
+    /// million short header lines would take many times its size in memory.
+    pub max_header_size: usize,
+    /// Most accepted recipients per transaction.
+    pub max_recipients: usize,
+    /// Error replies tolerated per session before 421 and close.
+    pub max_errors: u32,
+    /// Time allowed to send one command line.
+    pub command_timeout: Duration,
+    /// Time allowed between two reads while receiving message data.
+    pub data_timeout: Duration,
+    /// What to do with a bare CR or LF inside DATA.
+    pub bare_line_ending: BareLineEnding,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost".into(),
+            max_command_line: 512,
+            max_text_line: 1000,
+            max_message_size: 25 * 1024 * 1024,
+            max_header_size: 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 10,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            bare_line_ending: BareLineEnding::Reject,
+        }
+    }
+}
+
+/// The reply for a message the decoder refused; `None` for [`DataOutcome::Ok`].
+pub fn refusal(outcome: DataOutcome, limits: &Limits) -> Option<Reply> {
+    Some(match outcome {
+        DataOutcome::Ok => return None,
+        DataOutcome::TooLarge => too_large(limits),
+        DataOutcome::BareLineEnding => Reply::new(
+            550,
+            (5, 6, 2),
+            "Message refused: bare CR or LF not allowed, lines must end in CRLF",
+        ),
+        DataOutcome::HeaderTooLarge => Reply::new(
+            552,
+            (5, 3, 4),
+            format!(
+                "Message header section exceeds the maximum of {} octets",
+                limits.max_header_size
+            ),
+        ),
+        DataOutcome::LineTooLong => Reply::new(
+            500,
+            (5, 5, 6),
+            format!(
+                "Message refused: line longer than {} octets",
+                limits.max_text_line
+            ),
+        ),
+    })
+}
+
+pub(super) fn too_large(limits: &Limits) -> Reply {
+    Reply::new(
+        552,
+        (5, 3, 4),
+        format!(
+            "Message size exceeds fixed maximum message size of {} octets",
+            limits.max_message_size
+        ),
+    )
+}
