@@ -47,8 +47,15 @@ pub fn mail_id_at(unix_millis: u64) -> String {
         seq = last.saturating_add(1).max(floor);
         Some(seq)
     });
-    let pid = u64::from(std::process::id()) % PID_SPACE;
+    let pid = u64::from(process_id()) % PID_SPACE;
     format_id(seq / PER_MILLI, pid * PER_MILLI + seq % PER_MILLI)
+}
+
+/// This process's id, asked of the kernel once (it is a system call, and ids are
+/// made for every connection). We never fork; `--daemon` re-executes.
+pub(crate) fn process_id() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// Formats an id from its time in milliseconds and its part-2 number.

@@ -215,7 +215,7 @@ fn unique_name(hostname: &str, size: usize) -> String {
         "{}.M{}P{}Q{}.{},S={}",
         now.as_secs(),
         now.subsec_micros(),
-        std::process::id(),
+        crate::id::process_id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         hostname,
         size
