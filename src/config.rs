@@ -68,7 +68,15 @@ pub struct Config {
     /// A bare CR or LF in DATA: `reject` (550 5.6.2, default) or `normalize` (to CRLF).
     pub bare_line_ending: LineEndingPolicy,
     /// Do not print each received mail as a JSON line on stdout. Default: false.
+    /// Read by the `net-receiver` binary only (a library program prints what it likes).
     pub quiet: bool,
+    /// Benchmark mode: receive and fully parse each mail but store it nowhere, and
+    /// answer 250 all the same. Mail is lost: never for real traffic. Default: false.
+    pub no_deliver: bool,
+    /// Append each received mail's JSON line to this file instead of stdout;
+    /// reopened on SIGHUP (for log rotation). Read by the binary only. Default:
+    /// none (stdout; a daemon's stdout is `/dev/null`).
+    pub json_file: Option<PathBuf>,
     /// Listeners with an explicit mode (`[[listener]]` tables), in addition to
     /// `listening_ports`.
     #[serde(rename = "listener")]
@@ -112,9 +120,11 @@ pub struct Config {
     /// Write the server's pid here after binding (seed `pid_file`; the seed
     /// defaulted to `pid`, we write none unless asked).
     pub pid_file: Option<PathBuf>,
-    /// Detach and run in the background (seed `daemon`). Default: false.
+    /// Detach and run in the background (seed `daemon`). Default: false. Done by
+    /// the binary before its runtime starts; `Server::from_config` refuses it.
     pub daemon: bool,
-    /// Log to this file (rotated daily) instead of stderr.
+    /// Log to this file (rotated daily) instead of stderr. Read by the binary only
+    /// (a library program installs its own `tracing` subscriber).
     pub log_file: Option<PathBuf>,
     /// Failures within `lockout_period` that lock a client IP (or login) out for
     /// `lockout_period` (seed option; the seed never read it). Default: 3.
@@ -208,6 +218,8 @@ impl Default for Config {
             data_timeout: limits.data_timeout.as_secs_f64(),
             bare_line_ending: LineEndingPolicy::Reject,
             quiet: false,
+            no_deliver: false,
+            json_file: None,
             listeners: Vec::new(),
             certificate: None,
             private_key: None,

@@ -33,6 +33,15 @@ pub enum ListenerMode {
 }
 
 impl ListenerMode {
+    /// The mode's name as the configuration writes it: `smtp`, `smtps`, `submission`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Smtp => "smtp",
+            Self::Smtps => "smtps",
+            Self::Submission => "submission",
+        }
+    }
+
     /// The mode a well-known port number implies: 465 smtps, 587 submission,
     /// anything else smtp.
     pub fn for_port(port: u16) -> Self {

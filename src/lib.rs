@@ -26,7 +26,6 @@ pub mod config;
 pub mod delivery;
 pub mod dns;
 pub mod id;
-pub mod json_lines;
 pub mod lockout;
 pub mod logging;
 pub mod mail;

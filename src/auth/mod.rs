@@ -4,6 +4,7 @@
 //! `Receiver::password` and `Receiver::authenticate`.
 
 pub mod password;
+mod secret;
 pub mod store;
 pub mod verify;
 
@@ -11,6 +12,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use password::{hash_password, verify_password};
+pub use secret::Secret;
 pub use store::{PasswdFile, SqliteStore, StoreError};
 pub use verify::verify_password_bounded;
 

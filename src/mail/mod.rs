@@ -9,8 +9,10 @@
 use indexmap::IndexMap;
 
 mod headers;
+mod listener;
 mod text;
 pub use headers::split_message;
+pub use listener::Listener;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use text::Text;
 
@@ -33,7 +35,9 @@ pub struct Mail {
     pub id: String,
     /// When the session started, formatted `%Y-%m-%d %H:%M:%S %z`.
     pub time: String,
-    /// Whether the message was accepted.
+    /// Whether the receiver accepted the message: true from the moment
+    /// `received` is called for a complete, acceptable message (the seed's
+    /// meaning); whether storing it worked is `delivered`.
     pub accepted: bool,
     /// Whether the sender's IP is prohibited from sending.
     pub prohibited: bool,
@@ -64,6 +68,14 @@ pub struct Mail {
     pub tls_cipher: Option<String>,
     /// The client IP on each configured DNSBL zone (new key; `null` without DNS).
     pub dnsbl: Option<Vec<Dnsbl>>,
+    /// The listener the connection came in on (new key).
+    pub listener: Option<Listener>,
+    /// Whether the accepted message was stored (new key): `null` until
+    /// `received` has delivered it (or when no message was accepted), then
+    /// `true`, or `false` with `delivery_error`.
+    pub delivered: Option<bool>,
+    /// Why storing the accepted message failed (new key).
+    pub delivery_error: Option<String>,
 }
 
 /// The client IP on one DNS block list.
@@ -213,7 +225,9 @@ pub type RcptTo = Address;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Data {
-    /// Whether the message was accepted.
+    /// Whether the receiver accepted the message: true from the moment
+    /// `received` is called for a complete, acceptable message (the seed's
+    /// meaning); whether storing it worked is `delivered`.
     pub accepted: bool,
     /// Always `""` (the seed's shape).
     pub value: String,

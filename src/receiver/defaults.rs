@@ -1,7 +1,8 @@
 //! The default of every hook, as a public function an override can call (the Ruby
 //! gem's `super`). Each one is what `impl Receiver for Mine {}` does.
 
-use crate::auth::verify_password_bounded;
+use crate::auth::password::scheme_of;
+use crate::auth::{Secret, verify_password_bounded};
 use crate::delivery::DeliveryError;
 use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::protocol::{Credentials, Reply};
@@ -112,10 +113,10 @@ pub async fn quit(cx: &mut Context<'_>) -> Reply {
 
 /// The stored secret from the server's password store (passwd file, SQLite); no
 /// store or a store error means no user.
-pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<String> {
+pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<Secret> {
     let store = cx.passwords()?;
     match store.lookup(username).await {
-        Ok(secret) => secret,
+        Ok(secret) => secret.map(Secret::Hashed),
         Err(error) => {
             tracing::error!("password lookup failed: {error}");
             None
@@ -130,15 +131,32 @@ pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<String> {
 pub async fn authenticate(
     _cx: &mut Context<'_>,
     credentials: &Credentials,
-    stored: Option<&str>,
+    stored: Option<&Secret>,
 ) -> bool {
     if credentials.authorization.is_some() {
+        tracing::debug!("AUTH refused: an authorization identity other than the user");
         return false;
     }
-    // An unknown user costs about as much as a known one, so timing does not
-    // tell which users exist.
-    let stored = stored.unwrap_or(UNKNOWN_USER_SECRET).to_owned();
-    verify_password_bounded(stored, credentials.password.clone()).await
+    let stored = match stored {
+        Some(secret) => secret.stored_form(),
+        None => {
+            tracing::debug!("AUTH fails: no such user");
+            // An unknown user costs about as much as a known one, so timing does
+            // not tell which users exist.
+            UNKNOWN_USER_SECRET.to_owned()
+        }
+    };
+    if scheme_of(&stored).is_none() {
+        tracing::debug!(
+            "AUTH fails: the stored secret has no known scheme \
+             (return Secret::Plain for a plain password)"
+        );
+    }
+    let matched = verify_password_bounded(stored, credentials.password.clone()).await;
+    if !matched {
+        tracing::debug!("AUTH fails: the password does not match the stored secret");
+    }
+    matched
 }
 
 /// An argon2id hash no password matches in practice, checked for unknown users.

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 pub use extensions::Extensions;
 
-use crate::auth::PasswordLookup;
+use crate::auth::{PasswordLookup, Secret};
 use crate::config::Settings;
 use crate::delivery::{Deliver, DeliveryError};
 use crate::dns::Dns;
@@ -181,14 +181,17 @@ pub trait Receiver: Send + Sync + 'static {
         defaults::quit(cx)
     }
 
-    /// The stored secret of `username`, for AUTH (the seed's `password`); `None` = no
-    /// such user. The default asks the server's password store. Formats: see
-    /// [`crate::auth::password`] (`$argon2id$…`, `$2b$…`, `$6$…`, `{PLAIN}…`, …).
+    /// The secret of `username`, for AUTH (the seed's `password`); `None` = no
+    /// such user. Return [`Secret::Plain`] for the password itself (what the
+    /// seed's hook returned) or [`Secret::Hashed`] for a stored hash
+    /// (`$argon2id$…`, `$2b$…`, `$6$…`, `{PLAIN}…`: see [`crate::auth::password`]).
+    /// The default asks the server's password store (`passwd_file`,
+    /// `password_db`). AUTH is offered when `auth = true` or a store is configured.
     fn password(
         &self,
         cx: &mut Context<'_>,
         username: &str,
-    ) -> impl Future<Output = Option<String>> + Send {
+    ) -> impl Future<Output = Option<Secret>> + Send {
         defaults::password(cx, username)
     }
 
@@ -202,7 +205,7 @@ pub trait Receiver: Send + Sync + 'static {
     ) -> impl Future<Output = bool> + Send {
         async move {
             let stored = self.password(cx, &credentials.username).await;
-            defaults::authenticate(cx, credentials, stored.as_deref()).await
+            defaults::authenticate(cx, credentials, stored.as_ref()).await
         }
     }
 

@@ -4,9 +4,9 @@
 //! on worker threads) until a graceful shutdown. Bytes move in `conn.rs`; the
 //! protocol lives in [`crate::protocol`].
 
+mod build;
 mod conn;
 mod limits;
-pub mod open_files;
 pub mod process;
 mod proxy;
 pub mod tls;
@@ -29,6 +29,7 @@ use crate::lockout::Lockout;
 use crate::protocol::{ConnectionOptions, Machine, Reply};
 use crate::receiver::{Receiver, Services};
 use crate::session::{ConnectionInfo, Session};
+pub use build::{Reloader, default_workers, stop_signal};
 use limits::ConnectionLimits;
 pub use tls::{CertificateSource, TlsError, TlsHandle};
 
@@ -44,6 +45,36 @@ pub enum ServerError {
         /// Why (e.g. address in use, permission denied).
         source: std::io::Error,
     },
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The TLS certificate or key could not be loaded or generated.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The AUTH password store could not be opened.
+    #[error(transparent)]
+    Passwords(#[from] crate::auth::StoreError),
+    /// The DNS resolver could not be set up.
+    #[error("DNS: {0}")]
+    Dns(#[from] crate::dns::DnsError),
+    /// The lockout store could not be set up.
+    #[error("lockout_store: {0}")]
+    Lockout(#[from] crate::lockout::StoreError),
+    /// A process duty failed: working directory, user or group, pid file,
+    /// privilege drop.
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+    /// The Maildir could not be created or opened.
+    #[error("cannot use Maildir {}", path.display())]
+    Maildir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration asks for something this call cannot do.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// A bound SMTP server, generic over its hooks.
@@ -65,6 +96,8 @@ pub struct Server<R> {
     listeners: Vec<(TcpListener, ListenerSpec)>,
     /// Threads with a runtime of their own; 0: the caller's runtime.
     worker_threads: usize,
+    /// Removed when the server has stopped ([`Server::from_config`] with `pid_file`).
+    pid_file: Option<process::PidFile>,
 }
 
 /// What every connection task needs.
@@ -117,6 +150,7 @@ impl<R: Receiver> Server<R> {
             }),
             listeners: bound,
             worker_threads: 0,
+            pid_file: None,
         })
     }
 
@@ -180,6 +214,15 @@ impl<R: Receiver> Server<R> {
         self
     }
 
+    /// What [`Reloader::reload`] re-reads: the TLS certificate and the password
+    /// store this server was given. Take it before [`Server::run_until`].
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            tls: self.shared.tls.clone(),
+            passwords: self.shared.services.passwords.clone(),
+        }
+    }
+
     /// The bound addresses (with the real port when port 0 was asked for), in the
     /// order the listeners were given.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
@@ -210,6 +253,7 @@ impl<R: Receiver> Server<R> {
             // An error means the thread is gone already (it could not start).
             let _ = done.await;
         }
+        drop(self.pid_file);
     }
 }
 
@@ -369,7 +413,11 @@ async fn connection<R: Receiver>(
         spec.addr
     };
     let _ = stream.set_nodelay(true);
-    let info = ConnectionInfo { local, remote };
+    let info = ConnectionInfo {
+        local,
+        remote,
+        listener: spec,
+    };
     if !spec.proxy_protocol {
         return handle(stream, info, spec, shared, stop).await;
     }
@@ -399,7 +447,11 @@ async fn proxied<R: Receiver>(
     match proxy::read_header(&mut stream, timeout).await {
         Ok(proxied) => {
             let info = match proxied.addresses {
-                Some((remote, local)) => ConnectionInfo { local, remote },
+                Some((remote, local)) => ConnectionInfo {
+                    local,
+                    remote,
+                    ..info
+                },
                 None => info,
             };
             let stream = proxy::Prefixed::new(proxied.rest, stream);

@@ -14,11 +14,10 @@ use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 
-use crate::config::FailureKind;
-use crate::config::Settings;
+use crate::config::{FailureKind, ListenerSpec, Settings};
 use crate::delivery::DeliveryError;
 use crate::lockout::Subject;
-use crate::mail::{Address, Connect, Data, Ehlo, Mail, MailFrom, RcptTo};
+use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::machine::refusal;
 use crate::protocol::{Credentials, DataOutcome, Event, Machine, Path, PathRequest, Reply};
@@ -35,6 +34,8 @@ pub struct ConnectionInfo {
     pub local: SocketAddr,
     /// The client's side.
     pub remote: SocketAddr,
+    /// The listener it came in on.
+    pub listener: ListenerSpec,
 }
 
 /// What TLS negotiated, recorded in the mail structure.
@@ -103,6 +104,10 @@ impl<R: Receiver> Session<R> {
                 value: remote_ip,
                 ..Connect::default()
             },
+            listener: Some(Listener {
+                address: info.listener.addr.to_string(),
+                mode: info.listener.mode.as_str().to_owned(),
+            }),
             ..Mail::default()
         };
         Self {

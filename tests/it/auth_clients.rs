@@ -165,9 +165,9 @@ print(json.dumps(out))
 fn smtplib_login_plain_and_login_in_starttls_smtps_and_submission() {
     let setup = Setup::start();
     let (smtp, smtps, sub) = (
-        setup.port("Smtp").to_string(),
-        setup.port("Smtps").to_string(),
-        setup.port("Submission").to_string(),
+        setup.port("smtp").to_string(),
+        setup.port("smtps").to_string(),
+        setup.port("submission").to_string(),
     );
     let cases: [[&str; 5]; 7] = [
         ["py-starttls-plain", "starttls", "PLAIN", ALICE.0, ALICE.1],
@@ -233,9 +233,9 @@ fn swaks(args: &[&str]) -> (bool, String) {
 #[test]
 fn swaks_auth_plain_and_login_with_tls_and_tlsc() {
     let setup = Setup::start();
-    let smtp = format!("127.0.0.1:{}", setup.port("Smtp"));
-    let smtps = format!("127.0.0.1:{}", setup.port("Smtps"));
-    let sub = format!("127.0.0.1:{}", setup.port("Submission"));
+    let smtp = format!("127.0.0.1:{}", setup.port("smtp"));
+    let smtps = format!("127.0.0.1:{}", setup.port("smtps"));
+    let sub = format!("127.0.0.1:{}", setup.port("submission"));
     let cases = [
         ("swaks-tls-plain", &smtp, "--tls", "PLAIN", ALICE),
         ("swaks-tls-login", &smtp, "--tls", "LOGIN", BOB),
@@ -324,9 +324,9 @@ fn lettre_credentials_over_rustls() {
     let setup = Setup::start();
     let params = trusting(&setup.pair.cert_pem);
     let (smtp, smtps, sub) = (
-        setup.port("Smtp"),
-        setup.port("Smtps"),
-        setup.port("Submission"),
+        setup.port("smtp"),
+        setup.port("smtps"),
+        setup.port("submission"),
     );
     let cases = [
         (
@@ -382,7 +382,7 @@ fn lettre_credentials_over_rustls() {
 #[test]
 fn submission_takes_mail_only_after_auth() {
     let setup = Setup::start();
-    let mut client = Client::connect(setup.port("Submission"));
+    let mut client = Client::connect(setup.port("submission"));
     let ehlo = client.cmd("EHLO client.test", 250);
     assert!(
         !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),

@@ -56,7 +56,7 @@ fn no_password_nor_its_base64_in_the_debug_log() {
         passwd.as_os_str(),
     ];
     let mut binary = start_binary(dir.path(), TOML, "debug", &args, 1);
-    let port = binary.port("Smtp");
+    let port = binary.port("smtp");
 
     let s = |t: &str| t.to_owned();
     // Failures: PLAIN with and without initial response, LOGIN with and without.
@@ -162,7 +162,7 @@ fn sqlite_password_db_with_the_documented_table() {
         &[&["carol", &hash], &["dave", "{PLAIN}dave-pw"]],
     );
     let mut binary = start_with_db(dir.path(), &db, None);
-    let port = binary.port("Smtp");
+    let port = binary.port("smtp");
     auth_plain(port, "carol", "carol-pw", 235);
     auth_plain(port, "dave", "dave-pw", 235);
     auth_plain(port, "carol", "dave-pw", 535);
@@ -200,7 +200,7 @@ fn sqlite_custom_password_query() {
     );
     let query = "SELECT secret FROM accounts WHERE login = ?1 AND active = 1";
     let mut binary = start_with_db(dir.path(), &db, Some(query));
-    let port = binary.port("Smtp");
+    let port = binary.port("smtp");
     auth_plain(port, "frank", "frank-pw", 235);
     // gina's password is right, but the query does not return her.
     auth_plain(port, "gina", "gina-pw", 535);
@@ -244,7 +244,7 @@ fn sighup_rereads_the_passwd_file() {
         passwd.as_os_str(),
     ];
     let mut binary = start_binary(dir.path(), TOML, "info", &args, 1);
-    let port = binary.port("Smtp");
+    let port = binary.port("smtp");
     auth_plain(port, "alice", "alice-pw", 235);
     auth_plain(port, "bob", "bob-pw", 535);
     let hash = hash_with_binary("bob-pw");

@@ -76,11 +76,15 @@ fn local_part_is(address: &net_receiver::Address, local: &str) -> bool {
 }
 
 impl Receiver for Users {
-    async fn password(&self, _cx: &mut Context<'_>, username: &str) -> Option<String> {
+    async fn password(
+        &self,
+        _cx: &mut Context<'_>,
+        username: &str,
+    ) -> Option<net_receiver::auth::Secret> {
         USERS
             .iter()
             .find(|(user, _)| *user == username)
-            .map(|(_, password)| format!("{{PLAIN}}{password}"))
+            .map(|(_, password)| net_receiver::auth::Secret::Plain((*password).to_owned()))
     }
 
     async fn mail_from(&self, cx: &mut Context<'_>, from: &MailFrom) -> net_receiver::Reply {

@@ -56,7 +56,7 @@ fn findings_and_authentication_results_from_a_real_dns_server() {
     let message = "From: sender@e2e.test.example\r\nSubject: dns\r\n\
                    Authentication-Results: mx.test; spf=pass smtp.mailfrom=forged\r\n\r\nhello\r\n";
     let out = send(
-        binary.port("Smtp"),
+        binary.port("smtp"),
         "loop.test.example",
         "sender@e2e.test.example",
         message,
@@ -128,7 +128,7 @@ print(s.ehlo('loop.test.example')[0])
 print(s.ehlo('[127.0.0.1]')[0])
 s.quit()
 "#,
-            port = binary.port("Smtp")
+            port = binary.port("smtp")
         ),
         &[],
     );
@@ -155,7 +155,7 @@ fn a_dns_server_that_never_answers_leaves_nulls_within_the_timeout() {
     );
     let started = Instant::now();
     let out = send(
-        binary.port("Smtp"),
+        binary.port("smtp"),
         "loop.test.example",
         "a@e2e.test.example",
         "Subject: x\r\n\r\nx\r\n",

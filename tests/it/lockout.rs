@@ -409,7 +409,7 @@ fn binary_stops_a_brute_force_loop_from_one_ip_only() {
         passwd.as_os_str(),
     ];
     let mut binary = start_binary(dir.path(), toml, "info", &args, 1);
-    let port = binary.port("Smtp");
+    let port = binary.port("smtp");
     let guesses = ["123456", "password", "joe", "qwerty", JOE.1];
     let results = brute_force(port, "127.0.0.1", JOE.0, &guesses);
     assert_eq!(codes(&results), [535, 535, 450, 421, 421], "{results:?}");

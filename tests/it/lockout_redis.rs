@@ -182,7 +182,7 @@ fn two_receivers_on_one_redis_see_each_others_failures() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = receiver(dir_a.path(), &redis);
     let mut b = receiver(dir_b.path(), &redis);
-    let (port_a, port_b) = (a.port("Smtp"), b.port("Smtp"));
+    let (port_a, port_b) = (a.port("smtp"), b.port("smtp"));
 
     let mut client = Client::connect(port_a);
     client.cmd("EHLO client.test", 250);
@@ -239,7 +239,7 @@ fn redis_dying_mid_run_fails_open() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let mut binary = receiver(dir.path(), &redis);
-    let port = binary.port("Smtp");
+    let port = binary.port("smtp");
     let mut session = Client::connect(port);
     session.cmd("EHLO client.test", 250);
     assert_eq!(wrong_auth(&mut session).code, 535);

@@ -106,7 +106,7 @@ impl Binary {
         self.listening[0].0
     }
 
-    /// The port of the (first) listener in `mode` (`"Smtp"`, `"Smtps"`, ...).
+    /// The port of the (first) listener in `mode` (`"smtp"`, `"smtps"`, `"submission"`).
     pub(crate) fn port(&self, mode: &str) -> u16 {
         self.listening
             .iter()

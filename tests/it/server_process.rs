@@ -161,7 +161,7 @@ fn runs_as_nobody_after_binding() {
                 "{identity:?} {sub}"
             );
         }
-        send_one(binary.port("Smtp"), "as nobody");
+        send_one(binary.port("smtp"), "as nobody");
         let files = expect_messages(&maildir, 1);
         assert_eq!(
             split_stored(&files[0]).body,
@@ -235,7 +235,7 @@ fn pid_file_is_written_refused_replaced_and_removed() {
         );
         assert_eq!(fs::read_to_string(&pid_file).unwrap(), format!("{pid}\n"));
 
-        send_one(binary.port("Smtp"), "pid file");
+        send_one(binary.port("smtp"), "pid file");
         binary.terminate();
         assert!(!pid_file.exists(), "pid file left after a clean exit");
     }
@@ -399,7 +399,7 @@ fn working_directory_holds_relative_paths() {
         fs::read_to_string(work.path().join("p.pid")).unwrap(),
         format!("{pid}\n")
     );
-    send_one(binary.port("Smtp"), "relative");
+    send_one(binary.port("smtp"), "relative");
     binary.terminate();
     expect_messages(&work.path().join("m"), 1);
     assert!(crate::common::files_in(elsewhere.path()).is_empty());
@@ -446,7 +446,7 @@ fn root_warning_only_for_ports_below_1024() {
             .arg(dir.path()),
         1,
     );
-    assert!(binary.port("Smtp") >= 1024);
+    assert!(binary.port("smtp") >= 1024);
     binary.terminate();
     assert!(!binary.log().contains(WARNING), "{}", binary.log());
     // A privileged port does warn.

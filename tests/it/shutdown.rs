@@ -57,7 +57,7 @@ fn assert_shutting_down(reply: &Reply) {
 fn message_in_progress_finishes_within_the_grace() {
     let dir = tempfile::tempdir().unwrap();
     let mut binary = start(dir.path(), 20.0);
-    let (mut idle, mut slow) = idle_and_half_sent(binary.port("Smtp"));
+    let (mut idle, mut slow) = idle_and_half_sent(binary.port("smtp"));
     binary.signal_caught(Signal::SIGTERM);
     // The idle session hears about it at once (so the signal has been handled).
     assert_shutting_down(&next_reply(&mut idle, &mut binary));
@@ -89,7 +89,7 @@ fn message_in_progress_finishes_within_the_grace() {
 fn message_past_the_grace_is_not_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let mut binary = start(dir.path(), 0.5);
-    let (mut idle, mut slow) = idle_and_half_sent(binary.port("Smtp"));
+    let (mut idle, mut slow) = idle_and_half_sent(binary.port("smtp"));
     binary.signal_caught(Signal::SIGTERM);
     assert_shutting_down(&next_reply(&mut idle, &mut binary));
     idle.expect_eof();
@@ -137,8 +137,8 @@ fn signals_right_after_listening_are_handled() {
         let mut binary = start();
         binary.signal(Signal::SIGHUP);
         // If the process died of the SIGHUP, this fails with its exit status.
-        binary.wait_for_lines("SIGHUP: TLS certificate reloaded", 1);
-        Client::ehlo(binary.port("Smtp")).quit();
+        binary.wait_for_lines("reload: TLS certificate reloaded", 1);
+        Client::ehlo(binary.port("smtp")).quit();
         binary.terminate();
     }
 }
@@ -154,7 +154,7 @@ fn worker_threads_share_the_listener_and_stop_together() {
         listening_command(&maildir).args(["--quiet", "--workers", "3"]),
         1,
     );
-    let port = binary.port("Smtp");
+    let port = binary.port("smtp");
     let workers = (0..100).find_map(|_| {
         let names: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", binary.pid()))
             .unwrap()

@@ -56,7 +56,7 @@ fn sighup_reloads_the_certificate_for_new_connections_only() {
     );
     let logged = logged_fingerprint(&mut binary, "TLS certificate ", 1);
     assert_eq!(logged, a.fingerprint());
-    let (smtp, smtps) = (binary.port("Smtp"), binary.port("Smtps"));
+    let (smtp, smtps) = (binary.port("smtp"), binary.port("smtps"));
     assert_eq!(seen_by_python(smtps), a.fingerprint());
 
     // Opened before the reload, in the middle of a transaction.
@@ -66,7 +66,7 @@ fn sighup_reloads_the_certificate_for_new_connections_only() {
 
     b.write_to(&cert, &key);
     binary.signal_caught(Signal::SIGHUP);
-    let reloaded = logged_fingerprint(&mut binary, "SIGHUP: TLS certificate reloaded", 1);
+    let reloaded = logged_fingerprint(&mut binary, "reload: TLS certificate reloaded", 1);
     assert_eq!(reloaded, b.fingerprint());
     assert_eq!(seen_by_python(smtps), b.fingerprint());
     // STARTTLS uses the new certificate as well; a client trusting only A fails.
@@ -93,7 +93,7 @@ fn sighup_reloads_the_certificate_for_new_connections_only() {
     // Unreadable files: the old (B) certificate stays.
     std::fs::write(&cert, "not a certificate").unwrap();
     binary.signal_caught(Signal::SIGHUP);
-    binary.wait_for_lines("SIGHUP: keeping the old TLS certificate", 1);
+    binary.wait_for_lines("reload: keeping the old TLS certificate", 1);
     assert_eq!(seen_by_python(smtps), b.fingerprint());
     binary.terminate();
     expect_messages(&maildir, 1);
@@ -105,11 +105,11 @@ fn generated_certificate_fingerprint_is_logged_and_served() {
     let maildir = dir.path().join("Maildir");
     let mut binary = start(&[], &maildir);
     let logged = logged_fingerprint(&mut binary, "self-signed for mx.test", 1);
-    let smtps = binary.port("Smtps");
+    let smtps = binary.port("smtps");
     assert_eq!(seen_by_python(smtps), logged);
     // A SIGHUP keeps a generated certificate.
     binary.signal_caught(Signal::SIGHUP);
-    binary.wait_for_lines("SIGHUP: TLS certificate reloaded", 1);
+    binary.wait_for_lines("reload: TLS certificate reloaded", 1);
     assert_eq!(seen_by_python(smtps), logged);
     binary.terminate();
 }

@@ -10,28 +10,28 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 /// Descriptors kept for everything that is not a client connection: listeners,
 /// log files, Maildir files being written, the runtime's own, DNS, Redis and
 /// SQLite sockets and files.
-pub const RESERVED_DESCRIPTORS: u64 = 64;
+pub(crate) const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// The process's open-files limit after [`raise_open_files_limit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OpenFiles {
+pub(crate) struct OpenFiles {
     /// The soft limit found at start-up.
-    pub before: u64,
+    pub(crate) before: u64,
     /// The soft limit in force now.
-    pub soft: u64,
+    pub(crate) soft: u64,
     /// The hard limit (the most the soft limit can be raised to without privileges).
-    pub hard: u64,
+    pub(crate) hard: u64,
 }
 
 impl OpenFiles {
     /// Connections that fit under the soft limit, with [`RESERVED_DESCRIPTORS`] kept.
-    pub fn connections_that_fit(&self) -> u64 {
+    pub(crate) fn connections_that_fit(&self) -> u64 {
         self.soft.saturating_sub(RESERVED_DESCRIPTORS)
     }
 
     /// What to tell the operator when `max_connections` cannot all be open at once
     /// under this limit; `None` when they fit.
-    pub fn shortfall(&self, max_connections: usize) -> Option<String> {
+    pub(crate) fn shortfall(&self, max_connections: usize) -> Option<String> {
         let wanted = u64::try_from(max_connections).unwrap_or(u64::MAX);
         let fit = self.connections_that_fit();
         (wanted > fit).then(|| {
@@ -53,7 +53,7 @@ impl OpenFiles {
 /// # Errors
 ///
 /// The limit could not even be read.
-pub fn raise_open_files_limit() -> nix::Result<OpenFiles> {
+pub(crate) fn raise_open_files_limit() -> nix::Result<OpenFiles> {
     let (before, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     let raised = before < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok();
     Ok(OpenFiles {

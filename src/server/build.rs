@@ -1,0 +1,271 @@
+//! A whole [`Server`] from a [`Config`]: the one library call that serves what the
+//! `net-receiver` binary serves (the seed's `Net::Server.new(options).start`).
+//!
+//! [`Server::from_config`] honours every key of the configuration file in the order
+//! that keeps a start safe: working directory, every setting checked, TLS (files
+//! or a generated certificate), the AUTH password store, the DNS resolver, the
+//! lockout store, then binding, the pid file, the privilege drop, and only then
+//! the Maildir (opened as the final user). Each failure is a [`ServerError`] that
+//! names its culprit, the same errors the binary prints.
+//!
+//! Three keys are process duties a library cannot do on its own: `daemon` (the
+//! process must detach before any runtime starts: [`process::daemonize`]), and the
+//! binary's output keys `log_file` and `quiet` (a library logs through `tracing`
+//! to whatever subscriber its program installed). `from_config` refuses `daemon =
+//! true` with an error saying so, and leaves the output keys to the program.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::process::{self, PidFile};
+use super::{Server, ServerError, TlsHandle};
+use crate::auth::{PasswdFile, PasswordLookup, SqliteStore};
+use crate::config::Config;
+use crate::delivery::{DeliverFuture, Maildir};
+use crate::dns::Dns;
+use crate::lockout::{Lockout, store_from_config};
+use crate::mail::Mail;
+use crate::receiver::Receiver;
+use crate::server::CertificateSource;
+
+impl<R: Receiver> Server<R> {
+    /// Builds, binds and readies a server exactly as the configuration says; serve
+    /// it with [`Server::run_until`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use net_receiver::{Config, Receiver, Server};
+    /// struct Mine;
+    /// impl Receiver for Mine {}
+    /// let config = Config::load("net-receiver.toml".as_ref())?;
+    /// let server = Server::from_config(&config, Mine).await?;
+    /// server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// `working_directory` is entered (process-wide) before anything else; a
+    /// program that entered it itself sets it to `None` first. With `user_name`
+    /// or `group_name` the process drops its privileges after binding, so this
+    /// must be called from a process that may do so (and only once).
+    pub async fn from_config(config: &Config, receiver: R) -> Result<Self, ServerError> {
+        if config.daemon {
+            return Err(ServerError::Unsupported(
+                "daemon = true: a process must detach before its async runtime starts; \
+                 call net_receiver::server::process::daemonize first (the net-receiver \
+                 binary does) and then set daemon to false",
+            ));
+        }
+        if let Some(dir) = &config.working_directory {
+            process::enter_working_directory(dir)?;
+        }
+        let listeners = config.listeners()?;
+        let settings = config.settings()?;
+        let identity =
+            process::resolve_identity(config.user_name.as_deref(), config.group_name.as_deref())?;
+        let tls = Arc::new(TlsHandle::new(certificate_source(
+            config,
+            &settings.server_name,
+        )?)?);
+        log_certificate(&tls);
+        let passwords = password_store(config)?;
+        let dns = match config.dns()? {
+            Some(dns) => Some(Arc::new(Dns::new(&dns)?)),
+            None => None,
+        };
+        let lockout = Arc::new(Lockout::new(
+            store_from_config(config.lockout_store.as_deref())?,
+            settings.lockout_policy,
+        ));
+        let server = Server::bind(&listeners, settings, receiver).await?;
+        let ports: Vec<u16> = server.local_addrs().iter().map(|a| a.port()).collect();
+        if process::should_warn_running_as_root(identity.as_ref(), &ports) {
+            tracing::warn!(
+                "running as root on a port below 1024 without user_name/group_name: \
+                 every hook runs as root; set user_name and group_name"
+            );
+        }
+        let pid_file = match &config.pid_file {
+            Some(path) => Some(PidFile::create(path)?),
+            None => None,
+        };
+        if let Some(identity) = &identity {
+            process::drop_privileges(identity)?;
+            tracing::info!(uid = %identity.uid, gid = %identity.gid, "privileges dropped");
+        }
+        let (server, destination) = if config.no_deliver {
+            (
+                server.with_delivery(Discard),
+                "nowhere (no_deliver)".to_owned(),
+            )
+        } else {
+            // Opened as the final user, so it is that user's and known writable.
+            let maildir =
+                Maildir::open(&config.maildir).map_err(|source| ServerError::Maildir {
+                    path: config.maildir.clone(),
+                    source,
+                })?;
+            (
+                server.with_delivery(maildir),
+                config.maildir.display().to_string(),
+            )
+        };
+        let workers = match config.workers {
+            0 => default_workers(),
+            n => n,
+        };
+        let mut server = server
+            .with_worker_threads(workers)
+            .with_tls(tls)
+            .with_lockout(Some(lockout));
+        if let Some(passwords) = passwords {
+            server = server.with_passwords(passwords);
+        }
+        if let Some(dns) = dns {
+            server = server.with_dns(dns);
+        }
+        server.pid_file = pid_file;
+        for (addr, (_, spec)) in server.local_addrs().into_iter().zip(&server.listeners) {
+            tracing::info!(
+                mode = %spec.mode.as_str(),
+                "listening on {addr}, delivering to {destination}"
+            );
+        }
+        Ok(server)
+    }
+}
+
+/// The `no_deliver` delivery (benchmarks): accepts every mail and keeps none.
+struct Discard;
+
+impl crate::delivery::Deliver for Discard {
+    fn deliver<'a>(&'a self, _mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// Half the CPUs, at least one: the kernel's TCP work, the blocking pool
+/// (Maildir fsync, password hashing) and anything else on the machine need the
+/// rest, and a thread per session-serving core keeps wake-ups off other threads.
+pub fn default_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    (cpus / 2).max(1)
+}
+
+fn log_certificate(tls: &TlsHandle) {
+    match tls.source() {
+        CertificateSource::Files { certificate, .. } => tracing::info!(
+            "TLS certificate {} (SHA-256 {})",
+            certificate.display(),
+            tls.fingerprint()
+        ),
+        CertificateSource::Generated { server_name, .. } => tracing::info!(
+            "TLS certificate: self-signed for {server_name}, SHA-256 {}",
+            tls.fingerprint()
+        ),
+    }
+}
+
+/// Where the TLS certificate comes from: both files, or generated.
+fn certificate_source(
+    config: &Config,
+    server_name: &str,
+) -> Result<CertificateSource, ServerError> {
+    match (&config.certificate, &config.private_key) {
+        (Some(certificate), Some(private_key)) => Ok(CertificateSource::Files {
+            certificate: certificate.clone(),
+            private_key: private_key.clone(),
+        }),
+        (None, None) => Ok(CertificateSource::Generated {
+            server_name: server_name.to_owned(),
+            keep_in: config
+                .keep_generated_certificate
+                .then(|| PathBuf::from(".")),
+        }),
+        _ => Err(ServerError::Unsupported(
+            "certificate and private_key must be given together",
+        )),
+    }
+}
+
+/// The AUTH password store the configuration names, if any.
+fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+    match (&config.passwd_file, &config.password_db) {
+        (Some(_), Some(_)) => Err(ServerError::Unsupported(
+            "passwd_file and password_db cannot both be set",
+        )),
+        (Some(file), None) => {
+            let store = PasswdFile::open(file)?;
+            tracing::info!("AUTH users from {} ({} users)", file.display(), store.len());
+            Ok(Some(Arc::new(store)))
+        }
+        (None, Some(db)) => {
+            let store = SqliteStore::open(db, config.password_query.clone())?;
+            tracing::info!("AUTH users from SQLite {}", db.display());
+            Ok(Some(Arc::new(store)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Re-reads what a running server may re-read: the password store and the TLS
+/// certificate and key (open connections keep theirs). Get one with
+/// [`Server::reloader`] and call [`Reloader::reload`] on SIGHUP.
+#[derive(Clone)]
+pub struct Reloader {
+    pub(super) tls: Option<Arc<TlsHandle>>,
+    pub(super) passwords: Option<Arc<dyn PasswordLookup>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("tls", &self.tls.is_some())
+            .field("passwords", &self.passwords.is_some())
+            .finish()
+    }
+}
+
+impl Reloader {
+    /// Reloads each part; a part that fails keeps what it had, and says so in the
+    /// log. True when everything reloaded.
+    pub fn reload(&self) -> bool {
+        let mut all = true;
+        if let Some(passwords) = &self.passwords {
+            match passwords.reload() {
+                Ok(()) => tracing::info!("reload: password store reloaded"),
+                Err(error) => {
+                    all = false;
+                    tracing::error!("reload: keeping the old passwords: {error}");
+                }
+            }
+        }
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(
+                    "reload: TLS certificate reloaded (SHA-256 {})",
+                    tls.fingerprint()
+                ),
+                Err(error) => {
+                    all = false;
+                    tracing::error!("reload: keeping the old TLS certificate: {error}");
+                }
+            }
+        }
+        all
+    }
+}
+
+/// A future that completes on the first SIGTERM or SIGINT (Ctrl-C), for
+/// [`Server::run_until`]; the handlers are registered when this returns, so a
+/// signal that comes before the future is awaited is not lost.
+pub fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
