@@ -53,20 +53,19 @@ pub async fn data(_cx: &mut Context<'_>) -> Reply {
     Reply::plain(354, "End data with <CR><LF>.<CR><LF>")
 }
 
-/// Hands the mail to the server's configured delivery (e.g. the Maildir) and marks
-/// it `accepted`; without a delivery the mail is refused with a temporary error, so
-/// nothing is ever lost.
+/// Hands the mail to the server's configured delivery (e.g. the Maildir) and
+/// records the outcome in `delivered` / `delivery_error`; without a delivery the
+/// mail is refused with a temporary error, so nothing is ever lost.
 pub async fn received(cx: &mut Context<'_>) -> Result<(), DeliveryError> {
-    match cx.delivery() {
-        Some(delivery) => delivery.deliver(cx.mail).await?,
-        None => {
-            return Err(DeliveryError::Temporary(
-                "no delivery configured".to_owned(),
-            ));
-        }
-    }
-    cx.mail.accepted = true;
-    Ok(())
+    let result = match cx.delivery() {
+        Some(delivery) => delivery.deliver(cx.mail).await,
+        None => Err(DeliveryError::Temporary(
+            "no delivery configured".to_owned(),
+        )),
+    };
+    cx.mail.delivered = Some(result.is_ok());
+    cx.mail.delivery_error = result.as_ref().err().map(ToString::to_string);
+    result
 }
 
 /// `250 2.0.0 Reset OK`.

@@ -353,26 +353,39 @@ impl<R: Receiver> Session<R> {
                 .map_or_else(|| original.clone(), bytes::Bytes::from);
         let received = self.received_header();
         let mut data = Data::from_bytes(delivered, received);
+        // The seed's meaning: `received` is called for a complete, acceptable
+        // message, so it sees `accepted: true`; whether storing it worked is
+        // `delivered`, decided below.
         data.accepted = true;
         self.mail.data = Some(data);
+        self.mail.accepted = true;
         let results = self.check_message(&original).await;
         drop(original);
         if let Some(data) = &mut self.mail.data {
             data.received.insert_str(0, &results);
         }
-        let result = hook!(self, received);
-        let reply = match result {
-            Ok(Ok(())) => {
-                self.mail.accepted = true;
-                Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id))
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
-                delivery_error_reply(&error)
-            }
+        let result = match hook!(self, received) {
+            Ok(result) => result,
             Err(_) => {
                 tracing::error!(id = %self.mail.id, "the received hook panicked");
-                Reply::new(451, (4, 3, 0), "Local error in processing, try again later")
+                Err(DeliveryError::Temporary(
+                    "the received hook panicked".to_owned(),
+                ))
+            }
+        };
+        // Recorded here when the hook did not record it (an override that stores
+        // the mail itself, or a failure before delivery).
+        if self.mail.delivered.is_none() || result.is_err() {
+            self.mail.delivered = Some(result.is_ok());
+        }
+        let reply = match result {
+            Ok(()) => Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id)),
+            Err(error) => {
+                tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
+                if self.mail.delivery_error.is_none() {
+                    self.mail.delivery_error = Some(error.to_string());
+                }
+                delivery_error_reply(&error)
             }
         };
         self.archive();
@@ -438,6 +451,8 @@ impl<R: Receiver> Session<R> {
         self.transactions.push_back(done);
         self.transaction_failure_counted = false;
         self.mail.accepted = false;
+        self.mail.delivered = None;
+        self.mail.delivery_error = None;
         self.mail.id = id::new_mail_id();
     }
 }
