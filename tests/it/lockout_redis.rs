@@ -26,14 +26,14 @@ const JOE: (&str, &str) = USERS[0];
 const ANN: (&str, &str) = USERS[1];
 
 /// A `redis-server` child process on a free loopback port, killed on drop.
-struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .unwrap()
             .local_addr()
@@ -86,13 +86,13 @@ impl RedisServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// One inline command; the reply's value (`+`/`:` lines, a bulk string), or
     /// `None` when Redis is not there or the bulk string is nil.
-    fn query(&self, command: &str) -> Option<String> {
+    pub(crate) fn query(&self, command: &str) -> Option<String> {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;

@@ -20,6 +20,7 @@ mod dns;
 mod dns_end_to_end;
 mod dns_server;
 mod hooks;
+mod library;
 mod limits;
 mod lockout;
 mod lockout_redis;
