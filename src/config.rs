@@ -164,10 +164,14 @@ pub struct Config {
     /// Refuse an EHLO/HELO name that does not resolve to the client's IP with
     /// 550 5.7.1 (seed option). Default: false.
     pub ehlo_validation_check: bool,
-    /// Look up the MAIL FROM domain's MX and addresses (seed option). Default: true.
-    pub sender_mx_check: bool,
-    /// Look up each RCPT TO domain's MX and addresses (seed option). Default: true.
-    pub recipient_mx_check: bool,
+    /// Look up the MAIL FROM domain's MX and addresses (seed option). Default: on
+    /// when `dns_servers` is set; `true` without `dns_servers` does nothing and
+    /// says so at start.
+    pub sender_mx_check: Option<bool>,
+    /// Look up each RCPT TO domain's MX and addresses (seed option). Default: on
+    /// when `dns_servers` is set; `true` without `dns_servers` does nothing and
+    /// says so at start.
+    pub recipient_mx_check: Option<bool>,
     /// What counts as a failure: `auth` (failed AUTH), `mail`, `rcpt`, `data` (a
     /// transaction refused with 5xx at that step; once per transaction).
     /// Default: all four.
@@ -244,8 +248,8 @@ impl Default for Config {
             dns_timeout: 5.0,
             dnsbl_zones: Vec::new(),
             ehlo_validation_check: false,
-            sender_mx_check: true,
-            recipient_mx_check: true,
+            sender_mx_check: None,
+            recipient_mx_check: None,
             auth: None,
             allow_plaintext_auth: false,
             passwd_file: None,
@@ -478,8 +482,8 @@ impl Config {
                 .unwrap_or(self.passwd_file.is_some() || self.password_db.is_some()),
             allow_plaintext_auth: self.allow_plaintext_auth,
             ehlo_validation_check: self.ehlo_validation_check,
-            sender_mx_check: self.sender_mx_check,
-            recipient_mx_check: self.recipient_mx_check,
+            sender_mx_check: self.sender_mx_check.unwrap_or(true),
+            recipient_mx_check: self.recipient_mx_check.unwrap_or(true),
             auth_failure_delay: Duration::try_from_secs_f64(self.auth_failure_delay).map_err(
                 |_| {
                     invalid(
@@ -489,6 +493,28 @@ impl Config {
                 },
             )?,
         })
+    }
+
+    /// The DNS checks asked for that cannot run because no `dns_servers` is set,
+    /// each with the fix (logged as warnings at start).
+    pub fn checks_without_dns(&self) -> Vec<String> {
+        if !self.dns_servers.is_empty() {
+            return Vec::new();
+        }
+        [
+            ("ehlo_validation_check", Some(self.ehlo_validation_check)),
+            ("sender_mx_check", self.sender_mx_check),
+            ("recipient_mx_check", self.recipient_mx_check),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on == Some(true))
+        .map(|(key, _)| {
+            format!(
+                "{key} = true does nothing without dns_servers: set dns_servers \
+                 (e.g. [\"system\"] or [\"127.0.0.1:53\"], flag --dns-server) or remove {key}"
+            )
+        })
+        .collect()
     }
 
     fn server_name(&self) -> String {

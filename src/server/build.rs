@@ -60,6 +60,9 @@ impl<R: Receiver> Server<R> {
         }
         let listeners = config.listeners()?;
         let settings = config.settings()?;
+        for warning in config.checks_without_dns() {
+            tracing::warn!("{warning}");
+        }
         let identity =
             process::resolve_identity(config.user_name.as_deref(), config.group_name.as_deref())?;
         let tls = Arc::new(TlsHandle::new(certificate_source(

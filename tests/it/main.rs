@@ -14,6 +14,7 @@ mod auth_stores;
 mod binary;
 mod connection_limits;
 mod crash;
+mod daemon_paths;
 mod disconnect;
 mod disk_full;
 mod dns;

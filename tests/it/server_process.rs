@@ -126,7 +126,7 @@ fn owner(path: &Path) -> (u32, u32) {
     (meta.uid(), meta.gid())
 }
 
-fn send_one(port: u16, subject: &str) {
+pub(crate) fn send_one(port: u16, subject: &str) {
     let mut client = Client::ehlo(port);
     client.start_data("a@example.com", "b@example.com");
     client.send(format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n").as_bytes());
@@ -245,9 +245,9 @@ fn pid_file_is_written_refused_replaced_and_removed() {
 }
 
 /// Kills the daemon (by the pid it reported or its pid file) unless disarmed.
-struct DaemonGuard {
-    pid: Option<i32>,
-    pid_file: PathBuf,
+pub(crate) struct DaemonGuard {
+    pub(crate) pid: Option<i32>,
+    pub(crate) pid_file: PathBuf,
 }
 
 impl Drop for DaemonGuard {
@@ -263,12 +263,12 @@ impl Drop for DaemonGuard {
 }
 
 /// True once `pid` is gone or a zombie.
-fn is_dead(pid: i32) -> bool {
+pub(crate) fn is_dead(pid: i32) -> bool {
     stat_fields(pid).is_none_or(|f| f[0] == "Z")
 }
 
 /// The first `listening on` address in the daily log files `<log>.<date>`.
-fn listening_in_logs(dir: &Path, log: &str) -> Option<u16> {
+pub(crate) fn listening_in_logs(dir: &Path, log: &str) -> Option<u16> {
     for path in crate::common::files_in(dir) {
         let name = path.file_name()?.to_string_lossy().into_owned();
         if !name.starts_with(&format!("{log}.")) {
