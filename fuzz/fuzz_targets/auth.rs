@@ -3,7 +3,7 @@
 //! responses: base64, PLAIN's NUL-separated fields, LOGIN's two steps, `*`,
 //! overlong lines. The first byte picks the mechanism and whether the first line
 //! is an initial response. Nothing panics; a credential event carries what the
-//! client sent.
+//! client sent, never a user name or authorization identity with NUL, CR or LF.
 #![no_main]
 
 use std::sync::Arc;
@@ -47,7 +47,10 @@ fuzz_target!(|data: &[u8]| {
         let reply = match event {
             Event::Ehlo { .. } => Reply::plain(250, "fuzz"),
             Event::Auth(credentials) => {
-                assert!(!credentials.username.contains('\0'));
+                // No hook ever sees a user name or authzid with NUL, CR or LF.
+                let unclean = |s: &str| s.contains(['\0', '\r', '\n']);
+                assert!(!unclean(&credentials.username));
+                assert!(!credentials.authorization.as_deref().is_some_and(unclean));
                 if credentials.password.expose() == "secret" {
                     Reply::new(235, (2, 7, 0), "OK")
                 } else {

@@ -58,6 +58,22 @@ pub enum CommandError {
     MissingArgument(&'static str),
     /// The argument does not have the command's syntax (501 5.5.4).
     Syntax(&'static str),
+    /// BDAT without a well-formed `<size> [LAST]`: how many octets follow the line
+    /// is unknown, so they cannot be skipped (501 5.5.4, then the session closes).
+    ChunkSyntax,
+    /// BDAT with a size that 64 bits cannot hold (RFC 3030 allows any number of
+    /// digits): such a chunk can be neither taken nor skipped (552 5.3.4, then the
+    /// session closes).
+    ChunkSizeTooLarge,
+}
+
+impl CommandError {
+    /// True when the octets after the line cannot be told apart from commands:
+    /// the session must close after the reply, or a client could hide commands in
+    /// what it declared as chunk data (a BDAT it cannot parse).
+    pub fn loses_framing(self) -> bool {
+        matches!(self, Self::ChunkSyntax | Self::ChunkSizeTooLarge)
+    }
 }
 
 /// Parses one command line (without CRLF).
@@ -147,21 +163,26 @@ fn path_argument<'a>(rest: &'a str, keyword: &str) -> Option<&'a str> {
     (!arg.is_empty()).then_some(arg)
 }
 
+/// `BDAT chunk-size [LAST]`, `chunk-size = 1*DIGIT` (RFC 3030 §2): any number of
+/// digits, leading zeros included. The size is checked before the rest of the
+/// line, so a size too large is reported as such whatever follows it.
 fn parse_bdat(rest: &str) -> Result<Command<'_>, CommandError> {
-    const SYNTAX: CommandError = CommandError::Syntax("BDAT <size> [LAST]");
     let mut words = rest.split([' ', '\t']).filter(|w| !w.is_empty());
-    let size = words.next().ok_or(CommandError::MissingArgument("BDAT"))?;
-    if !size.bytes().all(|b| b.is_ascii_digit()) || size.len() > 19 {
-        return Err(SYNTAX);
+    let size = words.next().ok_or(CommandError::ChunkSyntax)?;
+    if !size.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CommandError::ChunkSyntax);
     }
-    let size = size.parse::<u64>().map_err(|_| SYNTAX)?;
+    // All digits: the only way parsing fails is a value over u64::MAX.
+    let size = size
+        .parse::<u64>()
+        .map_err(|_| CommandError::ChunkSizeTooLarge)?;
     let last = match words.next() {
         None => false,
         Some(w) if w.eq_ignore_ascii_case("LAST") => true,
-        Some(_) => return Err(SYNTAX),
+        Some(_) => return Err(CommandError::ChunkSyntax),
     };
     if words.next().is_some() {
-        return Err(SYNTAX);
+        return Err(CommandError::ChunkSyntax);
     }
     Ok(Command::Bdat { size, last })
 }
@@ -230,14 +251,40 @@ mod tests {
                     last: true,
                 }),
             ),
-            (b"BDAT", Err(E::MissingArgument("BDAT"))),
-            (b"BDAT x", Err(E::Syntax("BDAT <size> [LAST]"))),
-            (b"BDAT -1", Err(E::Syntax("BDAT <size> [LAST]"))),
+            (b"BDAT", Err(E::ChunkSyntax)),
+            (b"BDAT x", Err(E::ChunkSyntax)),
+            (b"BDAT -1", Err(E::ChunkSyntax)),
+            (b"BDAT +1", Err(E::ChunkSyntax)),
+            (b"BDAT 1 LAST x", Err(E::ChunkSyntax)),
+            (b"BDAT 1 FIRST", Err(E::ChunkSyntax)),
+            (b"BDAT 99999999999999999999", Err(E::ChunkSizeTooLarge)),
+            (b"BDAT 18446744073709551616 LAST", Err(E::ChunkSizeTooLarge)),
             (
-                b"BDAT 99999999999999999999",
-                Err(E::Syntax("BDAT <size> [LAST]")),
+                b"BDAT 1234567890123456789012345678901234567890 LAST",
+                Err(E::ChunkSizeTooLarge),
             ),
-            (b"BDAT 1 LAST x", Err(E::Syntax("BDAT <size> [LAST]"))),
+            (b"BDAT 18446744073709551616 x", Err(E::ChunkSizeTooLarge)),
+            (
+                b"BDAT 18446744073709551615 LAST",
+                Ok(Command::Bdat {
+                    size: u64::MAX,
+                    last: true,
+                }),
+            ),
+            (
+                b"BDAT 9223372036854775808",
+                Ok(Command::Bdat {
+                    size: 1 << 63,
+                    last: false,
+                }),
+            ),
+            (
+                b"BDAT 0000000000000000000000000000000000000005 LAST",
+                Ok(Command::Bdat {
+                    size: 5,
+                    last: true,
+                }),
+            ),
             (b"VFRY x", Err(E::Unrecognized)),
             (b"", Err(E::Unrecognized)),
             (b"FOO", Err(E::Unrecognized)),

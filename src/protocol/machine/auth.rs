@@ -2,6 +2,12 @@
 //! command's sequence checks, the `334` exchange and the base64 decoding.
 //! Checking the credentials is not done here: the machine hands an
 //! [`Event::Auth`] to its caller and waits for the answer (235 or 535).
+//!
+//! What reaches the caller is checked first: base64 is decoded strictly (RFC
+//! 4954 §4: the RFC 4648 alphabet with canonical padding, no whitespace), the
+//! text must be UTF-8, and a user name or authorization identity holding NUL,
+//! CR or LF is refused with `501 5.5.2` for PLAIN and LOGIN alike, before any
+//! hook runs (LOGIN: before the password is asked for).
 
 use std::fmt;
 
@@ -158,6 +164,8 @@ impl Machine {
             self.refuse(Reply::new(501, (5, 5, 2), "Authentication cancelled"));
             return None;
         }
+        // STANDARD is strict as RFC 4954 §4 wants: the RFC 4648 alphabet only
+        // (no whitespace or line breaks inside), canonical padding required.
         let decoded = match line {
             b"=" => Some(Vec::new()),
             _ => STANDARD.decode(line).ok(),
@@ -175,6 +183,10 @@ impl Machine {
                     self.refuse(Reply::new(501, (5, 5, 2), "Invalid PLAIN response"));
                     return None;
                 };
+                if !is_clean_identity(authz) || !is_clean_identity(user) {
+                    self.refuse(bad_identity());
+                    return None;
+                }
                 let authorization = (!authz.is_empty() && authz != user).then(|| authz.to_owned());
                 let credentials = Credentials {
                     mechanism: Mechanism::Plain,
@@ -183,6 +195,10 @@ impl Machine {
                     password: Secret::new(pass.to_owned()),
                 };
                 self.wait(Pending::Auth, Event::Auth(credentials))
+            }
+            SaslStep::LoginUsername if !is_clean_identity(&text) => {
+                self.refuse(bad_identity());
+                None
             }
             SaslStep::LoginUsername => {
                 self.prompt(SaslStep::LoginPassword { username: text }, PASSWORD_PROMPT)
@@ -198,4 +214,19 @@ impl Machine {
             }
         }
     }
+}
+
+/// A user name or authorization identity a hook may see: no NUL, CR or LF. A
+/// NUL would be a field separator of PLAIN smuggled through LOGIN, and CR/LF
+/// could forge lines wherever the name is written.
+fn is_clean_identity(identity: &str) -> bool {
+    !identity.contains(['\0', '\r', '\n'])
+}
+
+fn bad_identity() -> Reply {
+    Reply::new(
+        501,
+        (5, 5, 2),
+        "Invalid user name: NUL, CR and LF are not allowed",
+    )
 }

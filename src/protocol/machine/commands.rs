@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use super::{Body, Event, Limits, Machine, Mode, PathRequest, Pending, too_large};
+use super::{
+    Body, Event, Limits, Machine, Mode, PathRequest, Pending, RECIPIENT_OVERSHOOT_LIMIT, too_large,
+};
 use crate::protocol::address::{self, AddressError, PathArgument, PathKind, parameters};
 use crate::protocol::command::{Command, CommandError, parse_command};
 use crate::protocol::{Path, Reply};
@@ -15,7 +17,10 @@ impl Machine {
         let command = match parse_command(line) {
             Ok(command) => command,
             Err(error) => {
-                self.refuse(command_error_reply(error));
+                self.refuse(command_error_reply(error, &self.limits));
+                if error.loses_framing() {
+                    self.close_unframed();
+                }
                 return None;
             }
         };
@@ -177,7 +182,19 @@ impl Machine {
         }
         let smtputf8 = tx.smtputf8;
         if tx.recipients >= self.limits.max_recipients {
-            self.refuse(Reply::new(452, (4, 5, 3), "Too many recipients"));
+            // RFC 5321 §4.5.3.1.10: the client sends the message to the accepted
+            // ones and the rest later, so this is not an error, up to an
+            // overshoot that only abuse reaches (as Postfix's
+            // smtpd_recipient_overshoot_limit).
+            let reply = Reply::new(452, (4, 5, 3), "Too many recipients");
+            if let Some(tx) = &mut self.tx {
+                tx.excess_recipients += 1;
+                if tx.excess_recipients > RECIPIENT_OVERSHOOT_LIMIT {
+                    self.refuse(reply);
+                    return None;
+                }
+            }
+            self.out_reply(&reply, &[]);
             return None;
         }
         let parsed = match address::parse_path_argument(argument, PathKind::Forward) {
@@ -222,6 +239,15 @@ impl Machine {
     }
 
     fn bdat(&mut self, size: u64, last: bool) -> Option<Event> {
+        if size > self.limits.max_message_size {
+            // Skipping is bounded by max_message_size: a larger chunk can be
+            // neither taken nor skipped, so its octets must not be read as
+            // commands either.
+            self.reset_transaction();
+            self.refuse(too_large(&self.limits));
+            self.close_unframed();
+            return None;
+        }
         let chunk = |keep| Mode::Chunk {
             remaining: size,
             size,
@@ -307,7 +333,7 @@ fn address_error_reply(error: AddressError, enhanced: (u8, u16, u16), who: &str)
     Reply::new(501, enhanced, text)
 }
 
-fn command_error_reply(error: CommandError) -> Reply {
+fn command_error_reply(error: CommandError, limits: &Limits) -> Reply {
     match error {
         CommandError::Unrecognized => Reply::new(500, (5, 5, 2), "Command not recognized"),
         CommandError::InvalidUtf8 => Reply::new(501, (5, 5, 2), "Invalid UTF-8 in command"),
@@ -323,5 +349,9 @@ fn command_error_reply(error: CommandError) -> Reply {
         CommandError::Syntax(form) => {
             Reply::new(501, (5, 5, 4), format!("Syntax error, expected {form}"))
         }
+        CommandError::ChunkSyntax => {
+            Reply::new(501, (5, 5, 4), "Syntax error, expected BDAT <size> [LAST]")
+        }
+        CommandError::ChunkSizeTooLarge => too_large(limits),
     }
 }

@@ -6,6 +6,13 @@ use std::time::Duration;
 use crate::protocol::data::{BareLineEnding, DataOutcome};
 use crate::protocol::reply::Reply;
 
+/// RCPT commands past `max_recipients` in one transaction that are answered
+/// `452 4.5.3` without counting as errors (RFC 5321 §4.5.3.1.10: the client
+/// sends the message to the accepted recipients and the rest in a later
+/// transaction). Beyond this overshoot each further one counts toward
+/// `max_errors`, as Postfix's `smtpd_recipient_overshoot_limit` (also 1000).
+pub const RECIPIENT_OVERSHOOT_LIMIT: usize = 1000;
+
 /// Limits and names the machine enforces; shared by all sessions of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -21,7 +28,8 @@ pub struct Limits {
     /// The mail structure keeps a string per header line, so a message of a
     /// million short header lines would take many times its size in memory.
     pub max_header_size: usize,
-    /// Most accepted recipients per transaction.
+    /// Most accepted recipients per transaction; further RCPTs get 452 4.5.3
+    /// (not counted as errors up to [`RECIPIENT_OVERSHOOT_LIMIT`] of them).
     pub max_recipients: usize,
     /// Error replies tolerated per session before 421 and close.
     pub max_errors: u32,

@@ -11,6 +11,15 @@
 //! the strict end of DATA, BDAT chunk counting — is answered here without an event.
 //! Every error reply is produced by one function, `Machine::refuse`, which also
 //! counts errors and closes the session after `max_errors`.
+//!
+//! BDAT chunks, including those the machine will not take, are described in
+//! the `chunk` module.
+//!
+//! # Too many recipients
+//! RCPTs past `max_recipients` get `452 4.5.3` and do not count as errors (RFC
+//! 5321 §4.5.3.1.10: the message goes to the accepted ones) until
+//! [`RECIPIENT_OVERSHOOT_LIMIT`] of them in one transaction; each further one
+//! counts toward `max_errors`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +82,8 @@ enum Pending {
 struct Transaction {
     smtputf8: bool,
     recipients: usize,
+    /// RCPTs refused with 452 because `max_recipients` were already accepted.
+    excess_recipients: usize,
     bdat: bool,
 }
 
@@ -337,49 +348,17 @@ impl Machine {
                         event: Some(Event::Message { outcome }),
                     };
                 }
-                Mode::Chunk {
-                    remaining,
-                    size,
-                    last,
-                    keep,
-                } => {
-                    let take = (*remaining).min(rest.len() as u64) as usize;
-                    if take > 0 {
-                        self.deadline_base = now;
-                    }
-                    let chunk = rest.get(..take).unwrap_or_default();
-                    let room = self
-                        .limits
-                        .max_message_size
-                        .saturating_sub(self.message.len() as u64);
-                    if *keep && (take as u64) <= room {
-                        self.message.extend_from_slice(chunk);
-                    } else if *keep {
-                        *keep = false;
-                        self.message = Vec::new();
-                        self.deferred = Some(too_large(&self.limits));
-                        self.tx = None;
-                    }
-                    used += take;
-                    *remaining -= take as u64;
-                    if *remaining > 0 {
-                        break;
-                    }
-                    let (size, last, keep) = (*size, *last, *keep);
-                    self.mode = Mode::Command;
-                    if let Some(reply) = self.deferred.take() {
-                        self.refuse(reply);
-                    } else if keep && last {
-                        self.pending = Some(Pending::Message);
+                Mode::Chunk { .. } => {
+                    let step = self.chunk_input(rest, now);
+                    used += step.consumed;
+                    if let Some(event) = step.event {
                         return Progress {
                             consumed: used,
-                            event: Some(Event::Message {
-                                outcome: self.check_header_section(DataOutcome::Ok),
-                            }),
+                            event: Some(event),
                         };
-                    } else if keep {
-                        let text = format!("{size} octets received");
-                        self.send(Reply::new(250, (2, 0, 0), text));
+                    }
+                    if !step.finished {
+                        break;
                     }
                 }
             }
@@ -568,12 +547,13 @@ impl Machine {
 }
 
 mod auth;
+mod chunk;
 mod commands;
 mod event;
 mod limits;
 
 use limits::too_large;
-pub use limits::{Limits, refusal};
+pub use limits::{Limits, RECIPIENT_OVERSHOOT_LIMIT, refusal};
 
 pub use auth::{Credentials, MAX_AUTH_LINE, Mechanism, Secret};
 

@@ -469,39 +469,6 @@ fn message_limits_are_reported_after_the_end() {
 }
 
 #[test]
-fn bdat_chunks() {
-    let input = script(&[
-        HELLO,
-        b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
-        b"BDAT 7\r\nline\r\n.",
-        b"BDAT 6 LAST\r\n\r\nRSET",
-        b"QUIT\r\n",
-    ]);
-    let t = drive(&input);
-    assert_eq!(codes(&t), [220, 250, 250, 250, 250, 250, 221]);
-    assert!(t.output.contains("250 2.0.0 7 octets received"));
-    assert_eq!(t.messages, [b"line\r\n.\r\nRSET".to_vec()]);
-}
-
-#[test]
-fn bdat_out_of_sequence_discards_its_chunk() {
-    let input = script(&[HELLO, b"BDAT 13 LAST\r\nRCPT TO:<x>\r\n", b"NOOP\r\n"]);
-    let t = drive(&input);
-    assert_eq!(codes(&t), [220, 250, 503, 250]);
-    let mut small = limits();
-    small.max_message_size = 10;
-    let input = script(&[
-        HELLO,
-        b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
-        b"BDAT 8\r\n12345678BDAT 8 LAST\r\n12345678",
-        b"NOOP\r\n",
-    ]);
-    let t = drive_with(small, &input);
-    assert_eq!(codes(&t), [220, 250, 250, 250, 250, 552, 250]);
-    assert!(t.messages.is_empty());
-}
-
-#[test]
 fn pipelined_replies_come_in_one_batch_in_order() {
     let input = script(&[
         HELLO,
@@ -601,8 +568,10 @@ fn a_go_ahead_for_data_is_always_354() {
 }
 
 mod auth;
+mod bdat;
 mod chunking;
 mod deadlines;
 mod header_limit;
 mod properties;
+mod recipient_overshoot;
 mod starttls;

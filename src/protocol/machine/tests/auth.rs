@@ -209,3 +209,72 @@ fn credentials_never_show_the_password() {
     assert!(!format!("{c:?}").contains("hunter2"));
     assert_eq!(c.password.expose(), "hunter2");
 }
+
+#[test]
+fn identities_with_nul_cr_or_lf_are_refused_before_any_hook() {
+    // Each carries the right password: without the check they authenticate.
+    let refused = "501 5.5.2 Invalid user name: NUL, CR and LF are not allowed";
+    let cases: &[(&[u8], &[&str])] = &[
+        // The fuzzer's find: LOGIN user name "\0jo" (then the password line
+        // is no longer part of the exchange, so it is an unknown command).
+        (
+            b"AUTH LOGIN AGpv\r\nc2VjcmV0\r\n",
+            &[refused, "500 5.5.2 Command not recognized"],
+        ),
+        (
+            b"AUTH LOGIN\r\nam8AZQ==\r\n", // "jo\0e"
+            &["334 VXNlcm5hbWU6", refused],
+        ),
+        (b"AUTH LOGIN am9lDQ==\r\n", &[refused]), // "joe\r"
+        (b"AUTH LOGIN am8KZQ==\r\n", &[refused]), // "jo\ne"
+        // PLAIN: user "jo\r\nroot", authzid "ad\nmin".
+        (b"AUTH PLAIN AGpvDQpyb290AHNlY3JldA==\r\n", &[refused]),
+        (b"AUTH PLAIN YWQKbWluAGpvZQBzZWNyZXQ=\r\n", &[refused]),
+        (
+            b"AUTH PLAIN\r\nAGpvDQpyb290AHNlY3JldA==\r\n",
+            &["334 ", refused],
+        ),
+    ];
+    for (exchange, expected) in cases {
+        let input = [b"EHLO c\r\n".as_slice(), exchange].concat();
+        let out = run(options(true), &input);
+        let tail: Vec<&str> = out
+            .trim_end()
+            .split("\r\n")
+            .filter(|l| !l.starts_with("250"))
+            .skip(1)
+            .collect();
+        assert_eq!(tail, *expected, "{}", String::from_utf8_lossy(exchange));
+    }
+}
+
+#[test]
+fn base64_responses_are_decoded_strictly() {
+    let invalid = "501 5.5.2 Invalid base64 data";
+    let cases: &[&[u8]] = &[
+        b"AGpvZQBzZWNyZXQ\r\n",    // padding missing
+        b"AGpvZQBzZWNyZXQ==\r\n",  // padding too long
+        b"AGpvZQBzZWNyZXR=\r\n",   // non-zero trailing bits (non-canonical)
+        b"AGpvZQBz ZWNyZXQ=\r\n",  // embedded space
+        b"AGpvZQBz\tZWNyZXQ=\r\n", // embedded tab
+        b"AGpvZQBz\rZWNyZXQ=\r\n", // embedded CR
+        b"AGpvZQBzZWNyZXQ=\x00\r\n",
+        b"AGpvZQBz_WNyZXQ=\r\n", // URL-safe alphabet
+    ];
+    for response in cases {
+        let input = [b"EHLO c\r\nAUTH PLAIN\r\n".as_slice(), response].concat();
+        let out = run(options(true), &input);
+        assert_eq!(
+            last_line(&out),
+            invalid,
+            "{}",
+            String::from_utf8_lossy(response)
+        );
+    }
+    // The canonical form of the same response is accepted.
+    let out = run(
+        options(true),
+        b"EHLO c\r\nAUTH PLAIN\r\nAGpvZQBzZWNyZXQ=\r\n",
+    );
+    assert_eq!(last_line(&out), "235 2.7.0 Authentication successful");
+}
