@@ -137,13 +137,9 @@ pub async fn authenticate(
     }
     // An unknown user costs about as much as a known one, so timing does not
     // tell which users exist.
-    let stored = stored.unwrap_or(UNKNOWN_USER_SECRET).to_owned();
+    let stored = stored.unwrap_or(crate::auth::UNKNOWN_USER_SECRET).to_owned();
     verify_password_bounded(stored, credentials.password.clone()).await
 }
-
-/// An argon2id hash no password matches in practice, checked for unknown users.
-const UNKNOWN_USER_SECRET: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtdXNlcg$h9u1jC0Xf0kP3cQJ7b0aTg3eVZ2c1Yq3aF5mR8nW2xE";
 
 /// Does nothing.
 pub async fn closed(_cx: &mut Context<'_>) {}
