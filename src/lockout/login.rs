@@ -81,8 +81,7 @@ impl Lockout {
         let everywhere = self
             .record_failure_with(&Subject::login(login), &counting_only)
             .await;
-        let refused_from_client =
-            pair.locked && !self.authenticated_recently(login, client).await;
+        let refused_from_client = pair.locked && !self.authenticated_recently(login, client).await;
         if refused_from_client {
             tracing::warn!(
                 remote = %client,

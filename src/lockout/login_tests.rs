@@ -62,7 +62,10 @@ async fn login_rules(lockout: &Lockout) {
         assert!(!failure.refused_from_client);
     }
     assert!(!lockout.login_refused("joe", attacker).await);
-    assert_eq!(lockout.login_delay("joe", owner, BASE).await, Duration::ZERO);
+    assert_eq!(
+        lockout.login_delay("joe", owner, BASE).await,
+        Duration::ZERO
+    );
     // The third: the attacker's network is refused joe, from any address in its /64.
     let failure = lockout.record_login_failure("joe", attacker).await;
     assert_eq!(
@@ -79,7 +82,10 @@ async fn login_rules(lockout: &Lockout) {
     assert_eq!(lockout.login_delay("joe", owner, BASE).await, BASE * 2);
     lockout.record_login_success("joe", owner).await;
     // Trusted now: never delayed, and its own typos never lock it out of joe.
-    assert_eq!(lockout.login_delay("joe", owner, BASE).await, Duration::ZERO);
+    assert_eq!(
+        lockout.login_delay("joe", owner, BASE).await,
+        Duration::ZERO
+    );
     for _ in 0..5 {
         let failure = lockout.record_login_failure("joe", owner).await;
         assert!(!failure.refused_from_client);
@@ -112,8 +118,16 @@ async fn max_failures_zero_refuses_and_delays_nothing() {
     for _ in 0..10 {
         let failure = lockout.record_login_failure("joe", client).await;
         assert!(!failure.refused_from_client);
-        assert!(!lockout.record_failure(&Subject::client(client, 64)).await.locked);
+        assert!(
+            !lockout
+                .record_failure(&Subject::client(client, 64))
+                .await
+                .locked
+        );
     }
     assert!(!lockout.login_refused("joe", client).await);
-    assert_eq!(lockout.login_delay("joe", client, BASE).await, Duration::ZERO);
+    assert_eq!(
+        lockout.login_delay("joe", client, BASE).await,
+        Duration::ZERO
+    );
 }

@@ -137,7 +137,9 @@ pub async fn authenticate(
     }
     // An unknown user costs about as much as a known one, so timing does not
     // tell which users exist.
-    let stored = stored.unwrap_or(crate::auth::UNKNOWN_USER_SECRET).to_owned();
+    let stored = stored
+        .unwrap_or(crate::auth::UNKNOWN_USER_SECRET)
+        .to_owned();
     verify_password_bounded(stored, credentials.password.clone()).await
 }
 

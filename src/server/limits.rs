@@ -55,7 +55,10 @@ impl ConnectionLimits {
 
     /// A slot for a new connection from `ip`, or `None` when a limit is reached.
     pub(crate) fn admit(&self, ip: IpAddr) -> Option<Slot> {
-        let exempt = self.exceptions.iter().any(|net| net.contains(ip.to_canonical()));
+        let exempt = self
+            .exceptions
+            .iter()
+            .any(|net| net.contains(ip.to_canonical()));
         let ip = client_network(ip, self.ipv6_prefix_length);
         let mut counts = self.inner.lock().ok()?;
         let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);

@@ -159,7 +159,12 @@ impl<R: Receiver> Session<R> {
     /// Clients in `per_ip_limit_exceptions` are never locked out by IP.
     fn exempt_from_ip_lockout(&self) -> bool {
         let ip = self.mail.remote_ip.parse();
-        ip.is_ok_and(|ip| self.settings.per_ip_limit_exceptions.iter().any(|net| net.contains(ip)))
+        ip.is_ok_and(|ip| {
+            self.settings
+                .per_ip_limit_exceptions
+                .iter()
+                .any(|net| net.contains(ip))
+        })
     }
 
     /// Counts a failure of `kind` against the client's IP (once per transaction for
@@ -269,7 +274,11 @@ impl<R: Receiver> Session<R> {
     /// the IP and the login and answered later than the one before.
     async fn auth(&mut self, credentials: Credentials) -> Reply {
         let name = credentials.username.clone();
-        let guard = self.services.lockout.clone().map(|l| (l, self.client_network()));
+        let guard = self
+            .services
+            .lockout
+            .clone()
+            .map(|l| (l, self.client_network()));
         let mut login_refused = false;
         if let Some((lockout, client)) = &guard {
             let base = self.settings.auth_failure_delay;

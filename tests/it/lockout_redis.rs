@@ -217,10 +217,15 @@ fn two_receivers_on_one_redis_see_each_others_failures() {
     );
     // joe is refused to 127.0.0.1 only, never locked as a whole (CWE-645).
     assert_eq!(
-        redis.query(&format!("EXISTS {LOCK_JOE_FROM_LOCAL}")).as_deref(),
+        redis
+            .query(&format!("EXISTS {LOCK_JOE_FROM_LOCAL}"))
+            .as_deref(),
         Some("1")
     );
-    assert_eq!(redis.query(&format!("GET {FAIL_JOE}")).as_deref(), Some("3"));
+    assert_eq!(
+        redis.query(&format!("GET {FAIL_JOE}")).as_deref(),
+        Some("3")
+    );
     assert_eq!(
         redis.query(&format!("EXISTS {LOCK_JOE}")).as_deref(),
         Some("0")
