@@ -11,6 +11,7 @@ mod tls_support;
 mod auth_clients;
 mod auth_replies;
 mod auth_stores;
+mod auth_timing;
 mod binary;
 mod connection_limits;
 mod crash;
