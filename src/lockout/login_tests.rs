@@ -94,6 +94,12 @@ async fn login_rules(lockout: &Lockout) {
     // Everyone else waits longer with every failure (3 + 5 = 8 so far).
     assert_eq!(lockout.login_delay("joe", other, BASE).await, BASE * 64);
     assert!(!lockout.login_refused("joe", other).await);
+    // Client networks: two addresses of one /64 share one count.
+    let first = Subject::client("2001:db8:1::1".parse().unwrap(), 64);
+    let second = Subject::client("2001:db8:1::2".parse().unwrap(), 64);
+    lockout.record_failure(&first).await;
+    lockout.record_failure(&first).await;
+    assert!(lockout.record_failure(&second).await.locked);
 }
 
 #[tokio::test]
