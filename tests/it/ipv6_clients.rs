@@ -91,3 +91,18 @@ fn one_ipv6_prefix_is_one_client_for_the_lockout() {
     assert_eq!(other_64.greeting.code, 220, "{:?}", other_64.greeting);
     other_64.quit();
 }
+
+#[test]
+fn an_ipv6_prefix_longer_than_128_bits_is_a_config_error() {
+    let error = Config {
+        ipv6_prefix_length: 129,
+        ..config()
+    }
+    .settings()
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(error.contains("ipv6_prefix_length"), "{error:?}");
+    assert!(Config::default().settings().is_ok());
+    assert_eq!(Config::default().ipv6_prefix_length, 64);
+}
