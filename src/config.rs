@@ -97,11 +97,15 @@ pub struct Config {
     /// Connections open at once from one IP address; more get 421 4.7.0. Default: 50
     /// (Postfix's `smtpd_client_connection_count_limit`).
     pub max_connections_per_ip: usize,
-    /// Clients (CIDRs) not held to `max_connections_per_ip` — local software such
-    /// as content filters and webmail, like Postfix's
-    /// `smtpd_client_event_limit_exceptions` (`$mynetworks`). Default: loopback,
-    /// `["127.0.0.0/8", "::1/128"]`.
+    /// Clients (CIDRs) not held to `max_connections_per_ip` and never locked out by
+    /// IP — local software such as content filters and webmail, like Postfix's
+    /// `smtpd_client_event_limit_exceptions` (`$mynetworks`); their failed AUTHs still
+    /// wait and still count per login. Default: loopback, `["127.0.0.0/8", "::1/128"]`.
     pub per_ip_limit_exceptions: Vec<String>,
+    /// Leading bits of an IPv6 address that make one client for
+    /// `max_connections_per_ip` and the lockout (one IPv6 client usually holds a
+    /// whole /64); IPv4 counts per address. 0..=128. Default: 64.
+    pub ipv6_prefix_length: u8,
     /// Seconds a message in progress may take to finish after SIGTERM/SIGINT.
     /// Default: 30.
     pub shutdown_grace: f64,
@@ -126,8 +130,9 @@ pub struct Config {
     /// Log to this file (rotated daily) instead of stderr. Read by the binary only
     /// (a library program installs its own `tracing` subscriber).
     pub log_file: Option<PathBuf>,
-    /// Failures within `lockout_period` that lock a client IP (or login) out for
-    /// `lockout_period` (seed option; the seed never read it). Default: 3.
+    /// Failures within `lockout_period` that lock a client IP out, or a login out for
+    /// one client, for `lockout_period` (seed option; the seed never read it); `0`
+    /// turns the lockout off. Default: 3.
     pub max_failed_msgs_per_period: u32,
     /// Seconds: the window failures are counted in, and how long a lock lasts.
     /// Default: 600.
@@ -173,8 +178,9 @@ pub struct Config {
     /// says so at start.
     pub recipient_mx_check: Option<bool>,
     /// What counts as a failure: `auth` (failed AUTH), `mail`, `rcpt`, `data` (a
-    /// transaction refused with 5xx at that step; once per transaction).
-    /// Default: all four.
+    /// transaction refused at that step by a hook that called
+    /// `Context::count_failure`; once per transaction — a hook's policy refusal
+    /// alone does not count). Default: all four.
     pub lockout_counts: Vec<FailureKind>,
 }
 
@@ -232,6 +238,7 @@ impl Default for Config {
             max_connections: 10_000,
             max_connections_per_ip: 50,
             per_ip_limit_exceptions: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            ipv6_prefix_length: 64,
             shutdown_grace: 30.0,
             workers: 0,
             proxy_trusted_networks: Vec::new(),
@@ -319,8 +326,10 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Peers allowed to send a PROXY protocol header.
     pub proxy_trusted_networks: Vec<Cidr>,
-    /// Clients not held to `max_connections_per_ip`.
+    /// Clients not held to `max_connections_per_ip` nor locked out by IP.
     pub per_ip_limit_exceptions: Vec<Cidr>,
+    /// Leading bits of an IPv6 address counted as one client (at most 128).
+    pub ipv6_prefix_length: u8,
     /// When failures lock a client out.
     pub lockout_policy: Policy,
     /// What counts as a failure.
@@ -472,6 +481,7 @@ impl Config {
             shutdown_grace: seconds("shutdown_grace", self.shutdown_grace)?,
             proxy_trusted_networks,
             per_ip_limit_exceptions,
+            ipv6_prefix_length: at_most_128("ipv6_prefix_length", self.ipv6_prefix_length)?,
             lockout_policy: Policy::new(
                 self.max_failed_msgs_per_period,
                 seconds("lockout_period", self.lockout_period)?,
@@ -543,6 +553,7 @@ impl Settings {
                     shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
                     proxy_trusted_networks: Vec::new(),
                     per_ip_limit_exceptions: Vec::new(),
+                    ipv6_prefix_length: config.ipv6_prefix_length,
                     lockout_policy: Policy::default(),
                     lockout_counts: config.lockout_counts,
                     auth: false,
@@ -577,6 +588,13 @@ fn at_least<T: PartialOrd + std::fmt::Display + Copy>(
 ) -> Result<T, ConfigError> {
     if value < min {
         return Err(invalid(key, format!("{value} is below the minimum {min}")));
+    }
+    Ok(value)
+}
+
+fn at_most_128(key: &'static str, value: u8) -> Result<u8, ConfigError> {
+    if value > 128 {
+        return Err(invalid(key, format!("{value} is more than 128 bits")));
     }
     Ok(value)
 }

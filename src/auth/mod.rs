@@ -11,7 +11,7 @@ pub mod verify;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use password::{hash_password, verify_password};
+pub use password::{UNKNOWN_USER_SECRET, hash_password, verify_password, verify_password_evenly};
 pub use secret::Secret;
 pub use store::{PasswdFile, SqliteStore, StoreError};
 pub use verify::verify_password_bounded;

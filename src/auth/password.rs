@@ -42,6 +42,19 @@
 //!   (the blocking pool, at most one check per CPU at a time) and run
 //!   [`hash_password`] in `tokio::task::spawn_blocking`.
 //!
+//! # Timing
+//!
+//! [`verify_password_evenly`] (what [`super::verify_password_bounded`] and so
+//! `defaults::authenticate` use) makes a failed check cost at least one argon2id check
+//! at the default parameters, whatever was stored: an unknown user is checked against
+//! [`UNKNOWN_USER_SECRET`], and a failed check against a cheaper scheme (`{PLAIN}`,
+//! `$6$`, `$5$`, a malformed or unknown secret) is followed by a check against it too.
+//! So a wrong password for a `{PLAIN}` user, a `$6$` user and an unknown user take
+//! about as long, and timing does not tell which users exist. It cannot make a
+//! *costlier* stored secret (bcrypt at cost 12, argon2 with more memory) look cheap,
+//! nor an argon2 hash with weaker parameters look as costly: keep stored hashes at
+//! or near the defaults of `net-receiver hash-password`.
+//!
 //! Nothing here logs or returns a password, a hash or a secret; a malformed stored
 //! secret is reported at `debug` level by its scheme only.
 
@@ -135,6 +148,30 @@ pub fn verify_password(stored: &str, supplied: &str) -> bool {
         );
     }
     outcome == Outcome::Match
+}
+
+/// An argon2id hash (default parameters) no password matches in practice: what an
+/// unknown user is checked against, and what pads a cheaper failed check.
+pub const UNKNOWN_USER_SECRET: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtdXNlcg$h9u1jC0Xf0kP3cQJ7b0aTg3eVZ2c1Yq3aF5mR8nW2xE";
+
+/// [`verify_password`], but a failure costs at least an argon2id check at the default
+/// parameters whatever the stored secret (`None`: an unknown user), so timing does not
+/// tell unknown users from known ones (see "Timing" in the module documentation).
+/// A success against a cheap scheme is not padded: it tells nothing an attacker does
+/// not know already.
+pub fn verify_password_evenly(stored: Option<&str>, supplied: &str) -> bool {
+    let Some(stored) = stored else {
+        return verify_password(UNKNOWN_USER_SECRET, supplied);
+    };
+    if verify_password(stored, supplied) {
+        return true;
+    }
+    if scheme_of(stored) != Some(Scheme::Argon2) {
+        // The same work an unknown user costs; its answer is always "no".
+        let _ = verify_password(UNKNOWN_USER_SECRET, supplied);
+    }
+    false
 }
 
 /// A new argon2id hash in PHC form (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) with

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 use tokio::sync::oneshot;
 
-use super::password::verify_password;
+use super::password::verify_password_evenly;
 use crate::protocol::Secret;
 
 /// One queued verification.
@@ -43,11 +43,13 @@ pub fn max_concurrent_verifications() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
-/// [`verify_password`] on one of [`max_concurrent_verifications`] threads shared by
-/// the whole process (callers beyond that wait their turn, in order). Needs a tokio
-/// runtime. False when the verification could not run.
+/// [`verify_password_evenly`] on one of [`max_concurrent_verifications`] threads
+/// shared by the whole process (callers beyond that wait their turn, in order): a
+/// failure costs at least an argon2id check whatever `stored` is (check an unknown
+/// user against [`super::UNKNOWN_USER_SECRET`]). Needs a tokio runtime. False when
+/// the verification could not run.
 pub async fn verify_password_bounded(stored: String, supplied: Secret) -> bool {
-    let job = move || verify_password(&stored, supplied.expose());
+    let job = move || verify_password_evenly(Some(&stored), supplied.expose());
     let verifiers = VERIFIERS.get_or_init(|| Verifiers::start(max_concurrent_verifications()));
     match verifiers {
         Some(verifiers) => verifiers.run(job).await,

@@ -2,8 +2,8 @@
 //!
 //! Entries live in a `HashMap`; two queues hold them in the order their expiry was last
 //! set — one for subjects that are only counting, one for locked subjects. Under one
-//! policy (what [`super::Lockout`] uses) an entry's expiry is "the time it was queued +
-//! period", so each queue's front is its entry that expires first. When the store is full,
+//! period (what [`super::Lockout`] uses for all its policies) an entry's expiry is "the
+//! time it was queued + period", so each queue's front is its entry that expires first. When the store is full,
 //! a new subject takes the place of, in this order: an expired entry, the oldest counting
 //! entry, the oldest locked entry — so a flood of new addresses pushes out counters
 //! before it pushes out locks. Queue items made stale by a later update are skipped when

@@ -1,12 +1,37 @@
 //! Lockout after repeated failures: the seed's `max_failed_msgs_per_period`, made real.
 //!
-//! Failures (a failed AUTH, a transaction that ends rejected, …) are counted per
-//! [`Subject`] — a client IP **or** a login name — in a *fixed window* of
-//! [`Policy::period`] that starts at the subject's first failure. When the count within
-//! the window reaches [`Policy::max_failures`], the subject is locked for
-//! [`Policy::period`]; every further failure counted while at or over the limit starts
-//! the lock period again. When the window ends, the count starts from zero; a lock ends
-//! on its own when its period is over, or at once through [`Lockout::clear`].
+//! Failures are counted per [`Subject`] in a *fixed window* of [`Policy::period`] that
+//! starts at the subject's first failure. When the count within the window reaches
+//! [`Policy::max_failures`], the subject is locked for [`Policy::period`]; every further
+//! failure counted while at or over the limit starts the lock period again. When the
+//! window ends, the count starts from zero; a lock ends on its own when its period is
+//! over, or at once through [`Lockout::clear`]. `max_failures = 0` turns locking off.
+//!
+//! # What is counted, and who is locked
+//!
+//! - **The client network** ([`Subject::client`]): an IPv4 address, or the IPv6 prefix
+//!   of `ipv6_prefix_length` bits (default 64: one IPv6 client usually holds a whole
+//!   /64). A failed AUTH counts, and a MAIL/RCPT/DATA refusal counts when the hook that
+//!   refused called `Context::count_failure` (a hook's own policy refusal, e.g. "must
+//!   authenticate", is not abuse and does not count unless the hook says so). A locked
+//!   network is refused at connect (421) and in an open session (450, closed). Clients
+//!   in `per_ip_limit_exceptions` (loopback by default: local webmail, content filters)
+//!   are never locked out by network, as Postfix exempts `$mynetworks`; the login
+//!   protection below still applies to them.
+//! - **A login from one client network** ([`Subject::LoginFrom`]): failed AUTHs for
+//!   one login from one network. At the limit that network is refused that login (the
+//!   same 535 as a wrong password, even with the right one) — unless it authenticated
+//!   as that login within the period ([`Subject::Authenticated`]): a client that
+//!   proved it knows the password is never locked out of its own login.
+//! - **A login from everywhere** ([`Subject::Login`]): failed AUTHs for the login from
+//!   any network. It never locks the login (that would let anyone lock its owner out,
+//!   CWE-645); at the limit the login is *under attack*, and every AUTH for it from a
+//!   network that has not authenticated as it recently is answered only after a delay
+//!   that doubles with each further failure (`auth_failure_delay` × 2, × 4, … up to
+//!   30 s; see [`Lockout::login_delay`]). The delay comes *before* the password is
+//!   checked, so a guesser cannot cut it short by hanging up early, while the owner on
+//!   a network already trusted is not slowed and the owner on a new network waits once
+//!   and gets in.
 //!
 //! The counts live in a [`LockoutStore`]:
 //! - [`MemoryStore`] (the default): in-process, bounded, entries expire, O(1) per call;
@@ -19,9 +44,12 @@
 //! A Redis outage therefore disables the lockout for its duration; it never stops
 //! receiving.
 
+mod login;
 mod memory;
 mod redis;
 
+#[cfg(test)]
+mod login_tests;
 #[cfg(test)]
 mod memory_tests;
 #[cfg(test)]
@@ -36,6 +64,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use self::login::{HookCountedFailure, LoginFailure, MAX_AUTH_DELAY, client_network};
 pub use self::memory::{Clock, MemoryStore};
 pub use self::redis::RedisStore;
 
@@ -45,28 +74,44 @@ pub const MAX_PERIOD: Duration = Duration::from_millis(1 << 40);
 /// How often at most [`Lockout`] logs store errors (the first one is always logged).
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// What is counted: a client IP, or a login name.
+/// What is counted: a client network, a login, or a login from one client network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
-    /// A client address; build it with [`Subject::ip`] so IPv4-mapped IPv6 addresses
-    /// count as the IPv4 address they carry.
+    /// A client address or network; build it with [`Subject::client`] (IPv6 counted per
+    /// prefix) or [`Subject::ip`] (per address), so IPv4-mapped IPv6 addresses count as
+    /// the IPv4 address they carry.
     Ip(IpAddr),
-    /// A login (AUTH user) name, exactly as given. Pass the name the credential store
-    /// resolves (e.g. lower-cased when user names are case-insensitive), or one user can
-    /// be attacked under several spellings.
+    /// A login (AUTH user) name, exactly as given, over all clients. Pass the name the
+    /// credential store resolves (e.g. lower-cased when user names are
+    /// case-insensitive), or one user can be attacked under several spellings.
     Login(String),
+    /// Failed AUTHs for `login` from one client network (see [`Subject::client`]).
+    LoginFrom {
+        /// The login name, as for [`Subject::Login`].
+        login: String,
+        /// The client network, as [`client_network`] makes it.
+        client: IpAddr,
+    },
+    /// A mark that `client` authenticated as `login` within the period ("locked" while
+    /// the mark lasts).
+    Authenticated {
+        /// The login name, as for [`Subject::Login`].
+        login: String,
+        /// The client network, as [`client_network`] makes it.
+        client: IpAddr,
+    },
 }
 
 impl Subject {
-    /// The subject for a client address; `::ffff:a.b.c.d` becomes `a.b.c.d`.
+    /// The subject for one client address; `::ffff:a.b.c.d` becomes `a.b.c.d`.
     pub fn ip(addr: IpAddr) -> Self {
-        match addr {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Subject::Ip(IpAddr::V4(v4)),
-                None => Subject::Ip(IpAddr::V6(v6)),
-            },
-            v4 @ IpAddr::V4(_) => Subject::Ip(v4),
-        }
+        Subject::Ip(addr.to_canonical())
+    }
+
+    /// The subject for a client's network: the IPv4 address, or the IPv6 address's
+    /// first `ipv6_prefix_length` bits (see [`client_network`]).
+    pub fn client(addr: IpAddr, ipv6_prefix_length: u8) -> Self {
+        Subject::Ip(client_network(addr, ipv6_prefix_length))
     }
 
     /// The subject for a login name.
@@ -80,6 +125,10 @@ impl std::fmt::Display for Subject {
         match self {
             Subject::Ip(ip) => write!(f, "ip {ip}"),
             Subject::Login(name) => write!(f, "login {name:?}"),
+            Subject::LoginFrom { login, client } => write!(f, "login {login:?} from {client}"),
+            Subject::Authenticated { login, client } => {
+                write!(f, "authenticated as {login:?} from {client}")
+            }
         }
     }
 }
@@ -289,9 +338,13 @@ impl Lockout {
     /// Counts one failure of `subject` and returns its status after that; the default
     /// (no failures, not locked) when the store errs.
     pub async fn record_failure(&self, subject: &Subject) -> Status {
-        let result = self
-            .guard(self.store.record_failure(subject, &self.policy))
-            .await;
+        self.record_failure_with(subject, &self.policy).await
+    }
+
+    /// [`Lockout::record_failure`] under another policy (of the same period, so the
+    /// memory store's expiry order holds).
+    async fn record_failure_with(&self, subject: &Subject, policy: &Policy) -> Status {
+        let result = self.guard(self.store.record_failure(subject, policy)).await;
         self.or_open(result).unwrap_or_default()
     }
 

@@ -7,10 +7,12 @@
 //! - `net-receiver:lock:<kind>:<value>` — present while locked (`SET … PX period` at every
 //!   failure that brings the count to the limit or beyond).
 //!
-//! `<kind>:<value>` is `ip:<address>` (`ip:192.0.2.7`, `ip:2001:db8::1`; IPv4-mapped IPv6
-//! already folded to IPv4 by [`Subject::ip`]) or `login:<hex>` with the login name's UTF-8
-//! bytes in lower-case hex (`login:616c696365` for `alice`), so any name — with `:`,
-//! spaces, newlines, non-ASCII — makes one safe, unambiguous key.
+//! `<kind>:<value>` is `ip:<address>` (`ip:192.0.2.7`, `ip:2001:db8::` for the /64 of
+//! `2001:db8::1`; IPv4-mapped IPv6 already folded to IPv4 by [`Subject::client`]),
+//! `login:<hex>` with the login name's UTF-8 bytes in lower-case hex
+//! (`login:616c696365` for `alice`), so any name — with `:`, spaces, newlines,
+//! non-ASCII — makes one safe, unambiguous key; `login-from:<hex>:<address>` and
+//! `authenticated:<hex>:<address>` for a login from one client network.
 //! Counting and locking run as one Lua script, so concurrent receivers cannot race.
 //!
 //! Connection: nothing is connected by [`RedisStore::new`]; the first call connects (in a
@@ -284,16 +286,22 @@ impl LockoutStore for RedisStore {
 fn key_suffix(subject: &Subject) -> String {
     match subject {
         Subject::Ip(ip) => format!("ip:{ip}"),
-        Subject::Login(name) => {
-            let mut out = String::with_capacity(6 + 2 * name.len());
-            out.push_str("login:");
-            for byte in name.as_bytes() {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "{byte:02x}");
-            }
-            out
+        Subject::Login(name) => format!("login:{}", hex(name)),
+        Subject::LoginFrom { login, client } => format!("login-from:{}:{client}", hex(login)),
+        Subject::Authenticated { login, client } => {
+            format!("authenticated:{}:{client}", hex(login))
         }
     }
+}
+
+/// The UTF-8 bytes of `name` in lower-case hex.
+fn hex(name: &str) -> String {
+    let mut out = String::with_capacity(2 * name.len());
+    for byte in name.as_bytes() {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
 }
 
 /// `{failures, locked}` from a script's reply.

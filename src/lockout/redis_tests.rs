@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// A `redis-server` child process, killed on drop.
-struct RedisServer {
+pub(super) struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    pub(super) fn start() -> Self {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let mut server = RedisServer {
@@ -88,7 +88,7 @@ impl RedisServer {
         assert!(status.success());
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 }

@@ -142,7 +142,7 @@ pub async fn authenticate(
             tracing::debug!("AUTH fails: no such user");
             // An unknown user costs about as much as a known one, so timing does
             // not tell which users exist.
-            UNKNOWN_USER_SECRET.to_owned()
+            crate::auth::UNKNOWN_USER_SECRET.to_owned()
         }
     };
     if scheme_of(&stored).is_none() {
@@ -157,10 +157,6 @@ pub async fn authenticate(
     }
     matched
 }
-
-/// An argon2id hash no password matches in practice, checked for unknown users.
-const UNKNOWN_USER_SECRET: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtdXNlcg$h9u1jC0Xf0kP3cQJ7b0aTg3eVZ2c1Yq3aF5mR8nW2xE";
 
 /// Does nothing.
 pub async fn closed(_cx: &mut Context<'_>) {}

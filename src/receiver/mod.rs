@@ -79,6 +79,13 @@ impl Context<'_> {
     pub fn lockout(&self) -> Option<&Lockout> {
         self.services.lockout.as_deref()
     }
+
+    /// Counts this hook's refusal (a 4xx/5xx from `mail_from`, `rcpt_to`, `data` or
+    /// the message) toward the lockout, once per transaction. Without it a hook's
+    /// refusal is policy, not abuse, and counts for nothing.
+    pub fn count_failure(&mut self) {
+        self.extensions.insert(crate::lockout::HookCountedFailure);
+    }
 }
 
 /// What the server provides to every connection besides the hooks: where mail

@@ -1,6 +1,8 @@
-//! Connection limits: how many connections are open in all and per client IP
-//! (clients in the exceptions, loopback by default, only count in all). A
-//! connection holds a [`Slot`] while it lives; dropping it frees the place.
+//! Connection limits: how many connections are open in all and per client (clients
+//! in the exceptions, loopback by default, only count in all). A client is an IPv4
+//! address or an IPv6 prefix of `ipv6_prefix_length` bits (default 64), as in the
+//! lockout ([`crate::lockout::client_network`]). A connection holds a [`Slot`] while
+//! it lives; dropping it frees the place.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Cidr;
+use crate::lockout::client_network;
 
 /// Counts open connections against `max_connections` and `max_connections_per_ip`.
 #[derive(Debug, Clone)]
@@ -17,6 +20,7 @@ pub(crate) struct ConnectionLimits {
     max_total: usize,
     max_per_ip: usize,
     exceptions: Arc<[Cidr]>,
+    ipv6_prefix_length: u8,
 }
 
 #[derive(Debug, Default)]
@@ -39,16 +43,26 @@ impl ConnectionLimits {
             max_total,
             max_per_ip,
             exceptions: exceptions.into(),
+            ipv6_prefix_length: 64,
         }
+    }
+
+    /// Counts IPv6 clients per prefix of `bits` leading bits (default 64).
+    pub(crate) fn with_ipv6_prefix_length(mut self, bits: u8) -> Self {
+        self.ipv6_prefix_length = bits;
+        self
     }
 
     /// A slot for a new connection from `ip`, or `None` when a limit is reached.
     pub(crate) fn admit(&self, ip: IpAddr) -> Option<Slot> {
-        let ip = ip.to_canonical();
+        let exempt = self
+            .exceptions
+            .iter()
+            .any(|net| net.contains(ip.to_canonical()));
+        let ip = client_network(ip, self.ipv6_prefix_length);
         let mut counts = self.inner.lock().ok()?;
         let from_ip = counts.per_ip.get(&ip).copied().unwrap_or(0);
-        let held_per_ip =
-            from_ip >= self.max_per_ip && !self.exceptions.iter().any(|net| net.contains(ip));
+        let held_per_ip = from_ip >= self.max_per_ip && !exempt;
         if counts.total >= self.max_total || held_per_ip {
             return None;
         }
@@ -144,6 +158,23 @@ mod tests {
         let remote: IpAddr = "192.0.2.1".parse().unwrap();
         let _one = limits.admit(remote).unwrap();
         assert!(limits.admit(remote).is_none(), "others keep their limit");
+    }
+
+    #[test]
+    fn ipv6_clients_count_per_prefix() {
+        let limits = ConnectionLimits::new(10, 2, &[]);
+        let in_one_64 = ["2001:db8::1", "2001:db8::ffff:1:2:3"];
+        let _slots: Vec<Slot> = in_one_64
+            .iter()
+            .map(|ip| limits.admit(ip.parse().unwrap()).unwrap())
+            .collect();
+        let third: IpAddr = "2001:db8::3".parse().unwrap();
+        assert!(limits.admit(third).is_none(), "same /64: one client");
+        let next_64: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert!(limits.admit(next_64).is_some(), "another /64");
+        let per_address = ConnectionLimits::new(10, 1, &[]).with_ipv6_prefix_length(128);
+        let _one = per_address.admit("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(per_address.admit(third).is_some(), "/128: per address");
     }
 
     #[test]

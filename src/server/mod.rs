@@ -132,7 +132,8 @@ impl<R: Receiver> Server<R> {
             settings.max_connections,
             settings.max_connections_per_ip,
             &settings.per_ip_limit_exceptions,
-        );
+        )
+        .with_ipv6_prefix_length(settings.ipv6_prefix_length);
         let lockout = Lockout::in_memory(settings.lockout_policy);
         Ok(Self {
             shared: Arc::new(Shared {

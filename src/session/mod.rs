@@ -16,7 +16,7 @@ use futures_util::FutureExt as _;
 
 use crate::config::{FailureKind, ListenerSpec, Settings};
 use crate::delivery::DeliveryError;
-use crate::lockout::Subject;
+use crate::lockout::{self, HookCountedFailure, Subject};
 use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::machine::refusal;
@@ -132,6 +132,7 @@ impl<R: Receiver> Session<R> {
     /// gets 421 4.7.0 instead and is closed.
     pub async fn connect(&mut self) -> Reply {
         if let Some(lockout) = &self.services.lockout
+            && !self.exempt_from_ip_lockout()
             && lockout.is_locked(&self.ip_subject()).await
         {
             self.mail.prohibited = true;
@@ -150,19 +151,35 @@ impl<R: Receiver> Session<R> {
     }
 
     fn ip_subject(&self) -> Subject {
-        match self.mail.remote_ip.parse() {
-            Ok(ip) => Subject::ip(ip),
-            Err(_) => Subject::login(format!("ip:{}", self.mail.remote_ip)),
-        }
+        Subject::Ip(self.client_network())
+    }
+
+    /// The client's network as the lockout counts it (IPv6 per prefix).
+    fn client_network(&self) -> std::net::IpAddr {
+        let ip = self.mail.remote_ip.parse();
+        let ip = ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        lockout::client_network(ip, self.settings.ipv6_prefix_length)
+    }
+
+    /// Clients in `per_ip_limit_exceptions` are never locked out by IP.
+    fn exempt_from_ip_lockout(&self) -> bool {
+        let ip = self.mail.remote_ip.parse();
+        ip.is_ok_and(|ip| {
+            self.settings
+                .per_ip_limit_exceptions
+                .iter()
+                .any(|net| net.contains(ip))
+        })
     }
 
     /// Counts a failure of `kind` against the client's IP (once per transaction for
-    /// MAIL/RCPT/DATA); true when the client is now locked out.
+    /// MAIL/RCPT/DATA; never for `per_ip_limit_exceptions`); true when the client is
+    /// now locked out.
     async fn count_failure(&mut self, kind: FailureKind) -> bool {
         let Some(lockout) = self.services.lockout.clone() else {
             return false;
         };
-        if !self.settings.lockout_counts.contains(&kind) {
+        if !self.settings.lockout_counts.contains(&kind) || self.exempt_from_ip_lockout() {
             return false;
         }
         if kind != FailureKind::Auth {
@@ -190,6 +207,7 @@ impl<R: Receiver> Session<R> {
             return prohibited(&self.mail.remote_ip);
         }
         let is_message = matches!(event, Event::Message { .. });
+        self.extensions.remove::<HookCountedFailure>();
         let counted = match &event {
             Event::MailFrom(_) => Some(FailureKind::Mail),
             Event::RcptTo(_) => Some(FailureKind::Rcpt),
@@ -218,8 +236,11 @@ impl<R: Receiver> Session<R> {
             // The connection handles STARTTLS itself; it never gets here.
             Event::StartTls => Reply::new(454, (4, 7, 0), "TLS not available"),
         };
+        // Only a refusal its hook asked to count (`Context::count_failure`).
+        let hook_counted = self.extensions.remove::<HookCountedFailure>().is_some();
         if let Some(kind) = counted
-            && reply.code >= 500
+            && hook_counted
+            && reply.is_negative()
             && self.count_failure(kind).await
         {
             return prohibited(&self.mail.remote_ip);
@@ -252,24 +273,34 @@ impl<R: Receiver> Session<R> {
         let _ = hook!(self, closed);
     }
 
-    /// AUTH: a locked login fails even with the right password (same 535, no
-    /// oracle); each failure is counted for the IP and the login and answered
-    /// later than the one before.
+    /// AUTH (the lockout's rules are in [`crate::lockout`]): a login refused from
+    /// this client fails even with the right password (same 535, no oracle); a login
+    /// under attack is checked only after its delay; each failure is counted for
+    /// the IP and the login and answered later than the one before.
     async fn auth(&mut self, credentials: Credentials) -> Reply {
-        let login = Subject::login(credentials.username.clone());
-        let lockout = self.services.lockout.clone();
-        let login_locked = match &lockout {
-            Some(lockout) => lockout.is_locked(&login).await,
-            None => false,
-        };
-        // The check runs even for a locked login, so its answer takes as long.
+        let name = credentials.username.clone();
+        let guard = self
+            .services
+            .lockout
+            .clone()
+            .map(|l| (l, self.client_network()));
+        let mut login_refused = false;
+        if let Some((lockout, client)) = &guard {
+            let base = self.settings.auth_failure_delay;
+            tokio::time::sleep(lockout.login_delay(&name, *client, base).await).await;
+            login_refused = lockout.login_refused(&name, *client).await;
+        }
+        // The check runs even for a refused login, so its answer takes as long.
         let Ok(verified) = hook!(self, authenticate, &credentials) else {
             return internal_error();
         };
-        let accepted = verified && !login_locked;
+        let accepted = verified && !login_refused;
         let remote = self.mail.remote_ip.clone();
         let mechanism = credentials.mechanism.as_str();
         if accepted {
+            if let Some((lockout, client)) = &guard {
+                lockout.record_login_success(&name, *client).await;
+            }
             tracing::info!(%remote, user = %credentials.username, mechanism, "AUTH succeeded");
             self.mail.authenticated = Some(credentials.username);
             return Reply::new(235, (2, 7, 0), "Authentication successful");
@@ -277,10 +308,10 @@ impl<R: Receiver> Session<R> {
         tracing::warn!(%remote, user = %credentials.username, mechanism, "AUTH failed");
         self.failed_auths = self.failed_auths.saturating_add(1);
         let mut ip_locked = false;
-        if let Some(lockout) = &lockout
+        if let Some((lockout, client)) = &guard
             && self.settings.lockout_counts.contains(&FailureKind::Auth)
         {
-            lockout.record_failure(&login).await;
+            lockout.record_login_failure(&name, *client).await;
             ip_locked = self.count_failure(FailureKind::Auth).await;
         }
         let doublings = self.failed_auths.saturating_sub(1).min(5);

@@ -59,8 +59,9 @@ pub(crate) fn plaintext_auth_config() -> Config {
 }
 
 /// The seed's `password(username)` hook over [`USERS`]; refuses MAIL from
-/// `reject@…` (550), RCPT to `reject@…` (550) and DATA from `nodata@…` (554); keeps
-/// a copy of every delivered mail.
+/// `reject@…` (550), RCPT to `reject@…` (550) and DATA from `nodata@…` (554), each
+/// counted toward the lockout (`cx.count_failure()`); keeps a copy of every delivered
+/// mail.
 #[derive(Clone, Default)]
 pub(crate) struct Users(Arc<Mutex<Vec<Mail>>>);
 
@@ -89,6 +90,7 @@ impl Receiver for Users {
 
     async fn mail_from(&self, cx: &mut Context<'_>, from: &MailFrom) -> net_receiver::Reply {
         if local_part_is(&from.address, "reject") {
+            cx.count_failure();
             return net_receiver::Reply::new(550, (5, 7, 1), "Sender refused");
         }
         defaults::mail_from(cx, from).await
@@ -96,6 +98,7 @@ impl Receiver for Users {
 
     async fn rcpt_to(&self, cx: &mut Context<'_>, to: &RcptTo) -> net_receiver::Reply {
         if local_part_is(to, "reject") {
+            cx.count_failure();
             return net_receiver::Reply::new(550, (5, 1, 1), "No such user");
         }
         defaults::rcpt_to(cx, to).await
@@ -104,6 +107,7 @@ impl Receiver for Users {
     async fn data(&self, cx: &mut Context<'_>) -> net_receiver::Reply {
         let from = cx.mail.mailfrom.as_ref().map(|m| &m.address);
         if from.is_some_and(|a| local_part_is(a, "nodata")) {
+            cx.count_failure();
             return net_receiver::Reply::new(554, (5, 7, 1), "Not from you");
         }
         defaults::data(cx).await
