@@ -457,7 +457,7 @@ mod tests {
                 &v,
                 "local_port local_hostname remote_port remote_hostname remote_ip id time accepted \
                  prohibited encrypted authenticated connect ehlo mailfrom rcptto data \
-                 tls_version tls_cipher dnsbl"
+                 tls_version tls_cipher dnsbl listener delivered delivery_error"
                     .into(),
             ),
             (&v["connect"], "value domain iprev error".into()),
