@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use net_receiver::protocol::machine::{ehlo_keywords, refusal};
-use net_receiver::protocol::{ConnectionOptions, Event, Limits, Machine, Reply};
+use net_receiver::protocol::machine::ehlo_keywords;
+use net_receiver::protocol::{ConnectionOptions, Event, Limits, Machine, MessageEnd, Reply};
 
 fn answer(machine: &mut Machine, event: Event) -> Option<Reply> {
     Some(match event {
@@ -19,10 +19,8 @@ fn answer(machine: &mut Machine, event: Event) -> Option<Reply> {
         Event::RcptTo(r) if r.argument.contains("no") => Reply::new(550, (5, 1, 1), "no"),
         Event::RcptTo(_) => Reply::new(250, (2, 1, 5), "OK"),
         Event::DataStart { .. } => Reply::plain(354, "go"),
-        Event::Message { outcome } => {
-            let _ = machine.take_message();
-            refusal(outcome, machine.limits()).unwrap_or(Reply::new(250, (2, 0, 0), "OK"))
-        }
+        Event::Message(MessageEnd::Refused(refusal)) => Reply::from(refusal),
+        Event::Message(MessageEnd::Complete(_)) => Reply::new(250, (2, 0, 0), "OK"),
         Event::Auth(c) if c.password.expose() == "secret" => Reply::new(235, (2, 7, 0), "OK"),
         Event::Auth(_) => Reply::new(535, (5, 7, 8), "no"),
         Event::Quit => Reply::new(221, (2, 0, 0), "bye"),

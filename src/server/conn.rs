@@ -156,7 +156,7 @@ impl<R: Receiver> Connection<R> {
                     flush(machine, stream, output).await?;
                     return Ok(Ending::StartTls);
                 }
-                let reply = session.handle(event, machine).await;
+                let reply = session.handle(event).await;
                 machine.answer(reply);
                 events += 1;
                 if events >= MAX_EVENTS_PER_FLUSH {

@@ -19,8 +19,7 @@ use crate::delivery::DeliveryError;
 use crate::lockout::{self, HookCountedFailure, Subject};
 use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
 use crate::protocol::address::analyze_local_part;
-use crate::protocol::machine::refusal;
-use crate::protocol::{Credentials, DataOutcome, Event, Machine, Path, PathRequest, Reply};
+use crate::protocol::{Credentials, Event, MessageEnd, Path, PathRequest, Reply};
 use crate::receiver::{Context, Extensions, Receiver, Services};
 use crate::{id, trace};
 
@@ -197,13 +196,10 @@ impl<R: Receiver> Session<R> {
     }
 
     /// Calls the hook for `event` and returns the reply for the machine.
-    pub async fn handle(&mut self, event: Event, machine: &mut Machine) -> Reply {
+    pub async fn handle(&mut self, event: Event) -> Reply {
         let quit = event == Event::Quit;
         if self.mail.prohibited && !quit {
-            if let Event::Message { .. } = event {
-                // Prohibited while the message was on its way: it is not taken.
-                drop(machine.take_message());
-            }
+            // Prohibited while a message was on its way: it is not taken.
             return prohibited(&self.mail.remote_ip);
         }
         let is_message = matches!(event, Event::Message { .. });
@@ -219,7 +215,7 @@ impl<R: Receiver> Session<R> {
             Event::MailFrom(request) => self.mail_from(request).await,
             Event::RcptTo(request) => self.rcpt_to(request).await,
             Event::DataStart { .. } => hook!(self, data).unwrap_or_else(|_| internal_error()),
-            Event::Message { outcome } => self.message(outcome, machine).await,
+            Event::Message(end) => self.message(end).await,
             Event::Rset => {
                 let reply = hook!(self, rset).unwrap_or_else(|_| internal_error());
                 if reply.is_positive() {
@@ -367,15 +363,19 @@ impl<R: Receiver> Session<R> {
         reply
     }
 
-    async fn message(&mut self, outcome: DataOutcome, machine: &mut Machine) -> Reply {
-        let raw = machine.take_message();
-        if let Some(reply) = refusal(outcome, machine.limits()) {
-            let mut data = Data::from_message(Vec::new(), String::new());
-            data.size = raw.len() as u64;
-            self.mail.data = Some(data);
-            self.archive();
-            return reply;
-        }
+    /// The end of DATA or BDAT, alike: a refused message is recorded (its size)
+    /// and kept for `closed`; a complete one goes to `received`.
+    async fn message(&mut self, end: MessageEnd) -> Reply {
+        let raw = match end {
+            MessageEnd::Complete(raw) => raw,
+            MessageEnd::Refused(refusal) => {
+                let mut data = Data::from_message(Vec::new(), String::new());
+                data.size = refusal.size;
+                self.mail.data = Some(data);
+                self.archive();
+                return Reply::from(refusal);
+            }
+        };
         // Authenticated as received; then a client's Authentication-Results claiming
         // to be ours is removed from what is delivered.
         let original = bytes::Bytes::from(raw);

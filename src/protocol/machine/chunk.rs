@@ -4,8 +4,10 @@
 //! The octets a BDAT line declares are always chunk data, never commands, or a
 //! client could hide a `RCPT`/`DATA`/message in them that a front end forwarding
 //! by the declared size passes along as data. A chunk refused for its sequence
-//! (`503`), by the hook, or because the message grows over `max_message_size`
-//! (`552 5.3.4`, the transaction ends) is read and thrown away, then refused.
+//! (`503`) or by the hook is read and thrown away, then refused; one that makes
+//! the message grow over `max_message_size` is read and thrown away, and its end
+//! is the message's end: [`Event::Message`] with the refusal (`552 5.3.4`), as
+//! for an oversized DATA, so the session counts and records it the same way.
 //! That skip is bounded: a chunk size over `max_message_size` (up to 2^64−1), one
 //! that 64 bits cannot hold (RFC 3030 allows any number of digits) and a BDAT
 //! line that cannot be parsed get their refusal (`552 5.3.4` or `501 5.5.4`), then
@@ -15,7 +17,7 @@
 
 use std::time::Instant;
 
-use super::{DataOutcome, Event, Machine, Mode, Pending, too_large};
+use super::{DataOutcome, Event, Machine, MessageEnd, Mode, Pending, Refusal};
 use crate::protocol::Reply;
 
 /// What one call of [`Machine::chunk_input`] did.
@@ -56,10 +58,11 @@ impl Machine {
         if *keep && (take as u64) <= room {
             self.message.extend_from_slice(chunk);
         } else if *keep {
+            // Over the limit: the rest is skipped, and the chunk's end is the
+            // message's end, refused like an oversized DATA (same event).
             *keep = false;
+            self.chunk_overflow = Some(self.message.len() as u64 + take as u64);
             self.message = Vec::new();
-            self.deferred = Some(too_large(&self.limits));
-            self.tx = None;
         }
         *remaining -= take as u64;
         let mut step = ChunkStep {
@@ -72,13 +75,14 @@ impl Machine {
         }
         let (size, last, keep) = (*size, *last, *keep);
         self.mode = Mode::Command;
-        if let Some(reply) = self.deferred.take() {
+        if let Some(received) = self.chunk_overflow.take() {
+            self.pending = Some(Pending::Message);
+            let refusal = Refusal::new(DataOutcome::TooLarge, received, &self.limits);
+            step.event = refusal.map(|r| Event::Message(MessageEnd::Refused(r)));
+        } else if let Some(reply) = self.deferred.take() {
             self.refuse(reply);
         } else if keep && last {
-            self.pending = Some(Pending::Message);
-            step.event = Some(Event::Message {
-                outcome: self.check_header_section(DataOutcome::Ok),
-            });
+            step.event = Some(self.message_end(DataOutcome::Ok));
         } else if keep {
             let text = format!("{size} octets received");
             self.send(Reply::new(250, (2, 0, 0), text));

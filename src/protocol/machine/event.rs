@@ -1,7 +1,7 @@
 //! What the state machine hands to its caller: the [`Event`]s that need a
 //! decision, the requests they carry, and the [`Progress`] of one input call.
 
-use super::{Credentials, DataOutcome};
+use super::{Credentials, Refusal};
 use crate::protocol::Path;
 
 /// The BODY= parameter of MAIL (RFC 6152).
@@ -61,13 +61,11 @@ pub enum Event {
         /// The message comes in BDAT chunks.
         bdat: bool,
     },
-    /// The message is complete: take it with [`Machine::take_message`](super::Machine::take_message); the answer is
-    /// the final reply of the transaction. `outcome` other than `Ok` means the machine
-    /// already knows the message must be refused ([`refusal`](super::refusal) gives the reply).
-    Message {
-        /// Whether the message may be delivered.
-        outcome: DataOutcome,
-    },
+    /// The message ended — DATA's final dot or the last BDAT chunk, or a BDAT
+    /// chunk that pushed it over `max_message_size` — complete or refused; the
+    /// answer is the final reply of the transaction (for a refused message,
+    /// answer `Reply::from(refusal)` or a refusal of your own).
+    Message(MessageEnd),
     /// RSET.
     Rset,
     /// NOOP.
@@ -86,6 +84,16 @@ pub enum Event {
     /// still buffered (RFC 3207, CVE-2011-0411), run the TLS handshake and call
     /// [`Machine::tls_established`](super::Machine::tls_established). This event gets no [`Machine::answer`](super::Machine::answer).
     StartTls,
+}
+
+/// How a message ended ([`Event::Message`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageEnd {
+    /// The whole message, dot-unstuffed (DATA) or joined (BDAT), ready to deliver.
+    Complete(Vec<u8>),
+    /// The machine refused it (size, header section, line length, bare line
+    /// endings); what was received is gone.
+    Refused(Refusal),
 }
 
 /// What [`Machine::handle_input`](super::Machine::handle_input) did with the input.

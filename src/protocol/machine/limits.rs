@@ -58,42 +58,69 @@ impl Default for Limits {
     }
 }
 
-/// The reply for a message the decoder refused; `None` for [`DataOutcome::Ok`].
-pub fn refusal(outcome: DataOutcome, limits: &Limits) -> Option<Reply> {
-    Some(match outcome {
-        DataOutcome::Ok => return None,
-        DataOutcome::TooLarge => too_large(limits),
-        DataOutcome::BareLineEnding => Reply::new(
-            550,
-            (5, 6, 2),
-            "Message refused: bare CR or LF not allowed, lines must end in CRLF",
-        ),
-        DataOutcome::HeaderTooLarge => Reply::new(
-            552,
-            (5, 3, 4),
-            format!(
-                "Message header section exceeds the maximum of {} octets",
-                limits.max_header_size
-            ),
-        ),
-        DataOutcome::LineTooLong => Reply::new(
-            500,
-            (5, 5, 6),
-            format!(
-                "Message refused: line longer than {} octets",
-                limits.max_text_line
-            ),
-        ),
-    })
+/// Why the machine refused a message at its end, as a value that converts into
+/// its reply (`Reply::from(refusal)`): carried by [`Event::Message`](super::Event::Message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// What was wrong (never [`DataOutcome::Ok`]).
+    pub reason: DataOutcome,
+    /// Octets of the message received before it was refused.
+    pub size: u64,
+    /// The limit it broke, in octets (size, header section or line length).
+    pub limit: u64,
 }
 
-pub(super) fn too_large(limits: &Limits) -> Reply {
+impl Refusal {
+    /// The refusal of a message for `reason` under `limits`; `None` for
+    /// [`DataOutcome::Ok`].
+    pub fn new(reason: DataOutcome, size: u64, limits: &Limits) -> Option<Self> {
+        let limit = match reason {
+            DataOutcome::Ok => return None,
+            DataOutcome::TooLarge => limits.max_message_size,
+            DataOutcome::HeaderTooLarge => limits.max_header_size as u64,
+            DataOutcome::LineTooLong => limits.max_text_line as u64,
+            DataOutcome::BareLineEnding => 0,
+        };
+        Some(Self {
+            reason,
+            size,
+            limit,
+        })
+    }
+}
+
+impl From<Refusal> for Reply {
+    fn from(refusal: Refusal) -> Reply {
+        let limit = refusal.limit;
+        match refusal.reason {
+            DataOutcome::Ok | DataOutcome::TooLarge => too_large_reply(limit),
+            DataOutcome::BareLineEnding => Reply::new(
+                550,
+                (5, 6, 2),
+                "Message refused: bare CR or LF not allowed, lines must end in CRLF",
+            ),
+            DataOutcome::HeaderTooLarge => Reply::new(
+                552,
+                (5, 3, 4),
+                format!("Message header section exceeds the maximum of {limit} octets"),
+            ),
+            DataOutcome::LineTooLong => Reply::new(
+                500,
+                (5, 5, 6),
+                format!("Message refused: line longer than {limit} octets"),
+            ),
+        }
+    }
+}
+
+fn too_large_reply(max_message_size: u64) -> Reply {
     Reply::new(
         552,
         (5, 3, 4),
-        format!(
-            "Message size exceeds fixed maximum message size of {} octets",
-            limits.max_message_size
-        ),
+        format!("Message size exceeds fixed maximum message size of {max_message_size} octets"),
     )
+}
+
+pub(super) fn too_large(limits: &Limits) -> Reply {
+    too_large_reply(limits.max_message_size)
 }

@@ -105,6 +105,9 @@ pub struct Machine {
     tx: Option<Transaction>,
     message: Vec<u8>,
     deferred: Option<Reply>,
+    /// The BDAT chunk being read pushed the message over `max_message_size`
+    /// after this many octets: its end is the message's refused end.
+    chunk_overflow: Option<u64>,
     out: Vec<u8>,
     errors: u32,
     deadline_base: Instant,
@@ -139,6 +142,7 @@ impl Machine {
             tx: None,
             message: Vec::new(),
             deferred: None,
+            chunk_overflow: None,
             out: Vec::new(),
             errors: 0,
             deadline_base: now,
@@ -194,9 +198,19 @@ impl Machine {
         DataOutcome::HeaderTooLarge
     }
 
-    /// The complete message of the last [`Event::Message`].
-    pub fn take_message(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.message)
+    /// The message is over (`outcome` as the decoder saw it): the event that
+    /// hands it over, or its refusal, for the caller's decision.
+    fn message_end(&mut self, outcome: DataOutcome) -> Event {
+        let size = self.message.len() as u64;
+        let outcome = self.check_header_section(outcome);
+        self.pending = Some(Pending::Message);
+        match Refusal::new(outcome, size, &self.limits) {
+            Some(refusal) => {
+                self.message = Vec::new();
+                Event::Message(MessageEnd::Refused(refusal))
+            }
+            None => Event::Message(MessageEnd::Complete(std::mem::take(&mut self.message))),
+        }
     }
 
     /// When the client will have waited too long, or `None` while a hook decides.
@@ -341,11 +355,10 @@ impl Machine {
                     }
                     let outcome = decoder.outcome();
                     self.mode = Mode::Command;
-                    let outcome = self.check_header_section(outcome);
-                    self.pending = Some(Pending::Message);
+                    let event = self.message_end(outcome);
                     return Progress {
                         consumed: used,
-                        event: Some(Event::Message { outcome }),
+                        event: Some(event),
                     };
                 }
                 Mode::Chunk { .. } => {
@@ -553,11 +566,11 @@ mod event;
 mod limits;
 
 use limits::too_large;
-pub use limits::{Limits, RECIPIENT_OVERSHOOT_LIMIT, refusal};
+pub use limits::{Limits, RECIPIENT_OVERSHOOT_LIMIT, Refusal};
 
 pub use auth::{Credentials, MAX_AUTH_LINE, Mechanism, Secret};
 
-pub use event::{Body, Event, PathRequest, Progress};
+pub use event::{Body, Event, MessageEnd, PathRequest, Progress};
 
 pub use commands::ehlo_keywords;
 use commands::line_too_long;

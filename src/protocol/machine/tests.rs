@@ -25,7 +25,7 @@ fn limits() -> Limits {
 
 /// Answers events the way the default hooks do; a recipient containing "reject"
 /// is refused with 550.
-fn respond(machine: &mut Machine, event: Event, messages: &mut Vec<Vec<u8>>) -> Reply {
+fn respond(event: Event, messages: &mut Vec<Vec<u8>>) -> Reply {
     match event {
         Event::Ehlo { domain, .. } => Reply::plain(250, format!("mx.test Hello {domain}")),
         Event::MailFrom(_) => Reply::new(250, (2, 1, 0), "Sender OK"),
@@ -34,15 +34,10 @@ fn respond(machine: &mut Machine, event: Event, messages: &mut Vec<Vec<u8>>) -> 
         }
         Event::RcptTo(_) => Reply::new(250, (2, 1, 5), "Recipient OK"),
         Event::DataStart { .. } => Reply::plain(354, "Go ahead"),
-        Event::Message { outcome } => {
-            let message = machine.take_message();
-            match refusal(outcome, machine.limits()) {
-                Some(reply) => reply,
-                None => {
-                    messages.push(message);
-                    Reply::new(250, (2, 0, 0), "OK")
-                }
-            }
+        Event::Message(MessageEnd::Refused(refusal)) => Reply::from(refusal),
+        Event::Message(MessageEnd::Complete(message)) => {
+            messages.push(message);
+            Reply::new(250, (2, 0, 0), "OK")
         }
         Event::Rset => Reply::new(250, (2, 0, 0), "Reset OK"),
         Event::Noop => Reply::new(250, (2, 0, 0), "OK"),
@@ -71,7 +66,7 @@ fn drive_chunks(limits: Limits, chunks: &[&[u8]]) -> Transcript {
             let progress = machine.handle_input(&buffer, now);
             buffer.drain(..progress.consumed);
             let Some(event) = progress.event else { break };
-            let reply = respond(&mut machine, event, &mut messages);
+            let reply = respond(event, &mut messages);
             machine.answer(reply);
         }
     }
@@ -382,7 +377,7 @@ fn data_timeout_applies_while_receiving_a_message() {
         let p = machine.handle_input(rest, t0);
         rest = &rest[p.consumed..];
         let Some(event) = p.event else { break };
-        let reply = respond(&mut machine, event, &mut sink);
+        let reply = respond(event, &mut sink);
         machine.answer(reply);
     }
     assert_eq!(machine.poll_timeout(), Some(t0 + Duration::from_secs(600)));
@@ -557,11 +552,8 @@ fn a_go_ahead_for_data_is_always_354() {
     // "RSET" went into the message instead of being run as a command.
     assert_eq!(
         events.last(),
-        Some(&Event::Message {
-            outcome: DataOutcome::Ok
-        })
+        Some(&Event::Message(MessageEnd::Complete(b"RSET\r\n".to_vec())))
     );
-    assert_eq!(machine.take_message(), b"RSET\r\n");
     let mut out = Vec::new();
     machine.poll_transmit(&mut out);
     assert!(String::from_utf8_lossy(&out).ends_with("354 go on\r\n"));

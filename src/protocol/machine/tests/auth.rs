@@ -27,7 +27,7 @@ fn run(options: ConnectionOptions, input: &[u8]) -> String {
                 let progress = machine.handle_input(&buffer, Instant::now());
                 buffer.drain(..progress.consumed);
                 let Some(event) = progress.event else { break };
-                let reply = respond(&mut machine, event, &mut sink);
+                let reply = respond(event, &mut sink);
                 machine.answer(reply);
             }
         }
@@ -186,7 +186,7 @@ fn an_over_long_response_is_refused_and_the_session_goes_on() {
         let p = machine.handle_input(rest, Instant::now());
         rest = &rest[p.consumed..];
         let Some(event) = p.event else { break };
-        let reply = respond(&mut machine, event, &mut sink);
+        let reply = respond(event, &mut sink);
         machine.answer(reply);
     }
     let mut out = Vec::new();

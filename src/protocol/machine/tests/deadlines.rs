@@ -41,7 +41,7 @@ fn drip(machine: &mut Machine, line: &[u8], start: Instant, step: Duration) -> (
             let progress = machine.handle_input(&buffer, now);
             buffer.drain(..progress.consumed);
             let Some(event) = progress.event else { break };
-            let reply = respond(machine, event, &mut Vec::new());
+            let reply = respond(event, &mut Vec::new());
             machine.answer(reply);
         }
         now += step;

@@ -28,7 +28,7 @@ fn feed<'a>(machine: &mut Machine, mut input: &'a [u8]) -> (&'a [u8], Option<Eve
             None => return (input, None),
             Some(Event::StartTls) => return (input, Some(Event::StartTls)),
             Some(event) => {
-                let reply = respond(machine, event, &mut sink);
+                let reply = respond(event, &mut sink);
                 machine.answer(reply);
             }
         }
