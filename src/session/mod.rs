@@ -265,11 +265,11 @@ impl<R: Receiver> Session<R> {
         let remote = self.mail.remote_ip.clone();
         let mechanism = credentials.mechanism.as_str();
         if accepted {
-            tracing::info!(%remote, user = %credentials.username, mechanism, "AUTH succeeded");
+            tracing::info!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
             self.mail.authenticated = Some(credentials.username);
             return Reply::new(235, (2, 7, 0), "Authentication successful");
         }
-        tracing::warn!(%remote, user = %credentials.username, mechanism, "AUTH failed");
+        tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
         self.failed_auths = self.failed_auths.saturating_add(1);
         let mut ip_locked = false;
         if let Some(lockout) = &lockout

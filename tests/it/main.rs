@@ -23,6 +23,7 @@ mod hooks;
 mod limits;
 mod lockout;
 mod lockout_redis;
+mod log_injection;
 mod pipelining;
 mod proxy;
 mod send;
