@@ -222,10 +222,16 @@ pub const LOG_FILE_MODE: u32 = 0o640;
 /// Sets up logging: `RUST_LOG` filters, and without it `default_filter` (an
 /// `EnvFilter` directive such as `"info"`, what the binary uses, or `"warn"`, what
 /// it uses with `--quiet`); with `file`, lines go to `file` with a date suffix,
-/// rotated daily; otherwise to stderr.
+/// rotated daily; otherwise to stderr. rustls's warnings (a refused
+/// renegotiation, an alert sent) are logged whatever the filter, unless
+/// `RUST_LOG` names `rustls` itself: a `RUST_LOG=net_receiver=debug` would
+/// otherwise silence them.
 pub fn init(file: Option<&Path>, default_filter: &str) -> io::Result<LogGuard> {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let from_env = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let filter = with_tls_warnings(
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+        from_env.as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
@@ -248,6 +254,17 @@ pub fn init(file: Option<&Path>, default_filter: &str) -> io::Result<LogGuard> {
                 _flusher: Some(guard),
             })
         }
+    }
+}
+
+/// `filter` plus `rustls=warn`, unless the `RUST_LOG` text names rustls.
+fn with_tls_warnings(filter: EnvFilter, rust_log: Option<&str>) -> EnvFilter {
+    if rust_log.is_some_and(|directives| directives.contains("rustls")) {
+        return filter;
+    }
+    match "rustls=warn".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
     }
 }
 

@@ -40,7 +40,7 @@ pub struct ConnectionInfo {
 /// What TLS negotiated, recorded in the mail structure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsFacts {
-    /// Protocol version, e.g. `TLSv1_3`.
+    /// Protocol version, e.g. `TLSv1.3`.
     pub version: Option<String>,
     /// Cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
     pub cipher: Option<String>,

@@ -33,4 +33,5 @@ mod smuggling;
 mod starttls;
 mod timeouts;
 mod tls_clients;
+mod tls_logs;
 mod tls_reload;
