@@ -17,9 +17,10 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::WorkerGuard;
@@ -148,8 +149,10 @@ pub fn prepare_log_dir(file: &Path) -> io::Result<()> {
 pub struct DailyFile {
     /// `FILE` of `FILE.YYYY-MM-DD`.
     base: PathBuf,
-    /// The day's date as in the name, and its file.
-    current: (String, File),
+    /// Days since 1970-01-01 (UTC) of `file`.
+    day: u64,
+    /// The day's file.
+    file: File,
 }
 
 impl DailyFile {
@@ -162,32 +165,34 @@ impl DailyFile {
             ));
         }
         prepare_log_dir(base)?;
-        let today = Self::today();
-        let file = Self::open_day(base, &today)?;
+        let day = today();
+        let file = Self::open_day(base, day)?;
         Ok(Self {
             base: base.to_owned(),
-            current: (today, file),
+            day,
+            file,
         })
     }
 
     /// The path of the file written now.
     pub fn current_path(&self) -> PathBuf {
-        Self::day_path(&self.base, &self.current.0)
+        Self::day_path(&self.base, self.day)
     }
 
-    fn today() -> String {
-        chrono::Utc::now().format("%Y-%m-%d").to_string()
-    }
-
-    fn day_path(base: &Path, date: &str) -> PathBuf {
+    /// `FILE.YYYY-MM-DD` for `day` days after 1970-01-01.
+    fn day_path(base: &Path, day: u64) -> PathBuf {
+        let date = i64::try_from(day.saturating_mul(86_400))
+            .ok()
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+            .unwrap_or_default()
+            .format("%Y-%m-%d");
         let mut name = base.as_os_str().to_owned();
-        name.push(".");
-        name.push(date);
+        name.push(format!(".{date}"));
         PathBuf::from(name)
     }
 
-    fn open_day(base: &Path, date: &str) -> io::Result<File> {
-        let path = Self::day_path(base, date);
+    fn open_day(base: &Path, day: u64) -> io::Result<File> {
+        let path = Self::day_path(base, day);
         OpenOptions::new()
             .create(true)
             .append(true)
@@ -198,21 +203,33 @@ impl DailyFile {
                 None => error,
             })
     }
+
+    /// Writes `buf` to the file of `day`, opening it first when the day changed.
+    fn write_on_day(&mut self, day: u64, buf: &[u8]) -> io::Result<usize> {
+        if day != self.day
+            && let Ok(file) = Self::open_day(&self.base, day)
+        {
+            self.day = day;
+            self.file = file;
+        }
+        self.file.write(buf)
+    }
+}
+
+/// Days since 1970-01-01, UTC (Unix time has 86,400 seconds a day).
+fn today() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() / 86_400)
 }
 
 impl io::Write for DailyFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let today = Self::today();
-        if today != self.current.0
-            && let Ok(file) = Self::open_day(&self.base, &today)
-        {
-            self.current = (today, file);
-        }
-        self.current.1.write(buf)
+        self.write_on_day(today(), buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.current.1.flush()
+        self.file.flush()
     }
 }
 
@@ -313,6 +330,28 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "line\n");
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o137, 0, "{mode:o}");
+        // The next day: a new file, private too, and the lines go there.
+        let tomorrow = file.day + 1;
+        file.write_on_day(tomorrow, b"next\n").unwrap();
+        let next = file.current_path();
+        assert_ne!(next, path);
+        assert_eq!(fs::read_to_string(&next).unwrap(), "next\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "line\n");
+        let mode = fs::metadata(&next).unwrap().permissions().mode();
+        assert_eq!(mode & 0o137, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn day_names_are_utc_dates() {
+        let base = Path::new("/var/log/nr.log");
+        assert_eq!(
+            DailyFile::day_path(base, 0),
+            Path::new("/var/log/nr.log.1970-01-01")
+        );
+        assert_eq!(
+            DailyFile::day_path(base, 20_454),
+            Path::new("/var/log/nr.log.2026-01-01")
+        );
     }
 
     #[test]
