@@ -25,14 +25,19 @@ const FORGING_USER: &str = "bob\n2000-01-01 00:00:00 [INFO] AUTH succeeded remot
 const TOML: &str =
     "allow_plaintext_auth = true\nauth_failure_delay = 0.01\nmax_failed_msgs_per_period = 20\n";
 
-/// One session of attacks: an EHLO with controls (whatever its answer), a HELO-
-/// clean EHLO, then the forging AUTH PLAIN (535).
+/// One session of attacks: an EHLO with controls (whatever its answer), a
+/// clean EHLO, the forging AUTH PLAIN (535), then a mail from an address with
+/// a quote and a backslash in its quoted local part.
 fn attack(port: u16) {
     let mut client = Client::connect(port);
     client.send(b"EHLO evil\x1b[31m\x07\x08\x7f\xc2\x85.example\r\n");
     let _ = client.reply();
     client.cmd("EHLO client.test", 250);
     client.cmd(&format!("AUTH PLAIN {}", plain(FORGING_USER, "wrong")), 535);
+    // A quoted local part with a quote and a backslash: logged escaped.
+    client.start_data(r#""a b\"c"@example.com"#, "b@example.com");
+    client.send(b"hi\r\n.\r\n");
+    client.expect(250);
     client.quit();
 }
 
@@ -57,6 +62,13 @@ fn assert_log_is_clean(log: &str) {
             .find(|&c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'));
         assert_eq!(bad, None, "raw control in {line:?}");
     }
+    let received: Vec<&str> = log.lines().filter(|l| l.contains("received mail")).collect();
+    assert_eq!(received.len(), 1, "{log}");
+    assert!(
+        received[0].ends_with(r#" from=\"a b\\\"c\"@example.com"#),
+        "{}",
+        received[0]
+    );
     let failed: Vec<&str> = log.lines().filter(|l| l.contains("AUTH failed")).collect();
     assert_eq!(failed.len(), 1, "{log}");
     assert!(
