@@ -26,6 +26,7 @@ mod lockout_redis;
 mod log_injection;
 mod pipelining;
 mod proxy;
+mod refusal_log;
 mod send;
 mod server_process;
 mod shutdown;
