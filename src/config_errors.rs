@@ -31,41 +31,57 @@ pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     }
 }
 
-/// The dotted key that line `line` (1-based) of a TOML text sets or continues.
+/// The dotted key that line `line` (1-based) of a TOML text sets or continues:
+/// its own `name =`, or on a continuation line of a multi-line array, inline
+/// table or string, the `name =` that opened it; prefixed with the nearest
+/// `[table]` / `[[table]]` above. A table header line names its table. `None`
+/// when no key can be told (a line that is no assignment, say).
 fn key_of_line(text: &str, line: usize) -> Option<String> {
-    let mut key = None;
-    for row in text
-        .lines()
-        .take(line)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-    {
-        let row = row.trim();
-        if let Some(header) = row.strip_prefix('[') {
-            let table = header
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or_default()
-                .trim();
-            return Some(match key {
-                Some(key) => format!("{table}.{key}"),
-                None => table.to_owned(),
-            });
-        }
-        if key.is_none()
-            && let Some((name, _)) = row.split_once('=')
-        {
-            let name = name.trim();
-            let is_key = !name.is_empty()
-                && name.chars().all(|c| {
-                    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '"' | '\'' | ' ')
-                });
-            if is_key {
-                key = Some(name.to_owned());
-            }
-        }
+    let rows: Vec<&str> = text.lines().take(line).collect();
+    let (current, above) = rows.split_last()?;
+    let mut above = above.iter().rev();
+    if let Some(table) = table_header(current) {
+        return Some(table.to_owned());
     }
-    key
+    let key = match assignment(current) {
+        Some((name, _)) => name,
+        None => {
+            let (name, value) = above.by_ref().find_map(|row| {
+                table_header(row).map_or_else(|| assignment(row), |_| Some(("", "")))
+            })?;
+            let opens_multiline_value = ["[", "{", "\"\"\"", "\'\'\'"]
+                .iter()
+                .any(|open| value.starts_with(open));
+            if name.is_empty() || !opens_multiline_value {
+                return None;
+            }
+            name
+        }
+    };
+    Some(match above.find_map(|row| table_header(row)) {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+/// `table` of a `[table]` or `[[table]]` line.
+fn table_header(row: &str) -> Option<&str> {
+    let header = row.trim().strip_prefix('[')?;
+    let table = header.trim_start_matches('[').split(']').next()?.trim();
+    let is_name = !table.is_empty()
+        && table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    is_name.then_some(table)
+}
+
+/// `(name, value)` of a `name = value` line, both trimmed; `None` for other lines.
+fn assignment(row: &str) -> Option<(&str, &str)> {
+    let (name, value) = row.split_once('=')?;
+    let name = name.trim();
+    let is_key = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
+    is_key.then_some((name, value.trim()))
 }

@@ -146,6 +146,13 @@ fn issue12_type_errors_name_line_column_and_key() {
             "listening_ports = [\n  \"2525\",\n  25,\n]\n",
             "line 3, column 3, key listening_ports: invalid type: integer `25`",
         ),
+        // A line that is no assignment: no key of the line above is blamed.
+        ("quiet = true\ndaemon yes\n", "line 2, column 8: "),
+        // An unknown table names itself.
+        (
+            "[listner]\naddress = \"127.0.0.1:25\"\n",
+            "line 1, column 2, key listner: unknown field `listner`",
+        ),
     ] {
         let error = Config::parse(text).unwrap_err();
         assert!(error.starts_with(want), "{text:?}:\n{error}\nwanted {want}");

@@ -62,7 +62,10 @@ fn assert_log_is_clean(log: &str) {
             .find(|&c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'));
         assert_eq!(bad, None, "raw control in {line:?}");
     }
-    let received: Vec<&str> = log.lines().filter(|l| l.contains("received mail")).collect();
+    let received: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("received mail"))
+        .collect();
     assert_eq!(received.len(), 1, "{log}");
     assert!(
         received[0].ends_with(r#" from=\"a b\\\"c\"@example.com"#),

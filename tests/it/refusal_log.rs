@@ -33,7 +33,10 @@ fn issue19_a_burst_of_refusals_is_counted_without_a_further_refusal() {
         .lines()
         .filter(|l| l.contains("connection from ") && l.contains(" refused: too many"))
         .collect();
-    let counted_in_lines: u64 = spoken.iter().map(|l| count_before(l, " more refused")).sum();
+    let counted_in_lines: u64 = spoken
+        .iter()
+        .map(|l| count_before(l, " more refused"))
+        .sum();
     let by_timer: u64 = log
         .lines()
         .filter(|l| l.contains("more connections refused"))
@@ -50,6 +53,11 @@ fn issue19_a_burst_of_refusals_is_counted_without_a_further_refusal() {
 /// The number just before `marker` in `line`.
 fn count_before(line: &str, marker: &str) -> u64 {
     let head = line.split(marker).next().unwrap_or("");
-    let digits = head.rsplit(|c: char| !c.is_ascii_digit()).next().unwrap_or("");
-    digits.parse().unwrap_or_else(|_| panic!("no count in {line:?}"))
+    let digits = head
+        .rsplit(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap_or("");
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no count in {line:?}"))
 }
