@@ -36,3 +36,4 @@ mod timeouts;
 mod tls_clients;
 mod tls_logs;
 mod tls_reload;
+mod trace_injection;
