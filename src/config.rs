@@ -362,9 +362,11 @@ impl Config {
         })
     }
 
-    /// Parses TOML text; the error is the parser's one-line message.
+    /// Parses TOML text; the error is the parser's one-line message after where
+    /// it is: `line 3, column 10, key daemon: invalid type: string "yes",
+    /// expected a boolean` (see [`describe_toml_error`]).
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.message().to_owned())
+        toml::from_str(text).map_err(|e| describe_toml_error(text, &e))
     }
 
     /// Every listener: `listening_ports` (mode from the well-known port number)
@@ -376,7 +378,11 @@ impl Config {
             specs.push(ListenerSpec::new(addr, ListenerMode::for_port(addr.port())));
         }
         for listener in &self.listeners {
-            let addr = listen_addr("listener.address", &listener.address)?;
+            let addr = listen_addr(
+                "listener.address (a [[listener]] table or a --listen, --tls-listen or \
+                 --submission-listen flag)",
+                &listener.address,
+            )?;
             specs.push(ListenerSpec {
                 addr,
                 mode: listener.mode,
@@ -608,12 +614,23 @@ fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
 
 fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
     parse_listen_addr(text).ok_or_else(|| {
-        invalid(
-            key,
-            format!("{text:?} is not PORT, ADDR:PORT or [IPV6]:PORT"),
-        )
+        let mut reason = format!("{text:?} is not PORT, ADDR:PORT or [IPV6]:PORT");
+        // `::1:2525`: an IPv6 address and a port without the brackets.
+        if let Some((ip, port)) = text.trim().rsplit_once(':')
+            && ip.parse::<std::net::Ipv6Addr>().is_ok()
+            && port.parse::<u16>().is_ok()
+        {
+            reason.push_str(&format!(
+                "; an IPv6 address takes brackets: write \"[{ip}]:{port}\""
+            ));
+        }
+        invalid(key, reason)
     })
 }
+
+#[path = "config_errors.rs"]
+mod errors;
+pub use errors::describe_toml_error;
 
 #[path = "config_network.rs"]
 mod network;

@@ -118,3 +118,84 @@ fn cidr_matching() {
     assert_eq!(Cidr::parse("nonsense"), None);
     assert_eq!(Cidr::parse("1.2.3.4/"), None);
 }
+
+#[test]
+fn issue12_type_errors_name_line_column_and_key() {
+    for (text, want) in [
+        (
+            "daemon = \"yes\"",
+            "line 1, column 10, key daemon: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "server_name = \"mx.example\"\n\n  max_errors = \"ten\"\n",
+            "line 3, column 16, key max_errors: invalid type: string \"ten\"",
+        ),
+        (
+            "max_message_size = 1000\nmax_mesage_size = 5\n",
+            "line 2, column 1, key max_mesage_size: unknown field `max_mesage_size`",
+        ),
+        (
+            "[[listener]]\naddress = \"127.0.0.1:25\"\nmode = 5\n",
+            "line 3, column 8, key listener.mode: wanted string or table",
+        ),
+        (
+            "[[listener]]\naddress = \"127.0.0.1:25\"\nmodes = \"smtp\"\n",
+            "line 3, column 1, key listener.modes: unknown field `modes`",
+        ),
+        (
+            "listening_ports = [\n  \"2525\",\n  25,\n]\n",
+            "line 3, column 3, key listening_ports: invalid type: integer `25`",
+        ),
+        // A line that is no assignment: no key of the line above is blamed.
+        ("quiet = true\ndaemon yes\n", "line 2, column 8: "),
+        // An unknown table names itself.
+        (
+            "[listner]\naddress = \"127.0.0.1:25\"\n",
+            "line 1, column 2, key listner: unknown field `listner`",
+        ),
+    ] {
+        let error = Config::parse(text).unwrap_err();
+        assert!(error.starts_with(want), "{text:?}:\n{error}\nwanted {want}");
+    }
+}
+
+#[test]
+fn issue12_file_errors_name_the_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.toml");
+    std::fs::write(&path, "quiet = true\ndaemon = \"yes\"\n").unwrap();
+    let error = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        error.starts_with(&format!(
+            "config file {}: line 2, column 10, key daemon: invalid type",
+            path.display()
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn issue12_ipv6_listen_without_brackets_says_how_to_write_it() {
+    for (config, key) in [
+        ("listening_ports = [\"::1:2525\"]", "listening_ports"),
+        (
+            "[[listener]]\naddress = \"::1:2525\"\n",
+            "listener.address (a [[listener]] table or a --listen",
+        ),
+    ] {
+        let error = Config::parse(config)
+            .unwrap()
+            .listeners()
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with(&format!("invalid {key}")), "{error}");
+        assert!(error.contains("write \"[::1]:2525\""), "{error}");
+    }
+    // An address that is wrong in another way gets no such advice.
+    let error = Config::parse("listening_ports = [\"nowhere:25\"]")
+        .unwrap()
+        .listeners()
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("brackets"), "{error}");
+}

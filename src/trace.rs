@@ -1,6 +1,22 @@
 //! The trace headers we prepend to a delivered message (`Received:` per
 //! RFC 5321 §4.4 and `Return-Path:`), and the sanitizing of anything the
 //! client supplied before it goes into a header.
+//!
+//! The EHLO argument is the client's word, not ours: it becomes the `from`
+//! clause only when it is what RFC 5321 §4.1.1.1 allows there (a `Domain` or an
+//! address literal, [`is_ehlo_domain_or_literal`]). Anything else (a spaced
+//! argument that would write a fake `by`, `with`, `id` or a `;` handing the date
+//! to the client) gives `from unknown` and is kept, as Exim keeps a HELO it did
+//! not trust, in the comment as `helo=` with every space, `;`, parenthesis,
+//! quote, backslash, control and non-ASCII character made a `?` (one word, so
+//! no structural word of its own). Refusing such an EHLO with 501 (Exim's
+//! default) would also do, but it is the protocol's decision and would turn away
+//! the sloppy clients the seed accepted; the mail structure's `ehlo.value` keeps
+//! the raw text either way. The same rule applies to the reverse-DNS name
+//! (a PTR record may hold anything), and `for <recipient>`, optional in the
+//! grammar, is left out when the address holds a space, `;` or a control.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use std::borrow::Cow;
 
@@ -65,12 +81,25 @@ pub struct ReceivedInfo<'a> {
 ///         for <<recipient>>; Wed, 05 Oct 2016 14:51:46 +0000
 /// ```
 ///
-/// Without a recipient the date follows the id after `;` on a third line.
-/// An IPv6 address is written as `[IPv6:...]` (RFC 5321 §4.1.3). Every value
-/// goes through [`sanitize_header_text`].
+/// Without a recipient (or with one that is not a single safe word) the date
+/// follows the id after `;` on a third line. An IPv6 address is written as
+/// `[IPv6:...]` (RFC 5321 §4.1.3). A HELO that is not a domain or address
+/// literal gives `from unknown (... [<ip>] helo=<one word>)` (see the module
+/// doc); every other value goes through [`sanitize_header_text`].
 pub fn received_header(info: &ReceivedInfo<'_>) -> String {
-    let helo = sanitize_header_text(info.helo.unwrap_or("unknown"));
-    let host = sanitize_header_text(info.remote_hostname.unwrap_or("unknown"));
+    let (helo, helo_note) = match info.helo {
+        None => (Cow::Borrowed("unknown"), String::new()),
+        Some(helo) if is_ehlo_domain_or_literal(helo) => (Cow::Borrowed(helo), String::new()),
+        Some(helo) => (
+            Cow::Borrowed("unknown"),
+            format!(" helo={}", one_word(helo)),
+        ),
+    };
+    let host = match info.remote_hostname {
+        Some(host) if is_domain(host) => Cow::Borrowed(host),
+        Some(host) => Cow::Owned(one_word(host)),
+        None => Cow::Borrowed("unknown"),
+    };
     let ip = sanitize_header_text(info.remote_ip);
     let ip_tag = if ip.contains(':') { "IPv6:" } else { "" };
     let server = sanitize_header_text(info.server_name);
@@ -78,17 +107,69 @@ pub fn received_header(info: &ReceivedInfo<'_>) -> String {
     let id = sanitize_header_text(info.id);
     let date = rfc5322_date(&info.time);
     let mut out = format!(
-        "Received: from {helo} ({host} [{ip_tag}{ip}])\r\n\
+        "Received: from {helo} ({host} [{ip_tag}{ip}]{helo_note})\r\n\
          \tby {server} (net-receiver) with {protocol} id {id}"
     );
-    match info.recipient {
-        Some(rcpt) => {
-            let rcpt = sanitize_header_text(rcpt);
-            out.push_str(&format!("\r\n\tfor <{rcpt}>; {date}\r\n"));
-        }
+    match info.recipient.filter(|rcpt| one_word(rcpt) == *rcpt) {
+        Some(rcpt) => out.push_str(&format!("\r\n\tfor <{rcpt}>; {date}\r\n")),
         None => out.push_str(&format!(";\r\n\t{date}\r\n")),
     }
     out
+}
+
+/// True for what RFC 5321 §4.1.1.1 allows as the EHLO argument:
+///
+/// ```text
+/// Domain         = sub-domain *("." sub-domain)
+/// sub-domain     = Let-dig [Ldh-str]
+/// address-literal = "[" ( IPv4-address-literal / IPv6-address-literal ) "]"
+/// IPv6-address-literal = "IPv6:" IPv6-addr
+/// ```
+///
+/// (The General-address-literal with a standardized tag is not taken: none is
+/// registered.)
+pub fn is_ehlo_domain_or_literal(helo: &str) -> bool {
+    match helo
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    {
+        Some(literal) => match literal.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+                literal[5..].parse::<Ipv6Addr>().is_ok()
+            }
+            _ => literal.parse::<Ipv4Addr>().is_ok(),
+        },
+        None => is_domain(helo),
+    }
+}
+
+/// RFC 5321 `Domain`: dot-separated labels of letters, digits and inner
+/// hyphens, each 1–63 characters, 255 in all.
+fn is_domain(name: &str) -> bool {
+    name.len() <= 255
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            matches!((bytes.first(), bytes.last()), (Some(first), Some(last))
+                if first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric())
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        })
+}
+
+/// Client text as one word for a header comment: at most
+/// [`MAX_HEADER_TEXT`] characters, each that is not printable ASCII, or is
+/// `(`, `)`, `\`, `;`, `"` or `<`/`>`, replaced by `?`.
+fn one_word(text: &str) -> String {
+    text.chars()
+        .take(MAX_HEADER_TEXT)
+        .map(|c| {
+            let safe =
+                c.is_ascii_graphic() && !matches!(c, '(' | ')' | '\\' | ';' | '"' | '<' | '>');
+            if safe { c } else { '?' }
+        })
+        .collect()
 }
 
 /// `Return-Path: <reverse-path>` ending in CRLF; `<>` for the null path (an
@@ -217,6 +298,125 @@ mod tests {
             );
             assert_eq!(rp.matches(['\r', '\n']).count(), 2, "{rp:?}");
         }
+    }
+
+    /// The clauses of a `Received:` header as a reader sees them: unfolded,
+    /// comments removed, `(keyword, value)` pairs before the one `;`, and the
+    /// date after it.
+    fn parse_received(header: &str) -> (Vec<(String, String)>, String) {
+        let unfolded = header
+            .strip_prefix("Received: ")
+            .and_then(|h| h.strip_suffix("\r\n"))
+            .expect("a Received: header")
+            .replace("\r\n\t", " ");
+        let mut depth = 0usize;
+        let mut bare = String::new();
+        for c in unfolded.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.checked_sub(1).expect("balanced comments"),
+                c if depth == 0 => bare.push(c),
+                _ => assert!(c != '\r' && c != '\n' && c != ';', "{c:?} in a comment"),
+            }
+        }
+        assert_eq!(depth, 0, "{header:?}");
+        let (clauses, date) = bare.split_once(';').expect("a ;");
+        assert!(!date.contains(';'), "two ; in {header:?}");
+        let words: Vec<&str> = clauses.split_whitespace().collect();
+        assert_eq!(words.len() % 2, 0, "{header:?}");
+        let pairs = words
+            .chunks(2)
+            .map(|pair| (pair[0].to_owned(), pair[1].to_owned()))
+            .collect();
+        (pairs, date.trim().to_owned())
+    }
+
+    #[test]
+    fn issue19_spaced_ehlo_stays_out_of_the_clauses() {
+        let attacks = [
+            "trusted.bank.example [192.0.2.66] by mx.bank.example with ESMTPS id FAKE; \
+             Mon, 01 Jan 2024 00:00:00 +0000",
+            "a.example (b) by c; d",
+            "x;y",
+            "via x",
+            "evil\u{2028}by\u{85}x",
+            "from for",
+            "a..b",
+            "-lead.example",
+            "[192.0.2.1",
+            "[IPv6:nope]",
+            "[300.1.1.1]",
+            "",
+        ];
+        for helo in attacks {
+            assert!(!is_ehlo_domain_or_literal(helo), "{helo:?}");
+            let header = received_header(&ReceivedInfo {
+                helo: Some(helo),
+                ..info()
+            });
+            let (clauses, date) = parse_received(&header);
+            let keywords: Vec<&str> = clauses.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(keywords, ["from", "by", "with", "id", "for"], "{header:?}");
+            assert_eq!(clauses[0].1, "unknown", "{header:?}");
+            assert_eq!(clauses[1].1, "mx.example.com", "{header:?}");
+            assert_eq!(clauses[3].1, "OELGQA-A58QI3-AA", "{header:?}");
+            assert_eq!(
+                chrono::DateTime::parse_from_rfc2822(&date).ok(),
+                Some(t()),
+                "{header:?}"
+            );
+            // The raw text is still there, as one word in the comment.
+            assert!(header.contains(" helo="), "{header:?}");
+        }
+        let spaced = received_header(&ReceivedInfo {
+            helo: Some(attacks[0]),
+            ..info()
+        });
+        assert!(
+            spaced.starts_with(
+                "Received: from unknown (host.example [192.0.2.1] \
+                 helo=trusted.bank.example?[192.0.2.66]?by?mx.bank.example?with?ESMTPS?id?FAKE?\
+                 ?Mon,?01?Jan?2024?00:00:00?+0000)\r\n"
+            ),
+            "{spaced:?}"
+        );
+    }
+
+    #[test]
+    fn valid_ehlo_names_are_the_from_clause() {
+        for helo in [
+            "client.example",
+            "localhost",
+            "a-b.c1.example",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "[ipv6:::1]",
+        ] {
+            assert!(is_ehlo_domain_or_literal(helo), "{helo:?}");
+            let header = received_header(&ReceivedInfo {
+                helo: Some(helo),
+                ..info()
+            });
+            let (clauses, _) = parse_received(&header);
+            assert_eq!(clauses[0], ("from".to_owned(), helo.to_owned()));
+            assert!(!header.contains("helo="), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn odd_reverse_names_and_recipients_stay_out_of_the_clauses() {
+        let header = received_header(&ReceivedInfo {
+            remote_hostname: Some("ptr.example by x; y"),
+            recipient: Some("\"a; by b\"@example.com"),
+            ..info()
+        });
+        let (clauses, _) = parse_received(&header);
+        let keywords: Vec<&str> = clauses.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keywords, ["from", "by", "with", "id"], "{header:?}");
+        assert!(
+            header.contains("(ptr.example?by?x??y [192.0.2.1])"),
+            "{header:?}"
+        );
     }
 
     #[test]

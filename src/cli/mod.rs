@@ -186,7 +186,8 @@ pub(crate) struct PrintingReceiver {
 impl Receiver for PrintingReceiver {
     async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
         defaults::received(cx).await?;
-        tracing::info!(id = %cx.mail.id, from = %cx.mail.reverse_path(), "received mail");
+        let from = cx.mail.reverse_path();
+        tracing::info!(id = %cx.mail.id, from = %net_receiver::logging::Escaped(&from), "received mail");
         if let Some(lines) = &self.lines {
             lines.print(cx.mail).await;
         }

@@ -47,7 +47,10 @@ impl Maildir {
         let mut builder = DirBuilder::new();
         builder.recursive(true).mode(0o700);
         for sub in ["tmp", "new", "cur"] {
-            builder.create(root.join(sub))?;
+            let dir = root.join(sub);
+            builder
+                .create(&dir)
+                .map_err(|error| name_the_non_directory(&dir, error))?;
         }
         let probe = root.join("tmp").join(format!(
             ".probe.{}.{}",
@@ -244,6 +247,32 @@ fn sanitize_hostname(name: &str) -> String {
     out
 }
 
+/// When creating or opening `path` failed with `File exists` or `Not a
+/// directory` because `path` or a directory above it is something else (a
+/// file, a socket), an error that names it: `/srv/mail/new exists and is not
+/// a directory`. Any other error is returned as it is.
+pub fn name_the_non_directory(path: &Path, error: io::Error) -> io::Error {
+    let kind = error.kind();
+    if !matches!(
+        kind,
+        io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory
+    ) {
+        return error;
+    }
+    // At most one component can exist as a non-directory: below it, nothing exists.
+    let culprit = path
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .find(|p| fs::metadata(p).is_ok_and(|m| !m.is_dir()));
+    match culprit {
+        Some(culprit) => io::Error::new(
+            kind,
+            format!("{} exists and is not a directory", culprit.display()),
+        ),
+        None => error,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +439,24 @@ mod tests {
             assert!(ro_tmp_result.is_err());
         }
         fs::set_permissions(&ro, fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("new"), b"").unwrap();
+        let error = Maildir::open(dir.path()).unwrap_err();
+        let new = dir.path().join("new");
+        assert_eq!(
+            error.to_string(),
+            format!("{} exists and is not a directory", new.display())
+        );
+        // The root under a file: the file is named, not the root.
+        let error = Maildir::open(new.join("Maildir")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{} exists and is not a directory", new.display())
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub struct Mail {
     pub rcptto: Vec<RcptTo>,
     /// The message, once DATA has been received.
     pub data: Option<Data>,
-    /// The TLS protocol version, e.g. `"TLSv1_3"`, when encrypted (new key).
+    /// The TLS protocol version, e.g. `"TLSv1.3"` (as OpenSSL and Postfix write it), when encrypted (new key).
     pub tls_version: Option<String>,
     /// The TLS cipher suite, e.g. `"TLS13_AES_256_GCM_SHA384"`, when encrypted
     /// (new key).

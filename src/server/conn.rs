@@ -87,7 +87,7 @@ pub(crate) fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
     TlsFacts {
         version: connection
             .protocol_version()
-            .and_then(|v| v.as_str())
+            .and_then(super::tls::version_name)
             .map(str::to_owned),
         cipher: connection
             .negotiated_cipher_suite()
@@ -97,10 +97,6 @@ pub(crate) fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
 }
 
 impl<R: Receiver> Connection<R> {
-    fn log(&self, what: &str, error: &dyn std::fmt::Display) {
-        tracing::info!(remote = %self.session.mail().remote_ip, "{what}: {error}");
-    }
-
     /// STARTTLS: the handshake on the bare socket, then the rest of the session.
     async fn upgrade<S>(&mut self, stream: S, tls: &TlsHandle, handshake_timeout: Duration)
     where
@@ -114,8 +110,12 @@ impl<R: Receiver> Connection<R> {
                 let ending = self.converse(&mut stream).await;
                 self.end(ending, stream).await;
             }
-            Ok(Err(error)) => self.log("TLS handshake failed", &error),
-            Err(error) => self.log("TLS handshake timed out", &error),
+            Ok(Err(error)) => {
+                super::tls::log_handshake_failure(&self.session.mail().remote_ip, &error)
+            }
+            Err(_) => {
+                super::tls::log_handshake_failure(&self.session.mail().remote_ip, &"timed out")
+            }
         }
     }
 

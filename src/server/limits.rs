@@ -97,36 +97,107 @@ impl Drop for Slot {
 
 /// At most one log line per second for a repeated event (a flood of refused
 /// connections must not become a flood of log lines); the others are counted and
-/// reported with the next line.
-#[derive(Debug, Default)]
+/// reported with the next line, or, when no further event comes, by a report
+/// [`THROTTLE_REPORT_AFTER`] after the first one held back (so a burst that ends
+/// within its first second is not swallowed). Clones share the counts.
+#[derive(Clone)]
 pub(crate) struct LogThrottle {
+    state: Arc<ThrottleState>,
+    /// Logs "`n` more events held back"; the report of the timer.
+    report: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+/// How long after the first held-back event its count is reported, if no line
+/// has reported it by then.
+pub(crate) const THROTTLE_REPORT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, Default)]
+struct ThrottleState {
     second: AtomicU64,
     suppressed: AtomicU64,
+    report_pending: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for LogThrottle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogThrottle")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The throttle of the "refused: too many connections" line.
+impl Default for LogThrottle {
+    fn default() -> Self {
+        Self::with_report(|held| {
+            tracing::warn!(
+                "{held} more connections refused: too many connections (not logged one by one)"
+            );
+        })
+    }
 }
 
 impl LogThrottle {
+    /// A throttle whose timer reports with `report(held back count)`.
+    pub(crate) fn with_report(report: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        Self {
+            state: Arc::default(),
+            report: Arc::new(report),
+        }
+    }
+
     /// `Some(events suppressed since the last line)` when a line may be logged now.
+    /// A suppressed event inside a tokio runtime arms the timer report if none is
+    /// pending.
     pub(crate) fn admit(&self) -> Option<u64> {
+        let state = &self.state;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let last = self.second.load(Ordering::Relaxed);
+        let last = state.second.load(Ordering::Relaxed);
         if last != now
-            && self
+            && state
                 .second
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+            return Some(state.suppressed.swap(0, Ordering::AcqRel));
         }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        state.suppressed.fetch_add(1, Ordering::AcqRel);
+        if !state.report_pending.swap(true, Ordering::AcqRel) {
+            self.report_later();
+        }
         None
+    }
+
+    /// After [`THROTTLE_REPORT_AFTER`], reports what is still held back. The
+    /// pending flag is cleared before the count is taken: an event in between
+    /// arms a new timer, which then finds its count taken and says nothing.
+    fn report_later(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime (a unit test): the next line reports the count.
+            self.state.report_pending.store(false, Ordering::Release);
+            return;
+        };
+        let throttle = self.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(THROTTLE_REPORT_AFTER).await;
+            throttle
+                .state
+                .report_pending
+                .store(false, Ordering::Release);
+            let held = throttle.state.suppressed.swap(0, Ordering::AcqRel);
+            if held > 0 {
+                (throttle.report)(held);
+            }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn limits_total_and_per_ip() {
@@ -158,6 +229,35 @@ mod tests {
         let remote: IpAddr = "192.0.2.1".parse().unwrap();
         let _one = limits.admit(remote).unwrap();
         assert!(limits.admit(remote).is_none(), "others keep their limit");
+    }
+
+    #[tokio::test]
+    async fn issue19_a_burst_is_reported_without_a_further_event() {
+        let (reports, mut reported) = tokio::sync::mpsc::unbounded_channel();
+        let throttle = LogThrottle::with_report(move |held| {
+            let _ = reports.send(held);
+        });
+        let burst = 100u64;
+        // The lines that may be logged at once, and the counts they carry (a
+        // second boundary may fall inside the burst: then two lines).
+        let (mut lines, mut counted_in_lines) = (0u64, 0u64);
+        for _ in 0..burst {
+            if let Some(held) = throttle.admit() {
+                lines += 1;
+                counted_in_lines += held;
+            }
+        }
+        let held_back = burst - lines - counted_in_lines;
+        assert!(held_back > 0, "{lines} lines for {burst} events");
+        // No event follows: the timer alone must report every held-back one.
+        let mut by_timer = 0;
+        while by_timer < held_back {
+            let report = tokio::time::timeout(Duration::from_secs(30), reported.recv()).await;
+            by_timer += report
+                .expect("a report without a further event")
+                .expect("open");
+        }
+        assert_eq!(by_timer, held_back);
     }
 
     #[test]

@@ -536,8 +536,8 @@ async fn handle<R, S>(
                     session.tls_established(conn::tls_facts(stream.get_ref().1));
                     conn::serve(stream, session, machine, None, timeout, stop).await;
                 }
-                Ok(Err(error)) => tracing::info!("TLS handshake with {remote} failed: {error}"),
-                Err(_) => tracing::info!("TLS handshake with {remote} timed out"),
+                Ok(Err(error)) => tls::log_handshake_failure(&remote.ip(), &error),
+                Err(_) => tls::log_handshake_failure(&remote.ip(), &"timed out"),
             }
         })
         .await;

@@ -184,17 +184,43 @@ fn generated(
             return load_files(&cert, &key);
         }
     }
-    let certified = rcgen::generate_simple_self_signed(vec![server_name.to_owned()])
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    // Subject CN and SAN are both the server name (rcgen's default subject is
+    // "rcgen self signed cert", which a client's certificate view then shows).
+    let mut params =
+        rcgen::CertificateParams::new(vec![server_name.to_owned()]).map_err(generate)?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, server_name);
+    params.distinguished_name = subject;
+    let signing_key = rcgen::KeyPair::generate().map_err(generate)?;
+    let cert = params.self_signed(&signing_key).map_err(generate)?;
     if let Some(dir) = keep_in {
-        write_private(
-            &dir.join(GENERATED_KEY),
-            &certified.signing_key.serialize_pem(),
-        )?;
-        write_private(&dir.join(GENERATED_CERTIFICATE), &certified.cert.pem())?;
+        write_private(&dir.join(GENERATED_KEY), &signing_key.serialize_pem())?;
+        write_private(&dir.join(GENERATED_CERTIFICATE), &cert.pem())?;
     }
-    let key = PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
-    Ok((vec![certified.cert.der().clone()], key.into()))
+    let key = PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+    Ok((vec![cert.der().clone()], key.into()))
+}
+
+/// A TLS version as OpenSSL and Postfix write it (`TLSv1.3`, `TLSv1.2`), for
+/// the mail structure's `tls_version`; rustls's own names (`TLSv1_3`) otherwise.
+pub(crate) fn version_name(version: rustls::ProtocolVersion) -> Option<&'static str> {
+    match version {
+        rustls::ProtocolVersion::TLSv1_3 => Some("TLSv1.3"),
+        rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
+        rustls::ProtocolVersion::TLSv1_1 => Some("TLSv1.1"),
+        rustls::ProtocolVersion::TLSv1_0 => Some("TLSv1"),
+        other => other.as_str(),
+    }
+}
+
+/// The one log line of a failed TLS handshake, after STARTTLS or on an
+/// implicit-TLS port alike: `TLS handshake failed: <why> remote=<ip>`.
+pub(crate) fn log_handshake_failure(
+    remote_ip: &dyn std::fmt::Display,
+    why: &dyn std::fmt::Display,
+) {
+    tracing::info!(remote = %remote_ip, "TLS handshake failed: {why}");
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {
@@ -226,6 +252,33 @@ pub fn fingerprint(certificate: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// True if `der` holds `needle` as bytes.
+    fn holds(der: &[u8], needle: &[u8]) -> bool {
+        der.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn issue12_generated_certificate_names_the_server() {
+        let (chain, _) = generated("mx.name.test", None).unwrap();
+        let der: &[u8] = chain[0].as_ref();
+        let name = b"mx.name.test";
+        let len = u8::try_from(name.len()).unwrap();
+        // Subject commonName (OID 2.5.4.3), a UTF8String.
+        let common_name = [&[0x55, 0x04, 0x03, 0x0c, len][..], name].concat();
+        assert!(holds(der, &common_name), "no CN=mx.name.test");
+        // subjectAltName dNSName ([2] IMPLICIT IA5String).
+        let dns_name = [&[0x82, len][..], name].concat();
+        assert!(holds(der, &dns_name), "no SAN DNS:mx.name.test");
+        assert!(!holds(der, b"rcgen"), "rcgen's default subject");
+    }
+
+    #[test]
+    fn versions_are_named_as_openssl_names_them() {
+        use rustls::ProtocolVersion;
+        assert_eq!(version_name(ProtocolVersion::TLSv1_3), Some("TLSv1.3"));
+        assert_eq!(version_name(ProtocolVersion::TLSv1_2), Some("TLSv1.2"));
+    }
 
     #[test]
     fn generates_and_keeps_a_certificate() {

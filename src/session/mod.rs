@@ -40,7 +40,7 @@ pub struct ConnectionInfo {
 /// What TLS negotiated, recorded in the mail structure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsFacts {
-    /// Protocol version, e.g. `TLSv1_3`.
+    /// Protocol version, e.g. `TLSv1.3`.
     pub version: Option<String>,
     /// Cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
     pub cipher: Option<String>,
@@ -297,11 +297,11 @@ impl<R: Receiver> Session<R> {
             if let Some((lockout, client)) = &guard {
                 lockout.record_login_success(&name, *client).await;
             }
-            tracing::info!(%remote, user = %credentials.username, mechanism, "AUTH succeeded");
+            tracing::info!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
             self.mail.authenticated = Some(credentials.username);
             return Reply::new(235, (2, 7, 0), "Authentication successful");
         }
-        tracing::warn!(%remote, user = %credentials.username, mechanism, "AUTH failed");
+        tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
         self.failed_auths = self.failed_auths.saturating_add(1);
         let mut ip_locked = false;
         if let Some((lockout, client)) = &guard

@@ -165,6 +165,70 @@ fn unknown_config_key_is_named() {
 }
 
 #[test]
+fn issue12_config_type_error_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("d.toml");
+    std::fs::write(
+        &config,
+        "quiet = true
+daemon = \"yes\"\n",
+    )
+    .unwrap();
+    let stderr = start_fails(&["--config".as_ref(), config.as_os_str()]);
+    let want = format!(
+        "config file {}: line 2, column 10, key daemon: invalid type: string \"yes\", \
+         expected a boolean",
+        config.display()
+    );
+    assert!(stderr.contains(&want), "{stderr}");
+}
+
+#[test]
+fn issue12_ipv6_listen_flag_without_brackets_says_how_to_write_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = start_fails(&[
+        "--listen".as_ref(),
+        "::1:2525".as_ref(),
+        "--maildir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert!(stderr.contains("--listen"), "{stderr}");
+    assert!(stderr.contains("write \"[::1]:2525\""), "{stderr}");
+}
+
+#[test]
+fn issue12_files_in_the_way_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Maildir whose `new` is a file.
+    let maildir = dir.path().join("Maildir");
+    std::fs::create_dir(&maildir).unwrap();
+    let new = maildir.join("new");
+    std::fs::write(&new, "not a directory").unwrap();
+    let stderr = start_fails(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--maildir".as_ref(),
+        maildir.as_os_str(),
+    ]);
+    let want = format!("{} exists and is not a directory", new.display());
+    assert!(stderr.contains(&want), "{stderr}");
+    // A log file under a regular file.
+    let file = dir.path().join("plain");
+    std::fs::write(&file, "").unwrap();
+    let log = file.join("logs").join("net-receiver.log");
+    let stderr = start_fails(&[
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--maildir".as_ref(),
+        dir.path().join("md").as_os_str(),
+        "--log-file".as_ref(),
+        log.as_os_str(),
+    ]);
+    let want = format!("{} exists and is not a directory", file.display());
+    assert!(stderr.contains(&want), "{stderr}");
+}
+
+#[test]
 fn port_in_use_is_reported() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

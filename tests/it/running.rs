@@ -246,7 +246,7 @@ pub(crate) fn catches(pid: i32, signal: Signal) -> bool {
 }
 
 /// `... listening on 127.0.0.1:2525, delivering to DIR mode=Smtp`.
-fn parse_listening(line: &str) -> (SocketAddr, String) {
+pub(crate) fn parse_listening(line: &str) -> (SocketAddr, String) {
     let rest = line.split("listening on ").nth(1).expect("listening on");
     let addr = rest.split([',', ' ']).next().unwrap_or("");
     let addr: SocketAddr = addr

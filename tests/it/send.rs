@@ -237,7 +237,7 @@ fn client_text_in_received_is_sanitized() {
     assert!(
         stored
             .received
-            .starts_with("Received: from x?y??z (unknown [127.0.0.1])\r\n\tby "),
+            .starts_with("Received: from unknown (unknown [127.0.0.1] helo=x?y??z)\r\n\tby "),
         "{}",
         stored.received
     );

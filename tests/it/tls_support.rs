@@ -174,7 +174,8 @@ impl TlsClient {
         let version = tls.protocol_version().and_then(|v| v.as_str());
         let suite = tls.negotiated_cipher_suite().map(|s| s.suite());
         (
-            version.expect("version").to_owned(),
+            // As the mail structure names it: `TLSv1.3`, not rustls's `TLSv1_3`.
+            version.expect("version").replace('_', "."),
             suite.and_then(|s| s.as_str()).expect("cipher").to_owned(),
         )
     }
