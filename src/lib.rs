@@ -25,7 +25,6 @@ pub mod auth;
 pub mod config;
 pub mod delivery;
 pub mod dns;
-pub mod id;
 pub mod lockout;
 pub mod logging;
 pub mod mail;
@@ -33,7 +32,6 @@ pub mod protocol;
 pub mod receiver;
 pub mod server;
 pub mod session;
-pub mod trace;
 
 pub use config::{Config, Settings};
 pub use delivery::{Deliver, DeliveryError, Maildir};

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::tmp_cleanup::{self, TmpCleanup};
 use super::{Deliver, DeliverFuture, DeliveryError};
 use crate::mail::Mail;
-use crate::trace;
+use crate::mail::trace;
 
 /// Process-wide counter for the `Q<counter>` part of file names.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -218,7 +218,7 @@ fn unique_name(hostname: &str, size: usize) -> String {
         "{}.M{}P{}Q{}.{},S={}",
         now.as_secs(),
         now.subsec_micros(),
-        crate::id::process_id(),
+        crate::mail::id::process_id(),
         COUNTER.fetch_add(1, Ordering::Relaxed),
         hostname,
         size

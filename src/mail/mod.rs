@@ -9,8 +9,10 @@
 use indexmap::IndexMap;
 
 mod headers;
+pub mod id;
 mod listener;
 mod text;
+pub mod trace;
 pub use headers::split_message;
 pub use listener::Listener;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -31,7 +33,7 @@ pub struct Mail {
     pub remote_hostname: Option<String>,
     /// The client's IP address (`"127.0.0.1"`).
     pub remote_ip: String,
-    /// The mail id, e.g. `"OELGQA-A58QI3-AA"` (see [`crate::id`]).
+    /// The mail id, e.g. `"OELGQA-A58QI3-AA"` (see [`crate::mail::id`]).
     pub id: String,
     /// When the session started, formatted `%Y-%m-%d %H:%M:%S %z`.
     pub time: String,

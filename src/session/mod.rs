@@ -1,6 +1,6 @@
 //! The async glue between the sans-IO machine and the hooks: turns each
 //! [`Event`] into a call of the matching [`Receiver`] hook, keeps the seed's mail
-//! structure up to date, and returns the reply for [`Machine::answer`].
+//! structure up to date, and returns the reply for [`Machine::answer`](crate::protocol::Machine::answer).
 //!
 //! This is the only caller of hooks. It catches their panics (451 for `received`,
 //! 421 for the others), applies `prohibited`, and turns `received`'s result into
@@ -18,10 +18,10 @@ use crate::config::{FailureKind, ListenerSpec, Settings};
 use crate::delivery::DeliveryError;
 use crate::lockout::{self, HookCountedFailure, Subject};
 use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
+use crate::mail::{id, trace};
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::{Credentials, Event, MessageEnd, Path, PathRequest, Reply};
 use crate::receiver::{Context, Extensions, Receiver, Services};
-use crate::{id, trace};
 
 /// Finished transactions kept for `closed`; older ones are dropped.
 pub const MAX_KEPT_TRANSACTIONS: usize = 32;

@@ -628,14 +628,11 @@ fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError>
     })
 }
 
-#[path = "config_errors.rs"]
 mod errors;
 pub use errors::describe_toml_error;
 
-#[path = "config_network.rs"]
 mod network;
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;
