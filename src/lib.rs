@@ -28,6 +28,7 @@ pub mod dns;
 pub mod lockout;
 pub mod logging;
 pub mod mail;
+pub mod policy;
 pub mod protocol;
 pub mod receiver;
 pub mod server;

@@ -96,11 +96,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
 /// SIGTERM or SIGINT.
 async fn serve(config: Config) -> anyhow::Result<()> {
     let (lines, writer, reopen) = json_lines::json_output(&config)?;
-    let server = Server::from_config(&config, PrintingReceiver { lines }).await?;
-    // Signal handlers are in place before anyone can learn we are listening.
+    // Signal handlers are in place before anyone can learn we are listening
+    // (`from_config` logs it).
     let shutdown = net_receiver::server::stop_signal().context("cannot handle SIGTERM/SIGINT")?;
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
+    let server = Server::from_config(&config, PrintingReceiver { lines }).await?;
     let (destination, warning) = json_lines::json_destination(&config);
     match warning {
         Some(warning) => tracing::warn!("{warning}"),

@@ -50,20 +50,8 @@ pub struct AuthContext<'a> {
     pub spf: Option<&'a SpfFindings>,
 }
 
-/// One DKIM signature's verification.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DkimFinding {
-    /// The signing domain (`d=`); `None` for a signature too broken to parse.
-    pub domain: Option<String>,
-    /// The selector (`s=`); `None` for a signature too broken to parse.
-    pub selector: Option<String>,
-    /// `pass`, `fail`, `neutral`, `temperror`, `permerror` (RFC 8601 §2.7.1). A
-    /// body altered after signing is `neutral` ("body hash did not verify"), a
-    /// signed header field altered is `fail`, as `mail-auth` reports them.
-    pub result: String,
-    /// Why it did not pass, e.g. `"Calculated body hash does not match signature hash"`.
-    pub reason: Option<String>,
-}
+/// One DKIM signature's verification: the mail structure's own [`Dkim`](crate::mail::Dkim).
+pub type DkimFinding = crate::mail::Dkim;
 
 /// Everything the message authentication found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -76,21 +76,31 @@ pub struct DomainFindings {
     pub error: Option<String>,
 }
 
-/// Whether the client IP is listed on one DNSBL zone.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct DnsblFinding {
-    /// The zone, e.g. `"zen.spamhaus.org"`.
-    pub zone: String,
-    /// Whether the zone lists the IP: it answered with an address in
-    /// `127.0.0.0/8` (other than the `127.255.255.0/24` error codes).
-    pub listed: bool,
-    /// The listing's return codes, e.g. `["127.0.0.2"]`.
-    pub codes: Vec<String>,
-    /// The zone's TXT reason for the listing, if it gives one.
-    pub reason: Option<String>,
-    /// The error kind when the zone could not be asked, or `"error"` when it
-    /// answered with an error code (`127.255.255.x`, e.g. queries refused).
-    pub error: Option<String>,
+/// One DNSBL zone's answer: the mail structure's own [`Dnsbl`](crate::mail::Dnsbl).
+pub type DnsblFinding = crate::mail::Dnsbl;
+
+impl EhloFindings {
+    /// Records the findings in the mail structure's EHLO record.
+    pub fn fill(self, ehlo: &mut crate::mail::Ehlo) {
+        ehlo.rip = self.rip;
+        ehlo.domain = self.domain;
+        ehlo.fip = self.fip;
+        ehlo.matches_client = self.matches_client;
+        ehlo.error = self.error;
+    }
+}
+
+impl DomainFindings {
+    /// Records the findings in the mail structure's MAIL/RCPT address record.
+    pub fn fill(self, address: &mut crate::mail::Address) {
+        address.ip = self.ip;
+        address.ipv6 = Some(self.ipv6);
+        address.mxs = self.mxs;
+        address.ips = self.ips;
+        address.null_mx = Some(self.null_mx);
+        address.implicit_mx = Some(self.implicit_mx);
+        address.error = self.error;
+    }
 }
 
 impl Dns {

@@ -81,7 +81,7 @@ pub struct Mail {
 }
 
 /// The client IP on one DNS block list.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Dnsbl {
     /// The zone asked, e.g. `zen.spamhaus.org`.
@@ -97,7 +97,7 @@ pub struct Dnsbl {
 }
 
 /// One DKIM signature of the message and its verification.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Dkim {
     /// The signing domain (`d=`).

@@ -100,6 +100,9 @@ pub struct Services {
     pub passwords: Option<Arc<dyn PasswordLookup>>,
     /// The resolver for the DNS checks; `None`: no lookups.
     pub dns: Option<Arc<Dns>>,
+    /// The policy layers, in the order they run before each `Receiver` hook
+    /// (see [`crate::policy`]).
+    pub policies: Arc<[Arc<dyn crate::policy::Policy>]>,
 }
 
 impl std::fmt::Debug for Services {
@@ -109,6 +112,10 @@ impl std::fmt::Debug for Services {
             .field("lockout", &self.lockout.is_some())
             .field("passwords", &self.passwords.is_some())
             .field("dns", &self.dns.is_some())
+            .field(
+                "policies",
+                &self.policies.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

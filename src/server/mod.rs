@@ -144,6 +144,7 @@ impl<R: Receiver> Server<R> {
                     lockout: Some(Arc::new(lockout)),
                     passwords: None,
                     dns: None,
+                    policies: Arc::new([]),
                 },
                 tls: None,
                 limits,
@@ -190,7 +191,24 @@ impl<R: Receiver> Server<R> {
     #[must_use]
     pub fn with_dns(mut self, dns: Arc<Dns>) -> Self {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            // The built-in checks are the first layer, whatever was added before.
+            let checks = Arc::new(crate::policy::DnsChecks::new(Arc::clone(&dns)));
+            let mut policies = shared.services.policies.to_vec();
+            policies.insert(0, checks);
+            shared.services.policies = policies.into();
             shared.services.dns = Some(dns);
+        }
+        self
+    }
+
+    /// Adds a policy layer after the ones already there (see [`crate::policy`]
+    /// for the order: built-in checks, HTTP hooks, milters, then the `Receiver`).
+    #[must_use]
+    pub fn with_policy(mut self, policy: Arc<dyn crate::policy::Policy>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            let mut policies = shared.services.policies.to_vec();
+            policies.push(policy);
+            shared.services.policies = policies.into();
         }
         self
     }
@@ -572,6 +590,7 @@ mod tests {
                 lockout: None,
                 passwords: None,
                 dns: None,
+                policies: Arc::new([]),
             },
             tls: None,
             limits: ConnectionLimits::new(10, 10, &[]),

@@ -6,8 +6,6 @@
 //! 421 for the others), applies `prohibited`, and turns `received`'s result into
 //! 250 / 451 / 554. It knows nothing of sockets: `server::conn` moves the bytes.
 
-mod checks;
-
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -19,6 +17,7 @@ use crate::delivery::DeliveryError;
 use crate::lockout::{self, HookCountedFailure, Subject};
 use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
 use crate::mail::{id, trace};
+use crate::policy::Verdict;
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::{Credentials, Event, MessageEnd, Path, PathRequest, Reply};
 use crate::receiver::{Context, Extensions, Receiver, Services};
@@ -59,8 +58,6 @@ pub struct Session<R> {
     transaction_failure_counted: bool,
     /// Failed AUTH attempts in this session (each waits longer).
     failed_auths: u32,
-    /// SPF results of the current transaction, for DMARC at the end of DATA.
-    spf: Option<crate::dns::SpfFindings>,
     transactions: std::collections::VecDeque<Mail>,
     extensions: Extensions,
 }
@@ -77,6 +74,37 @@ macro_rules! hook {
         AssertUnwindSafe($self.receiver.$method(&mut cx $(, $arg)*))
             .catch_unwind()
             .await
+    }};
+}
+
+/// Runs the policy layers' `$method` in order; the first refusal, if any (a
+/// panicking layer is a 421 like a panicking hook).
+macro_rules! layers {
+    ($self:ident, $method:ident $(, $arg:expr)*) => {{
+        let mut refusal = None;
+        let policies = Arc::clone(&$self.services.policies);
+        for policy in policies.iter() {
+            let mut cx = Context {
+                mail: &mut $self.mail,
+                transactions: &$self.transactions,
+                extensions: &mut $self.extensions,
+                settings: &$self.settings,
+                services: &$self.services,
+            };
+            match AssertUnwindSafe(policy.$method(&mut cx $(, $arg)*)).catch_unwind().await {
+                Ok(Verdict::Continue) => {}
+                Ok(Verdict::Refuse(reply)) => {
+                    refusal = Some(reply);
+                    break;
+                }
+                Err(_) => {
+                    tracing::error!(layer = policy.name(), "a policy layer panicked");
+                    refusal = Some(internal_error());
+                    break;
+                }
+            }
+        }
+        refusal
     }};
 }
 
@@ -116,7 +144,6 @@ impl<R: Receiver> Session<R> {
             mail: Box::new(mail),
             transaction_failure_counted: false,
             failed_auths: 0,
-            spf: None,
             transactions: std::collections::VecDeque::new(),
             extensions: Extensions::default(),
         }
@@ -145,7 +172,9 @@ impl<R: Receiver> Session<R> {
                 ),
             );
         }
-        self.check_connect().await;
+        if let Some(refusal) = layers!(self, connect) {
+            return refusal;
+        }
         hook!(self, connect).unwrap_or_else(|_| internal_error())
     }
 
@@ -326,8 +355,10 @@ impl<R: Receiver> Session<R> {
             verb: if extended { "EHLO" } else { "HELO" }.to_owned(),
             ..Ehlo::default()
         };
-        self.check_ehlo(&mut ehlo).await;
-        let reply = hook!(self, ehlo, &ehlo).unwrap_or_else(|_| internal_error());
+        let reply = match layers!(self, ehlo, &mut ehlo) {
+            Some(refusal) => refusal,
+            None => hook!(self, ehlo, &ehlo).unwrap_or_else(|_| internal_error()),
+        };
         self.mail.ehlo = Some(ehlo);
         if reply.is_positive() {
             self.archive();
@@ -346,9 +377,10 @@ impl<R: Receiver> Session<R> {
             smtputf8,
             ..MailFrom::default()
         };
-        self.spf = None;
-        self.check_mail_from(&mut from).await;
-        let reply = hook!(self, mail_from, &from).unwrap_or_else(|_| internal_error());
+        let reply = match layers!(self, mail_from, &mut from) {
+            Some(refusal) => refusal,
+            None => hook!(self, mail_from, &from).unwrap_or_else(|_| internal_error()),
+        };
         from.accepted = reply.is_positive();
         self.mail.mailfrom = Some(from);
         reply
@@ -356,8 +388,10 @@ impl<R: Receiver> Session<R> {
 
     async fn rcpt_to(&mut self, request: PathRequest) -> Reply {
         let mut to = address_record(request, self.settings.recipient_character_check);
-        self.check_rcpt_to(&mut to).await;
-        let reply = hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error());
+        let reply = match layers!(self, rcpt_to, &mut to) {
+            Some(refusal) => refusal,
+            None => hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error()),
+        };
         to.accepted = reply.is_positive();
         self.mail.rcptto.push(to);
         reply
@@ -383,18 +417,20 @@ impl<R: Receiver> Session<R> {
             crate::dns::strip_forged_authentication_results(&original, &self.settings.server_name)
                 .map_or_else(|| original.clone(), bytes::Bytes::from);
         let received = self.received_header();
-        let mut data = Data::from_bytes(delivered, received);
+        self.mail.data = Some(Data::from_bytes(delivered, received));
+        let refusal = layers!(self, message, &original);
+        drop(original);
+        if let Some(refusal) = refusal {
+            self.archive();
+            return refusal;
+        }
         // The seed's meaning: `received` is called for a complete, acceptable
         // message, so it sees `accepted: true`; whether storing it worked is
         // `delivered`, decided below.
-        data.accepted = true;
-        self.mail.data = Some(data);
-        self.mail.accepted = true;
-        let results = self.check_message(&original).await;
-        drop(original);
         if let Some(data) = &mut self.mail.data {
-            data.received.insert_str(0, &results);
+            data.accepted = true;
         }
+        self.mail.accepted = true;
         let result = match hook!(self, received) {
             Ok(result) => result,
             Err(_) => {

@@ -32,6 +32,7 @@ mod lockout_redis;
 mod log_injection;
 mod message_end;
 mod pipelining;
+mod policy_layers;
 mod proxy;
 mod recipient_overshoot;
 mod refusal_log;
