@@ -4,16 +4,16 @@
 //! `Receiver::password` and `Receiver::authenticate`.
 
 pub mod password;
-mod secret;
 pub mod store;
+mod stored_password;
 pub mod verify;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use password::{UNKNOWN_USER_SECRET, hash_password, verify_password, verify_password_evenly};
-pub use secret::Secret;
 pub use store::{PasswdFile, SqliteStore, StoreError};
+pub use stored_password::Password;
 pub use verify::verify_password_bounded;
 
 /// The future of a [`PasswordLookup`].

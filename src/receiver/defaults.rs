@@ -2,7 +2,7 @@
 //! gem's `super`). Each one is what `impl Receiver for Mine {}` does.
 
 use crate::auth::password::scheme_of;
-use crate::auth::{Secret, verify_password_bounded};
+use crate::auth::{Password, verify_password_bounded};
 use crate::delivery::DeliveryError;
 use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::protocol::{Credentials, Reply};
@@ -112,10 +112,10 @@ pub async fn quit(cx: &mut Context<'_>) -> Reply {
 
 /// The stored secret from the server's password store (passwd file, SQLite); no
 /// store or a store error means no user.
-pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<Secret> {
+pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<Password> {
     let store = cx.passwords()?;
     match store.lookup(username).await {
-        Ok(secret) => secret.map(Secret::Hashed),
+        Ok(secret) => secret.map(Password::Hashed),
         Err(error) => {
             tracing::error!("password lookup failed: {error}");
             None
@@ -130,7 +130,7 @@ pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<Secret> {
 pub async fn authenticate(
     _cx: &mut Context<'_>,
     credentials: &Credentials,
-    stored: Option<&Secret>,
+    stored: Option<&Password>,
 ) -> bool {
     if credentials.authorization.is_some() {
         tracing::debug!("AUTH refused: an authorization identity other than the user");
@@ -148,7 +148,7 @@ pub async fn authenticate(
     if scheme_of(&stored).is_none() {
         tracing::debug!(
             "AUTH fails: the stored secret has no known scheme \
-             (return Secret::Plain for a plain password)"
+             (return Password::Plain for a plain password)"
         );
     }
     let matched = verify_password_bounded(stored, credentials.password.clone()).await;

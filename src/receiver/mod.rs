@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 pub use extensions::Extensions;
 
-use crate::auth::{PasswordLookup, Secret};
+use crate::auth::{Password, PasswordLookup};
 use crate::config::Settings;
 use crate::delivery::{Deliver, DeliveryError};
 use crate::dns::Dns;
@@ -196,8 +196,8 @@ pub trait Receiver: Send + Sync + 'static {
     }
 
     /// The secret of `username`, for AUTH (the seed's `password`); `None` = no
-    /// such user. Return [`Secret::Plain`] for the password itself (what the
-    /// seed's hook returned) or [`Secret::Hashed`] for a stored hash
+    /// such user. Return [`Password::Plain`] for the password itself (what the
+    /// seed's hook returned) or [`Password::Hashed`] for a stored hash
     /// (`$argon2id$…`, `$2b$…`, `$6$…`, `{PLAIN}…`: see [`crate::auth::password`]).
     /// The default asks the server's password store (`passwd_file`,
     /// `password_db`). AUTH is offered when `auth = true` or a store is configured.
@@ -205,7 +205,7 @@ pub trait Receiver: Send + Sync + 'static {
         &self,
         cx: &mut Context<'_>,
         username: &str,
-    ) -> impl Future<Output = Option<Secret>> + Send {
+    ) -> impl Future<Output = Option<Password>> + Send {
         defaults::password(cx, username)
     }
 

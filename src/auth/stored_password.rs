@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-/// A user's secret, as [`Receiver::password`](crate::Receiver::password) returns it.
+/// A user's password — plain, or as a stored hash — as [`Receiver::password`](crate::Receiver::password) returns it.
 /// Its `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
+pub enum Password {
     /// The password itself, compared in constant time (the seed's `password`
     /// returned the plain password from its database).
     Plain(String),
@@ -17,23 +17,23 @@ pub enum Secret {
     Hashed(String),
 }
 
-impl Secret {
+impl Password {
     /// The secret in stored form (`Plain` becomes `{PLAIN}…`).
     pub fn stored_form(&self) -> String {
         match self {
-            Secret::Plain(password) => format!("{{PLAIN}}{password}"),
-            Secret::Hashed(stored) => stored.clone(),
+            Password::Plain(password) => format!("{{PLAIN}}{password}"),
+            Password::Hashed(stored) => stored.clone(),
         }
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Secret::Plain(_) => f.write_str("Secret::Plain(..)"),
-            Secret::Hashed(stored) => {
+            Password::Plain(_) => f.write_str("Password::Plain(..)"),
+            Password::Hashed(stored) => {
                 let scheme = super::password::scheme_of(stored);
-                write!(f, "Secret::Hashed({scheme:?}, ..)")
+                write!(f, "Password::Hashed({scheme:?}, ..)")
             }
         }
     }
@@ -45,8 +45,8 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_secret() {
-        let plain = format!("{:?}", Secret::Plain("hunter2".into()));
-        let hashed = format!("{:?}", Secret::Hashed("{PLAIN}hunter2".into()));
+        let plain = format!("{:?}", Password::Plain("hunter2".into()));
+        let hashed = format!("{:?}", Password::Hashed("{PLAIN}hunter2".into()));
         assert!(!plain.contains("hunter2") && !hashed.contains("hunter2"));
         assert!(hashed.contains("Plain"), "{hashed}");
     }
@@ -54,7 +54,7 @@ mod tests {
     #[test]
     fn a_plain_password_is_checked_as_plain_whatever_it_looks_like() {
         for password in ["secret", "$6$looks-like-a-hash", "{PLAIN}x"] {
-            let stored = Secret::Plain(password.to_owned()).stored_form();
+            let stored = Password::Plain(password.to_owned()).stored_form();
             assert!(
                 super::super::verify_password(&stored, password),
                 "{password}"
