@@ -243,6 +243,15 @@ impl Reloader {
             }
         }
         if let Some(tls) = &self.tls {
+            if let Some(unreadable) = unreadable_tls_file(tls) {
+                tracing::error!(
+                    "reload: keeping the loaded TLS certificate: {unreadable} cannot be read \
+                     by uid {} (the user after the privilege drop); make it readable by \
+                     that user or its group (e.g. mode 0640) or restart to load new files",
+                    nix::unistd::geteuid()
+                );
+                return false;
+            }
             match tls.reload() {
                 Ok(()) => tracing::info!(
                     "reload: TLS certificate reloaded (SHA-256 {})",
@@ -256,6 +265,26 @@ impl Reloader {
         }
         all
     }
+}
+
+/// The certificate or key file this process may no longer read (after a
+/// privilege drop, a root-only key), if any.
+fn unreadable_tls_file(tls: &TlsHandle) -> Option<String> {
+    let CertificateSource::Files {
+        certificate,
+        private_key,
+    } = tls.source()
+    else {
+        return None;
+    };
+    [certificate, private_key]
+        .into_iter()
+        .find_map(|path| match std::fs::File::open(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                Some(path.display().to_string())
+            }
+            _ => None,
+        })
 }
 
 /// A future that completes on the first SIGTERM or SIGINT (Ctrl-C), for

@@ -44,5 +44,6 @@ mod starttls;
 mod timeouts;
 mod tls_clients;
 mod tls_logs;
+mod tls_permissions;
 mod tls_reload;
 mod trace_injection;
