@@ -1,0 +1,6 @@
+//! TLS: STARTTLS and implicit TLS, real TLS clients, certificate reload, TLS logs.
+
+mod clients;
+mod logs;
+mod reload;
+mod starttls;
