@@ -5,7 +5,7 @@
 //! Set-up, and why: plaintext AUTH (`allow_plaintext_auth`), so the storm measures
 //! AUTH and not 1,000 TLS handshakes; failed AUTHs are not counted by the lockout
 //! (`lockout_counts` without `auth`), else all from 127.0.0.1 would be locked out
-//! after 3 and refused at connect — cheap, and tested in `lockout.rs` — while a
+//! after 3 and refused at connect — cheap, and tested in `lockout/failures.rs` — while a
 //! real storm comes from many addresses the per-IP lockout does not stop, so what
 //! each failing AUTH costs the server is what matters; connection limits raised
 //! out of the way; `auth_failure_delay` left at its default (1 s).
@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 use super::{
     MIB, Memory, exclusive, fresh_transaction, ms, percentile, read_reply, runtime, start,
 };
-use crate::auth_support::{BAD_CREDENTIALS, USERS, plain, write_file};
-use crate::common::read_reply as read_reply_blocking;
+use crate::support::auth::{BAD_CREDENTIALS, USERS, plain, write_file};
+use crate::support::common::read_reply as read_reply_blocking;
 
 /// Sessions in the storm.
 const STORM: usize = 1000;

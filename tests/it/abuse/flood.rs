@@ -38,8 +38,8 @@ use super::{
     MIB, Memory, closed_within, exclusive, fresh_transaction, ms, open_descriptors, percentile,
     raise_open_files, read_reply, runtime, start,
 };
-use crate::common::Client;
-use crate::running::{BIN, Binary};
+use crate::support::common::Client;
+use crate::support::running::{BIN, Binary};
 
 /// `max_connections` of the flooded server (a tenth of the flood when fewer
 /// descriptors allow only a smaller flood).

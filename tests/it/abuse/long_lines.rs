@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use super::{MIB, Memory, exclusive, fresh_transaction, ms, start};
-use crate::common::{Client, expect_messages};
+use crate::support::common::{Client, expect_messages};
 
 /// 100 MiB.
 const HUNDRED_MB: usize = 100 * 1024 * 1024;

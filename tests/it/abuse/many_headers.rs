@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use net_receiver::{Context, Receiver};
 
 use super::{MIB, Memory, exclusive, fresh_transaction, ms, start};
-use crate::common::{Client, TestServer, config, expect_messages, split_stored};
+use crate::support::common::{Client, TestServer, config, expect_messages, split_stored};
 
 /// Header lines per message.
 const LINES: usize = 1_000_000;

@@ -11,10 +11,11 @@ use mail_auth::common::headers::HeaderWriter as _;
 use mail_auth::dkim::DkimSigner;
 use net_receiver::dns::{MessageAuth, strip_forged_authentication_results};
 
-use super::{
-    CLIENT, DnsServer, MESSAGE, SERVER, context, dns, ed25519_key, ip, rsa_key, signed_message,
-    spf_words, within,
+use super::fixtures::{
+    CLIENT, MESSAGE, SERVER, context, dns, ed25519_key, ip, rsa_key, signed_message, spf_words,
+    within,
 };
+use crate::support::dns_server::DnsServer;
 
 #[tokio::test]
 async fn spf_policies() {

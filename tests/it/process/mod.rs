@@ -1,0 +1,10 @@
+//! The real binary as a process: privileges, daemon, signals, crashes, disk, logs.
+
+mod binary;
+mod crash;
+mod daemon_paths;
+mod disk_full;
+mod log_injection;
+mod refusal_log;
+pub(crate) mod server_process;
+mod shutdown;

@@ -1,0 +1,15 @@
+//! The SMTP session over a socket: mail, pipelining, BDAT, limits, smuggling, hooks.
+
+mod bdat_sizes;
+mod disconnect;
+mod hooks;
+mod library;
+mod limits;
+mod message_end;
+mod pipelining;
+mod policy_layers;
+mod recipient_overshoot;
+mod send;
+mod smuggling;
+mod timeouts;
+mod trace_injection;
