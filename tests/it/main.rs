@@ -17,6 +17,7 @@ mod binary;
 mod connection_limits;
 mod crash;
 mod daemon_paths;
+mod delivery_outcomes;
 mod disconnect;
 mod disk_full;
 mod dns;
