@@ -8,6 +8,9 @@
 //!
 //! A process killed mid-delivery leaves at most a file in `tmp/`, never one in
 //! `new/`; [`Maildir::open`] removes such leftovers (see [`Maildir::clean_tmp`]).
+//!
+//! A whole-message target: one stored copy serves every recipient, so it keeps
+//! the default [`Deliver::deliver_each`] (the one result for all of them).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};

@@ -1,7 +1,50 @@
-//! Durable delivery of accepted mail: the [`Deliver`] trait the server calls
-//! before it may answer 250 to the final dot, its error type, and the
-//! built-in [`Maildir`] implementation (with the start-up clean-up of what
-//! crashed processes left in its `tmp/`).
+//! Delivery: where accepted mail goes before the server may answer 250 to the
+//! final dot.
+//!
+//! ## The seam
+//!
+//! A delivery target is a type implementing [`Deliver`], handed to the server
+//! with [`Server::with_delivery`](crate::Server::with_delivery); the default
+//! `received` hook ([`crate::defaults::received`]) calls it. A target says what
+//! became of the message **per accepted recipient**
+//! ([`Deliver::deliver_each`] → [`DeliveryReport`] of [`RecipientOutcome`]s):
+//!
+//! - a *whole-message* target (the [`Maildir`]: one stored copy serves every
+//!   recipient) implements only [`Deliver::deliver`]; the default
+//!   `deliver_each` calls it once and gives its result to every recipient;
+//! - a *per-recipient* target (LMTP answers once per recipient after the final
+//!   dot; a webhook or a queue may refuse one address) also overrides
+//!   `deliver_each`, and its `deliver` answers for the message as a whole.
+//!
+//! The outcomes are written into the mail structure, each recipient's
+//! `rcptto[].delivered` / `delivery_error`, and the whole mail's `delivered`
+//! (true when every accepted recipient was stored) / `delivery_error`.
+//!
+//! ## One reply for many recipients
+//!
+//! After DATA, SMTP has a single reply for the whole message
+//! ([`DeliveryReport::result`]):
+//!
+//! | outcomes | reply | why |
+//! |---|---|---|
+//! | every recipient stored | `250 2.0.0` | |
+//! | any transient failure ([`DeliveryError::is_permanent`] false) | `451 4.3.0`, or `452 4.3.1` when the store is full | the client retries the whole message: recipients already stored may get a second copy — at least once, never less |
+//! | every recipient refused permanently | `554 5.3.0` | |
+//! | some stored, the rest refused permanently | `554 5.3.0` | a 250 would silently lose the refused recipients' copy unless a bounce is sent; the client retrying gives the stored ones a second copy |
+//!
+//! The last row changes with the spool (issue 18): once the message is durable
+//! in the spool, the answer becomes 250 plus a bounce (DSN) for the refused
+//! recipients, as an MTA does.
+//!
+//! ## Where things go
+//!
+//! One target per file in this folder: `maildir.rs` (here now), and the coming
+//! `lmtp.rs`, `webhook.rs`, `nats.rs` — each a type implementing [`Deliver`]
+//! plus its config table; nothing else should need to change. Durability (a
+//! spool that keeps the message until every required target acknowledged it,
+//! and retries) sits below the targets, in `spool/`; targets never answer the
+//! client themselves. [`TmpCleanup`] is the Maildir's start-up clean-up of what
+//! crashed processes left in its `tmp/`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,8 +52,10 @@ use std::pin::Pin;
 use crate::mail::Mail;
 
 pub mod maildir;
+mod outcome;
 mod tmp_cleanup;
 pub use maildir::Maildir;
+pub use outcome::{DeliveryReport, RecipientOutcome, accepted_recipients, record_unrecorded};
 pub use tmp_cleanup::TmpCleanup;
 
 /// Why a delivery failed.
@@ -35,6 +80,12 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
+    /// True for [`DeliveryError::Permanent`]: retrying will not help. Every other
+    /// error is transient (the client keeps the mail and retries).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DeliveryError::Permanent(_))
+    }
+
     /// True when the store is full: [`DeliveryError::InsufficientStorage`], or
     /// an I/O error of kind [`std::io::ErrorKind::StorageFull`] (`ENOSPC`) or
     /// [`std::io::ErrorKind::QuotaExceeded`] (`EDQUOT`).
@@ -50,14 +101,51 @@ impl DeliveryError {
     }
 }
 
+/// A copy for each recipient of one whole-message result. An I/O error keeps
+/// its OS error code (or its kind and text), so
+/// [`DeliveryError::is_insufficient_storage`] answers the same for the copy.
+impl Clone for DeliveryError {
+    fn clone(&self) -> Self {
+        match self {
+            DeliveryError::Temporary(s) => DeliveryError::Temporary(s.clone()),
+            DeliveryError::Permanent(s) => DeliveryError::Permanent(s.clone()),
+            DeliveryError::InsufficientStorage(s) => DeliveryError::InsufficientStorage(s.clone()),
+            DeliveryError::Io(error) => DeliveryError::Io(match error.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(error.kind(), error.to_string()),
+            }),
+        }
+    }
+}
+
 /// The future returned by [`Deliver::deliver`].
 pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
 
-/// Where accepted mail goes. Object-safe (the server stores `Arc<dyn Deliver>`).
+/// The future returned by [`Deliver::deliver_each`].
+pub type ReportFuture<'a> = Pin<Box<dyn Future<Output = DeliveryReport> + Send + 'a>>;
+
+/// A delivery target: where accepted mail goes (see the module doc). Object-safe
+/// (the server stores `Arc<dyn Deliver>`).
 pub trait Deliver: Send + Sync + 'static {
-    /// Store the mail durably; return `Ok` only once it is safe (this is what
-    /// allows the 250 reply).
+    /// Store the mail durably for all its accepted recipients; return `Ok` only
+    /// once it is safe (this is what allows the 250 reply).
     fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a>;
+
+    /// Store the mail and say what became of it for each accepted recipient
+    /// ([`accepted_recipients`]); an `Ok` outcome only once the message is safe
+    /// for that recipient. The default calls [`Deliver::deliver`] once and gives
+    /// its result to every accepted recipient (with none, it stores nothing and
+    /// reports nothing). A target that can refuse one recipient and keep the
+    /// others (LMTP, a webhook) overrides this.
+    fn deliver_each<'a>(&'a self, mail: &'a Mail) -> ReportFuture<'a> {
+        Box::pin(async move {
+            if accepted_recipients(mail).next().is_none() {
+                return DeliveryReport::default();
+            }
+            let result = self.deliver(mail).await;
+            DeliveryReport::same_for_all(mail, &result)
+        })
+    }
 }
 
 #[cfg(test)]

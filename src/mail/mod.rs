@@ -8,11 +8,13 @@
 
 use indexmap::IndexMap;
 
+mod address;
 mod headers;
 pub mod id;
 mod listener;
 mod text;
 pub mod trace;
+pub use address::{Address, MailFrom, RcptTo};
 pub use headers::split_message;
 pub use listener::Listener;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -72,9 +74,10 @@ pub struct Mail {
     pub dnsbl: Option<Vec<Dnsbl>>,
     /// The listener the connection came in on (new key).
     pub listener: Option<Listener>,
-    /// Whether the accepted message was stored (new key): `null` until
-    /// `received` has delivered it (or when no message was accepted), then
-    /// `true`, or `false` with `delivery_error`.
+    /// Whether the accepted message was stored for every accepted recipient
+    /// (new key): `null` until `received` has delivered it (or when no message
+    /// was accepted), then `true`, or `false` with `delivery_error`. Each
+    /// recipient's own outcome is `rcptto[].delivered`.
     pub delivered: Option<bool>,
     /// Why storing the accepted message failed (new key).
     pub delivery_error: Option<String>,
@@ -148,80 +151,6 @@ pub struct Ehlo {
     /// Why a lookup failed (new key).
     pub error: Option<String>,
 }
-
-/// An envelope address as the client gave it and what was found about it: the
-/// fields the seed's MAIL FROM and RCPT TO tables share.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Address {
-    /// Whether the command was accepted (a 2xx reply).
-    pub accepted: bool,
-    /// The raw argument after `MAIL FROM:` / `RCPT TO:`.
-    pub value: String,
-    /// The display name, if the client sent one (usually `""`).
-    pub name: String,
-    /// `"local@domain"`, `"<>"` for the null reverse path, `"postmaster"`.
-    pub url: String,
-    /// The local part of the address.
-    pub local_part: Option<String>,
-    /// The domain of the address.
-    pub domain: Option<String>,
-    /// Whether the local part has characters outside RFC 5322 atext; `null` when
-    /// the check is off or there is no local part.
-    pub bad_characters: Option<bool>,
-    /// Whether the local part starts or ends with a dot or has two in a row;
-    /// `null` when the check is off or there is no local part.
-    pub wrong_dot_usage: Option<bool>,
-    /// The IP the domain resolves to.
-    pub ip: Option<String>,
-    /// The domain's MX hosts.
-    pub mxs: Option<Vec<String>>,
-    /// The first address of each MX host, index for index (`null` for one
-    /// without an address, as the seed allowed).
-    pub ips: Option<Vec<Option<String>>>,
-    /// The domain's AAAA records (new key).
-    pub ipv6: Option<Vec<String>>,
-    /// The domain publishes a null MX, RFC 7505: it accepts no mail (new key).
-    pub null_mx: Option<bool>,
-    /// No MX records: the domain's own address stands in (new key).
-    pub implicit_mx: Option<bool>,
-    /// Why a lookup failed (`timeout`, `nxdomain`, …) (new key).
-    pub error: Option<String>,
-}
-
-/// The MAIL FROM envelope sender: the shared [`Address`] fields (reachable
-/// directly through `Deref`, e.g. `from.url`) and the sender-only ones.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MailFrom {
-    /// The address fields shared with RCPT TO (flattened in JSON).
-    #[serde(flatten)]
-    pub address: Address,
-    /// The SPF result, e.g. `"pass"`.
-    pub spf: Option<String>,
-    /// The `SIZE=` parameter (new key).
-    pub size: Option<u64>,
-    /// The `BODY=` parameter, `"7BIT"` or `"8BITMIME"` (new key).
-    pub body: Option<String>,
-    /// Whether the `SMTPUTF8` parameter was given (new key).
-    pub smtputf8: bool,
-}
-
-impl std::ops::Deref for MailFrom {
-    type Target = Address;
-    fn deref(&self) -> &Address {
-        &self.address
-    }
-}
-
-impl std::ops::DerefMut for MailFrom {
-    fn deref_mut(&mut self) -> &mut Address {
-        &mut self.address
-    }
-}
-
-/// One RCPT TO envelope recipient (the seed's RCPT TO table).
-pub type RcptTo = Address;
 
 /// The message received after DATA.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -468,7 +397,7 @@ mod tests {
                 "value rip fip domain verb matches_client spf error".into(),
             ),
             (&v["mailfrom"], format!("{addr} spf size body smtputf8")),
-            (&v["rcptto"][0], addr.into()),
+            (&v["rcptto"][0], format!("{addr} delivered delivery_error")),
             (
                 &v["data"],
                 "accepted value headers text size received dkim dmarc dmarc_policy arc".into(),

@@ -3,7 +3,7 @@
 
 use crate::auth::password::scheme_of;
 use crate::auth::{Password, verify_password_bounded};
-use crate::delivery::DeliveryError;
+use crate::delivery::{DeliveryError, DeliveryReport};
 use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::protocol::{Credentials, Reply};
 
@@ -53,19 +53,25 @@ pub async fn data(_cx: &mut Context<'_>) -> Reply {
     Reply::plain(354, "End data with <CR><LF>.<CR><LF>")
 }
 
-/// Hands the mail to the server's configured delivery (e.g. the Maildir) and
-/// records the outcome in `delivered` / `delivery_error`; without a delivery the
-/// mail is refused with a temporary error, so nothing is ever lost.
+/// Hands the mail to the server's configured delivery (e.g. the Maildir) with
+/// [`Deliver::deliver_each`](crate::delivery::Deliver::deliver_each), records each
+/// accepted recipient's outcome (`rcptto[].delivered` / `delivery_error`) and the
+/// whole mail's (`delivered` = every accepted recipient stored), and returns the
+/// one result for the reply to the final dot ([`DeliveryReport::result`]: a
+/// transient failure wins, then a permanent one; see [`crate::delivery`]).
+/// Without a delivery the mail is refused with a temporary error, so nothing is
+/// ever lost.
 pub async fn received(cx: &mut Context<'_>) -> Result<(), DeliveryError> {
-    let result = match cx.delivery() {
-        Some(delivery) => delivery.deliver(cx.mail).await,
-        None => Err(DeliveryError::Temporary(
-            "no delivery configured".to_owned(),
-        )),
+    let report = match cx.delivery() {
+        Some(delivery) => delivery.deliver_each(cx.mail).await,
+        None => DeliveryReport::same_for_all(
+            cx.mail,
+            &Err(DeliveryError::Temporary(
+                "no delivery configured".to_owned(),
+            )),
+        ),
     };
-    cx.mail.delivered = Some(result.is_ok());
-    cx.mail.delivery_error = result.as_ref().err().map(ToString::to_string);
-    result
+    report.record(cx.mail)
 }
 
 /// `250 2.0.0 Reset OK`.

@@ -158,6 +158,8 @@ pub trait Receiver: Send + Sync + 'static {
     /// safely stored: that is what sends 250. An error sends 451 (452 when the
     /// store is full, see [`DeliveryError::is_insufficient_storage`]; 554 for
     /// [`DeliveryError::Permanent`]), so the sender keeps the mail and retries.
+    /// The default asks the delivery target per recipient and combines the
+    /// outcomes into that one result (see [`crate::delivery`]).
     fn received(
         &self,
         cx: &mut Context<'_>,

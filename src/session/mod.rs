@@ -387,7 +387,10 @@ impl<R: Receiver> Session<R> {
     }
 
     async fn rcpt_to(&mut self, request: PathRequest) -> Reply {
-        let mut to = address_record(request, self.settings.recipient_character_check);
+        let mut to = RcptTo::from(address_record(
+            request,
+            self.settings.recipient_character_check,
+        ));
         let reply = match layers!(self, rcpt_to, &mut to) {
             Some(refusal) => refusal,
             None => hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error()),
@@ -442,16 +445,11 @@ impl<R: Receiver> Session<R> {
         };
         // Recorded here when the hook did not record it (an override that stores
         // the mail itself, or a failure before delivery).
-        if self.mail.delivered.is_none() || result.is_err() {
-            self.mail.delivered = Some(result.is_ok());
-        }
+        crate::delivery::record_unrecorded(&mut self.mail, &result);
         let reply = match result {
             Ok(()) => Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id)),
             Err(error) => {
                 tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
-                if self.mail.delivery_error.is_none() {
-                    self.mail.delivery_error = Some(error.to_string());
-                }
                 delivery_error_reply(&error)
             }
         };

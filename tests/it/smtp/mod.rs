@@ -1,6 +1,7 @@
 //! The SMTP session over a socket: mail, pipelining, BDAT, limits, smuggling, hooks.
 
 mod bdat_sizes;
+mod delivery_outcomes;
 mod disconnect;
 mod hooks;
 mod library;
