@@ -209,70 +209,6 @@ pub enum LineEndingPolicy {
     Normalize,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        let limits = Limits::default();
-        Self {
-            server_name: None,
-            listening_ports: vec!["127.0.0.1:2525".to_owned()],
-            maildir: PathBuf::from("mail"),
-            sender_character_check: true,
-            recipient_character_check: true,
-            max_message_size: limits.max_message_size,
-            max_header_size: limits.max_header_size,
-            max_recipients: limits.max_recipients,
-            max_errors: limits.max_errors,
-            max_command_line: limits.max_command_line,
-            max_text_line: limits.max_text_line,
-            command_timeout: limits.command_timeout.as_secs_f64(),
-            data_timeout: limits.data_timeout.as_secs_f64(),
-            bare_line_ending: LineEndingPolicy::Reject,
-            quiet: false,
-            no_deliver: false,
-            json_file: None,
-            listeners: Vec::new(),
-            certificate: None,
-            private_key: None,
-            keep_generated_certificate: false,
-            tls_handshake_timeout: 30.0,
-            max_connections: 10_000,
-            max_connections_per_ip: 50,
-            per_ip_limit_exceptions: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
-            ipv6_prefix_length: 64,
-            shutdown_grace: 30.0,
-            workers: 0,
-            proxy_trusted_networks: Vec::new(),
-            user_name: None,
-            group_name: None,
-            working_directory: None,
-            pid_file: None,
-            daemon: false,
-            log_file: None,
-            max_failed_msgs_per_period: 3,
-            lockout_period: 600.0,
-            lockout_store: None,
-            dns_servers: Vec::new(),
-            dns_timeout: 5.0,
-            dnsbl_zones: Vec::new(),
-            ehlo_validation_check: false,
-            sender_mx_check: None,
-            recipient_mx_check: None,
-            auth: None,
-            allow_plaintext_auth: false,
-            passwd_file: None,
-            password_db: None,
-            password_query: None,
-            auth_failure_delay: 1.0,
-            lockout_counts: vec![
-                FailureKind::Auth,
-                FailureKind::Mail,
-                FailureKind::Rcpt,
-                FailureKind::Data,
-            ],
-        }
-    }
-}
-
 /// A configuration that cannot be used; the message names the culprit.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -628,6 +564,7 @@ fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError>
     })
 }
 
+mod defaults;
 mod errors;
 pub use errors::describe_toml_error;
 

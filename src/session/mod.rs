@@ -14,12 +14,12 @@ use futures_util::FutureExt as _;
 
 use crate::config::{FailureKind, ListenerSpec, Settings};
 use crate::delivery::DeliveryError;
-use crate::lockout::{self, HookCountedFailure, Subject};
+use crate::lockout::HookCountedFailure;
 use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
 use crate::mail::{id, trace};
 use crate::policy::Verdict;
 use crate::protocol::address::analyze_local_part;
-use crate::protocol::{Credentials, Event, MessageEnd, Path, PathRequest, Reply};
+use crate::protocol::{Event, MessageEnd, Path, PathRequest, Reply};
 use crate::receiver::{Context, Extensions, Receiver, Services};
 
 /// Finished transactions kept for `closed`; older ones are dropped.
@@ -108,6 +108,8 @@ macro_rules! layers {
     }};
 }
 
+mod auth;
+
 impl<R: Receiver> Session<R> {
     /// A session for a new connection.
     pub fn new(
@@ -176,52 +178,6 @@ impl<R: Receiver> Session<R> {
             return refusal;
         }
         hook!(self, connect).unwrap_or_else(|_| internal_error())
-    }
-
-    fn ip_subject(&self) -> Subject {
-        Subject::Ip(self.client_network())
-    }
-
-    /// The client's network as the lockout counts it (IPv6 per prefix).
-    fn client_network(&self) -> std::net::IpAddr {
-        let ip = self.mail.remote_ip.parse();
-        let ip = ip.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        lockout::client_network(ip, self.settings.ipv6_prefix_length)
-    }
-
-    /// Clients in `per_ip_limit_exceptions` are never locked out by IP.
-    fn exempt_from_ip_lockout(&self) -> bool {
-        let ip = self.mail.remote_ip.parse();
-        ip.is_ok_and(|ip| {
-            self.settings
-                .per_ip_limit_exceptions
-                .iter()
-                .any(|net| net.contains(ip))
-        })
-    }
-
-    /// Counts a failure of `kind` against the client's IP (once per transaction for
-    /// MAIL/RCPT/DATA; never for `per_ip_limit_exceptions`); true when the client is
-    /// now locked out.
-    async fn count_failure(&mut self, kind: FailureKind) -> bool {
-        let Some(lockout) = self.services.lockout.clone() else {
-            return false;
-        };
-        if !self.settings.lockout_counts.contains(&kind) || self.exempt_from_ip_lockout() {
-            return false;
-        }
-        if kind != FailureKind::Auth {
-            if self.transaction_failure_counted {
-                return false;
-            }
-            self.transaction_failure_counted = true;
-        }
-        let status = lockout.record_failure(&self.ip_subject()).await;
-        if status.locked {
-            tracing::warn!(remote = %self.mail.remote_ip, failures = status.failures, "locked out");
-            self.mail.prohibited = true;
-        }
-        status.locked
     }
 
     /// Calls the hook for `event` and returns the reply for the machine.
@@ -296,57 +252,6 @@ impl<R: Receiver> Session<R> {
         self.archive();
         // A panic here has no one left to tell.
         let _ = hook!(self, closed);
-    }
-
-    /// AUTH (the lockout's rules are in [`crate::lockout`]): a login refused from
-    /// this client fails even with the right password (same 535, no oracle); a login
-    /// under attack is checked only after its delay; each failure is counted for
-    /// the IP and the login and answered later than the one before.
-    async fn auth(&mut self, credentials: Credentials) -> Reply {
-        let name = credentials.username.clone();
-        let guard = self
-            .services
-            .lockout
-            .clone()
-            .map(|l| (l, self.client_network()));
-        let mut login_refused = false;
-        if let Some((lockout, client)) = &guard {
-            let base = self.settings.auth_failure_delay;
-            tokio::time::sleep(lockout.login_delay(&name, *client, base).await).await;
-            login_refused = lockout.login_refused(&name, *client).await;
-        }
-        // The check runs even for a refused login, so its answer takes as long.
-        let Ok(verified) = hook!(self, authenticate, &credentials) else {
-            return internal_error();
-        };
-        let accepted = verified && !login_refused;
-        let remote = self.mail.remote_ip.clone();
-        let mechanism = credentials.mechanism.as_str();
-        if accepted {
-            if let Some((lockout, client)) = &guard {
-                lockout.record_login_success(&name, *client).await;
-            }
-            tracing::info!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
-            self.mail.authenticated = Some(credentials.username);
-            return Reply::new(235, (2, 7, 0), "Authentication successful");
-        }
-        tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
-        self.failed_auths = self.failed_auths.saturating_add(1);
-        let mut ip_locked = false;
-        if let Some((lockout, client)) = &guard
-            && self.settings.lockout_counts.contains(&FailureKind::Auth)
-        {
-            lockout.record_login_failure(&name, *client).await;
-            ip_locked = self.count_failure(FailureKind::Auth).await;
-        }
-        let doublings = self.failed_auths.saturating_sub(1).min(5);
-        let delay = (self.settings.auth_failure_delay * 2u32.pow(doublings))
-            .min(std::time::Duration::from_secs(30));
-        tokio::time::sleep(delay).await;
-        if ip_locked {
-            return prohibited(&remote);
-        }
-        Reply::new(535, (5, 7, 8), "Authentication credentials invalid")
     }
 
     async fn ehlo(&mut self, domain: String, extended: bool) -> Reply {
