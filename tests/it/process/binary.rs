@@ -365,3 +365,31 @@ fn sigterm_stops_the_binary_cleanly() {
     // The port is free again.
     TcpListener::bind(running.addr()).expect("port released");
 }
+
+/// Issue 12 item 6: a DNS check asked for without `dns_servers` would do
+/// nothing; the start says so, naming the option and the fix. Without the
+/// option set (the default) nothing is said.
+#[test]
+fn issue12_dns_checks_without_dns_servers_warn_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("net-receiver.toml");
+    std::fs::write(
+        &config,
+        "ehlo_validation_check = true\nsender_mx_check = true\n",
+    )
+    .unwrap();
+    let config_arg = config.to_str().expect("UTF-8 path");
+    let mut running = start(dir.path(), &["--config", config_arg]);
+    let (_, stderr) = running.stop();
+    for key in ["ehlo_validation_check", "sender_mx_check"] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("[WARN]") && l.contains(key))
+            .unwrap_or_else(|| panic!("no warning for {key}:\n{stderr}"));
+        assert!(line.contains("set dns_servers"), "{line}");
+    }
+    assert!(!stderr.contains("recipient_mx_check"), "{stderr}");
+    let mut quiet = start(dir.path(), &[]);
+    let (_, stderr) = quiet.stop();
+    assert!(!stderr.contains("dns_servers"), "{stderr}");
+}

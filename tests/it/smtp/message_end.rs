@@ -1,6 +1,7 @@
 //! DATA and BDAT end the same way: an oversized message, whether it came by
 //! DATA or in BDAT chunks, gets the same 552 and is kept for `closed` with its
-//! size and `accepted: false`; a delivered one has `accepted` and `delivered`.
+//! size and `accepted: false`; a delivered one has `accepted` and `delivered`,
+//! and `received` sees `accepted: true` before it stores anything.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,11 +9,21 @@ use net_receiver::{Config, Context, Mail, Receiver};
 
 use crate::support::common::{Client, TestServer, config};
 
-/// Keeps the transactions `closed` sees.
+/// Keeps the transactions `closed` sees, and what `received` saw before it
+/// called the default (the seed's sample prints first).
 #[derive(Clone, Default)]
-struct KeepsClosed(Arc<Mutex<Vec<Mail>>>);
+struct KeepsClosed(Arc<Mutex<Vec<Mail>>>, Arc<Mutex<Vec<(bool, bool)>>>);
 
 impl Receiver for KeepsClosed {
+    async fn received(&self, cx: &mut Context<'_>) -> Result<(), net_receiver::DeliveryError> {
+        let data_accepted = cx.mail.data.as_ref().is_some_and(|d| d.accepted);
+        self.1
+            .lock()
+            .unwrap()
+            .push((cx.mail.accepted, data_accepted));
+        net_receiver::defaults::received(cx).await
+    }
+
     async fn closed(&self, cx: &mut Context<'_>) {
         self.0
             .lock()
@@ -46,6 +57,7 @@ fn closed_after(server: &TestServer, seen: &Mutex<Vec<Mail>>, n: usize) -> Vec<M
 fn oversized_data_and_bdat_end_alike() {
     let receiver = KeepsClosed::default();
     let seen = Arc::clone(&receiver.0);
+    let in_received = Arc::clone(&receiver.1);
     let server = TestServer::start_with(small(), receiver);
     let body = "x".repeat(78) + "\r\n";
 
@@ -97,4 +109,7 @@ fn oversized_data_and_bdat_end_alike() {
         ]
     );
     server.expect_messages(1);
+    // Issue 12 item 8: inside `received`, before the default ran, the message
+    // is already `accepted` (the seed's meaning), the mail's and the data's alike.
+    assert_eq!(*in_received.lock().unwrap(), [(true, true)]);
 }
