@@ -62,15 +62,23 @@ pub struct Session<R> {
     extensions: Extensions,
 }
 
-macro_rules! hook {
-    ($self:ident, $method:ident $(, $arg:expr)*) => {{
-        let mut cx = Context {
+/// The [`Context`] a hook or a policy layer gets, borrowed from the session.
+macro_rules! context {
+    ($self:ident) => {
+        Context {
             mail: &mut $self.mail,
             transactions: &$self.transactions,
             extensions: &mut $self.extensions,
             settings: &$self.settings,
             services: &$self.services,
-        };
+        }
+    };
+}
+
+/// Calls the `Receiver` hook `$method`, its panic caught.
+macro_rules! hook {
+    ($self:ident, $method:ident $(, $arg:expr)*) => {{
+        let mut cx = context!($self);
         AssertUnwindSafe($self.receiver.$method(&mut cx $(, $arg)*))
             .catch_unwind()
             .await
@@ -84,13 +92,7 @@ macro_rules! layers {
         let mut refusal = None;
         let policies = Arc::clone(&$self.services.policies);
         for policy in policies.iter() {
-            let mut cx = Context {
-                mail: &mut $self.mail,
-                transactions: &$self.transactions,
-                extensions: &mut $self.extensions,
-                settings: &$self.settings,
-                services: &$self.services,
-            };
+            let mut cx = context!($self);
             match AssertUnwindSafe(policy.$method(&mut cx $(, $arg)*)).catch_unwind().await {
                 Ok(Verdict::Continue) => {}
                 Ok(Verdict::Refuse(reply)) => {

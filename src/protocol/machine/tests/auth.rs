@@ -117,17 +117,7 @@ fn plain_and_login_exchanges() {
         ),
         (b"AUTH\r\n", &["501 5.5.4 AUTH needs an argument"]),
     ];
-    for (exchange, expected) in cases {
-        let input = [b"EHLO c\r\n".as_slice(), exchange].concat();
-        let out = run(options(true), &input);
-        let tail: Vec<&str> = out
-            .trim_end()
-            .split("\r\n")
-            .filter(|l| !l.starts_with("250"))
-            .skip(1)
-            .collect();
-        assert_eq!(tail, *expected, "{}", String::from_utf8_lossy(exchange));
-    }
+    assert_exchanges_after_ehlo(cases);
 }
 
 #[test]
@@ -235,17 +225,7 @@ fn identities_with_nul_cr_or_lf_are_refused_before_any_hook() {
             &["334 ", refused],
         ),
     ];
-    for (exchange, expected) in cases {
-        let input = [b"EHLO c\r\n".as_slice(), exchange].concat();
-        let out = run(options(true), &input);
-        let tail: Vec<&str> = out
-            .trim_end()
-            .split("\r\n")
-            .filter(|l| !l.starts_with("250"))
-            .skip(1)
-            .collect();
-        assert_eq!(tail, *expected, "{}", String::from_utf8_lossy(exchange));
-    }
+    assert_exchanges_after_ehlo(cases);
 }
 
 #[test]
@@ -277,4 +257,20 @@ fn base64_responses_are_decoded_strictly() {
         b"EHLO c\r\nAUTH PLAIN\r\nAGpvZQBzZWNyZXQ=\r\n",
     );
     assert_eq!(last_line(&out), "235 2.7.0 Authentication successful");
+}
+
+/// Each `(exchange, expected)`: after EHLO, the exchange's replies other than
+/// 250 are exactly `expected`.
+fn assert_exchanges_after_ehlo(cases: &[(&[u8], &[&str])]) {
+    for (exchange, expected) in cases {
+        let input = [b"EHLO c\r\n".as_slice(), exchange].concat();
+        let out = run(options(true), &input);
+        let tail: Vec<&str> = out
+            .trim_end()
+            .split("\r\n")
+            .filter(|l| !l.starts_with("250"))
+            .skip(1)
+            .collect();
+        assert_eq!(tail, *expected, "{}", String::from_utf8_lossy(exchange));
+    }
 }
