@@ -142,6 +142,7 @@ pub async fn authenticate(
         tracing::debug!("AUTH refused: an authorization identity other than the user");
         return false;
     }
+    let known = stored.is_some();
     let stored = match stored {
         Some(secret) => secret.stored_form(),
         None => {
@@ -151,14 +152,15 @@ pub async fn authenticate(
             crate::auth::UNKNOWN_USER_SECRET.to_owned()
         }
     };
-    if scheme_of(&stored).is_none() {
+    let understood = scheme_of(&stored).is_some();
+    if !understood {
         tracing::debug!(
             "AUTH fails: the stored secret has no known scheme \
              (return Password::Plain for a plain password)"
         );
     }
     let matched = verify_password_bounded(stored, credentials.password.clone()).await;
-    if !matched {
+    if !matched && known && understood {
         tracing::debug!("AUTH fails: the password does not match the stored secret");
     }
     matched

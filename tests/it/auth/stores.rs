@@ -69,6 +69,8 @@ fn no_password_nor_its_base64_in_the_debug_log() {
             (&[format!("AUTH LOGIN {}", b64(user)), b64(wrong)], 535),
             // The right password for another user.
             (&[format!("AUTH PLAIN {}", plain("bob", password))], 535),
+            // No such user.
+            (&[format!("AUTH PLAIN {}", plain("carol", wrong))], 535),
         ],
     )
     .quit();
@@ -90,7 +92,16 @@ fn no_password_nor_its_base64_in_the_debug_log() {
     let log = binary.log();
 
     // The log is real: it has the attempts, at debug level.
-    assert_eq!(log.matches("AUTH failed").count(), 5, "{log}");
+    assert_eq!(log.matches("AUTH failed").count(), 6, "{log}");
+    // Why each failed, at debug level (issue 12 item 7): five wrong passwords
+    // and one unknown user.
+    assert_eq!(
+        log.matches("AUTH fails: the password does not match")
+            .count(),
+        5,
+        "{log}"
+    );
+    assert_eq!(log.matches("AUTH fails: no such user").count(), 1, "{log}");
     assert_eq!(log.matches("AUTH succeeded").count(), 4, "{log}");
     assert!(log.contains(user), "{log}");
     let mails = json_lines(&stdout);
