@@ -85,6 +85,9 @@ pub(crate) struct Args {
     /// Dovecot-style passwd file for AUTH (`user:{SCHEME}secret`), re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub(crate) passwd_file: Option<PathBuf>,
+    /// Serve Prometheus metrics at `GET /metrics` on this address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) metrics_listen: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Option<Subcommand>,
 }
@@ -147,6 +150,7 @@ pub(crate) fn configure(args: &Args) -> anyhow::Result<Config> {
         (&args.server_name, &mut config.server_name),
         (&args.user, &mut config.user_name),
         (&args.group, &mut config.group_name),
+        (&args.metrics_listen, &mut config.metrics_listen),
     ];
     for (flag, option) in optional {
         if flag.is_some() {

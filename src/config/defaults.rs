@@ -42,6 +42,7 @@ impl Default for Config {
             group_name: None,
             working_directory: None,
             pid_file: None,
+            metrics_listen: None,
             daemon: false,
             log_file: None,
             max_failed_msgs_per_period: 3,

@@ -182,6 +182,9 @@ pub struct Config {
     /// `Context::count_failure`; once per transaction — a hook's policy refusal
     /// alone does not count). Default: all four.
     pub lockout_counts: Vec<FailureKind>,
+    /// `ADDR:PORT` that serves Prometheus metrics at `GET /metrics`
+    /// (`--metrics-listen`). Default: none — no metrics endpoint.
+    pub metrics_listen: Option<String>,
 }
 
 /// A kind of failure that counts toward the lockout.
@@ -335,6 +338,15 @@ impl Config {
             ));
         }
         Ok(specs)
+    }
+
+    /// Where to serve `/metrics`, if anywhere.
+    pub fn metrics_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let key = "metrics_listen";
+        self.metrics_listen
+            .as_deref()
+            .map(|a| listen_addr(key, a))
+            .transpose()
     }
 
     /// The DNS set-up, or `None` when no name server is configured (no lookups).

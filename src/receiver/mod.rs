@@ -103,6 +103,8 @@ pub struct Services {
     /// The policy layers, in the order they run before each `Receiver` hook
     /// (see [`crate::policy`]).
     pub policies: Arc<[Arc<dyn crate::policy::Policy>]>,
+    /// Where the session counts what happens; `None`: nothing is counted.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Services {
@@ -112,6 +114,7 @@ impl std::fmt::Debug for Services {
             .field("lockout", &self.lockout.is_some())
             .field("passwords", &self.passwords.is_some())
             .field("dns", &self.dns.is_some())
+            .field("metrics", &self.metrics.is_some())
             .field(
                 "policies",
                 &self.policies.iter().map(|p| p.name()).collect::<Vec<_>>(),

@@ -25,6 +25,7 @@ use crate::delivery::{DeliverFuture, Maildir};
 use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
+use crate::metrics::Metrics;
 use crate::receiver::Receiver;
 use crate::server::CertificateSource;
 
@@ -79,7 +80,15 @@ impl<R: Receiver> Server<R> {
             store_from_config(config.lockout_store.as_deref())?,
             settings.lockout_policy,
         ));
+        let metrics_addr = config.metrics_listen()?;
         let server = Server::bind(&listeners, settings, receiver).await?;
+        // Bound before the privilege drop, like the SMTP listeners.
+        let metrics_listener = match metrics_addr {
+            Some(addr) => Some(
+                super::accept::listen(addr).map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let ports: Vec<u16> = server.local_addrs().iter().map(|a| a.port()).collect();
         if process::should_warn_running_as_root(identity.as_ref(), &ports) {
             tracing::warn!(
@@ -127,6 +136,14 @@ impl<R: Receiver> Server<R> {
             server = server.with_dns(dns);
         }
         server.pid_file = pid_file;
+        if let Some(listener) = metrics_listener {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("metrics on {addr}");
+            }
+            server = server
+                .with_metrics(Arc::new(Metrics::new()))
+                .with_metrics_listener(listener);
+        }
         for (addr, (_, spec)) in server.local_addrs().into_iter().zip(&server.listeners) {
             tracing::info!(
                 mode = %spec.mode.as_str(),

@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::tls::TlsHandle;
+use crate::metrics::{Metrics, Verb};
 use crate::protocol::{Event, Machine};
 use crate::receiver::Receiver;
 use crate::session::{Session, TlsFacts};
@@ -105,16 +106,22 @@ impl<R: Receiver> Connection<R> {
         let accepted = tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream));
         match accepted.await {
             Ok(Ok(mut stream)) => {
-                self.session.tls_established(tls_facts(stream.get_ref().1));
+                let facts = tls_facts(stream.get_ref().1);
+                if let Some(m) = self.session.metrics() {
+                    m.tls_handshake(facts.version.as_deref());
+                }
+                self.session.tls_established(facts);
                 self.machine.tls_established(Instant::now());
                 let ending = self.converse(&mut stream).await;
                 self.end(ending, stream).await;
             }
             Ok(Err(error)) => {
-                super::tls::log_handshake_failure(&self.session.mail().remote_ip, &error)
+                super::tls_failure(self.session.metrics().map(Arc::as_ref), false);
+                super::tls::log_handshake_failure(&self.session.mail().remote_ip, &error);
             }
             Err(_) => {
-                super::tls::log_handshake_failure(&self.session.mail().remote_ip, &"timed out")
+                super::tls_failure(self.session.metrics().map(Arc::as_ref), true);
+                super::tls::log_handshake_failure(&self.session.mail().remote_ip, &"timed out");
             }
         }
     }
@@ -143,6 +150,8 @@ impl<R: Receiver> Connection<R> {
             output,
             stop,
         } = self;
+        let metrics = session.metrics().cloned();
+        let metrics = metrics.as_deref();
         let mut stopping = false;
         loop {
             let mut start = 0;
@@ -153,14 +162,17 @@ impl<R: Receiver> Connection<R> {
                 start += progress.consumed;
                 let Some(event) = progress.event else { break };
                 if event == Event::StartTls {
-                    flush(machine, stream, output).await?;
+                    if let Some(m) = metrics {
+                        m.command(Verb::StartTls);
+                    }
+                    flush(machine, stream, output, metrics).await?;
                     return Ok(Ending::StartTls);
                 }
                 let reply = session.handle(event).await;
                 machine.answer(reply);
                 events += 1;
                 if events >= MAX_EVENTS_PER_FLUSH {
-                    flush(machine, stream, output).await?;
+                    flush(machine, stream, output, metrics).await?;
                     events = 0;
                 }
             }
@@ -169,7 +181,7 @@ impl<R: Receiver> Connection<R> {
             if stopping {
                 machine.handle_shutdown();
             }
-            flush(machine, stream, output).await?;
+            flush(machine, stream, output, metrics).await?;
             if machine.is_closed() {
                 return Ok(Ending::Closed);
             }
@@ -195,6 +207,9 @@ impl<R: Receiver> Connection<R> {
                     continue;
                 }
             };
+            if let Some(m) = metrics {
+                m.bytes_received(read);
+            }
             if read == 0 {
                 machine.handle_eof();
                 return Ok(Ending::Closed);
@@ -207,11 +222,15 @@ async fn flush<W: AsyncWrite + Unpin>(
     machine: &mut Machine,
     writer: &mut W,
     output: &mut Vec<u8>,
+    metrics: Option<&Metrics>,
 ) -> std::io::Result<()> {
     if !machine.has_output() {
         return Ok(());
     }
     machine.poll_transmit(output);
+    if let Some(m) = metrics {
+        m.replies_in(output);
+    }
     // A client that stops reading gets as long as it may take for a command.
     let limit = machine.limits().command_timeout;
     let written = tokio::time::timeout(limit, async {

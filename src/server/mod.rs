@@ -26,6 +26,7 @@ use crate::config::{ListenerMode, ListenerSpec, Settings};
 use crate::delivery::Deliver;
 use crate::dns::Dns;
 use crate::lockout::Lockout;
+use crate::metrics::{self, Metrics};
 use crate::protocol::{ConnectionOptions, Machine, Reply};
 use crate::receiver::{Receiver, Services};
 use crate::session::{ConnectionInfo, Session};
@@ -99,6 +100,8 @@ pub struct Server<R> {
     worker_threads: usize,
     /// Removed when the server has stopped ([`Server::from_config`] with `pid_file`).
     pid_file: Option<process::PidFile>,
+    /// Where `/metrics` is served ([`Server::with_metrics_listener`]).
+    metrics_listener: Option<TcpListener>,
 }
 
 /// What every connection task needs.
@@ -146,6 +149,7 @@ impl<R: Receiver> Server<R> {
                     passwords: None,
                     dns: None,
                     policies: Arc::new([]),
+                    metrics: None,
                 },
                 tls: None,
                 limits,
@@ -154,6 +158,7 @@ impl<R: Receiver> Server<R> {
             listeners: bound,
             worker_threads: 0,
             pid_file: None,
+            metrics_listener: None,
         })
     }
 
@@ -234,6 +239,24 @@ impl<R: Receiver> Server<R> {
         self
     }
 
+    /// Where the sessions count what happens (see [`crate::metrics`]).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.services.metrics = Some(metrics);
+        }
+        self
+    }
+
+    /// Serves `GET /metrics` on `listener` while the server runs, on the
+    /// runtime that calls [`Server::run_until`]; needs [`Server::with_metrics`]
+    /// (without it the listener is closed).
+    #[must_use]
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        self.metrics_listener = Some(listener);
+        self
+    }
+
     /// What [`Reloader::reload`] re-reads: the TLS certificate and the password
     /// store this server was given. Take it before [`Server::run_until`].
     pub fn reloader(&self) -> Reloader {
@@ -257,6 +280,15 @@ impl<R: Receiver> Server<R> {
     /// `shutdown_grace`, and returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let endpoint = match (self.metrics_listener, &self.shared.services.metrics) {
+            (Some(listener), Some(metrics)) => Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                Arc::clone(metrics),
+                stop_rx.clone(),
+            ))),
+            _ => None,
+        };
+        let _endpoint = endpoint.map(AbortOnDrop);
         if self.worker_threads == 0 {
             let serving = serve_listeners(self.listeners, self.shared, stop_rx);
             let stopping = async {
@@ -274,6 +306,15 @@ impl<R: Receiver> Server<R> {
             let _ = done.await;
         }
         drop(self.pid_file);
+    }
+}
+
+/// Ends the `/metrics` task with the server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -309,6 +350,7 @@ async fn connection<R: Receiver>(
         .any(|net| net.contains(remote.ip()))
     {
         tracing::warn!("connection from {remote} closed: not trusted to send a PROXY header");
+        count_refusal(&shared, metrics::Refused::UntrustedProxy);
         return;
     }
     // Boxed: a second copy of the session's state machine, for the prefixed stream.
@@ -338,7 +380,10 @@ async fn proxied<R: Receiver>(
             let stream = proxy::Prefixed::new(proxied.rest, stream);
             handle(stream, info, spec, shared, stop).await;
         }
-        Err(error) => tracing::warn!("connection from {remote} closed: {error}"),
+        Err(error) => {
+            tracing::warn!("connection from {remote} closed: {error}");
+            count_refusal(&shared, metrics::Refused::BadProxyHeader);
+        }
     }
 }
 
@@ -356,6 +401,7 @@ async fn handle<R, S>(
     let settings = &shared.settings;
     let remote = info.remote;
     let Some(_slot) = shared.limits.admit(remote.ip()) else {
+        count_refusal(&shared, metrics::Refused::TooManyConnections);
         if let Some(suppressed) = shared.refusal_log.admit() {
             tracing::warn!(
                 "connection from {remote} refused: too many connections \
@@ -379,6 +425,11 @@ async fn handle<R, S>(
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
         return;
     };
+    let _open = shared
+        .services
+        .metrics
+        .as_ref()
+        .map(|m| m.connection_accepted());
     tracing::info!(
         "connection accepted on port {} from {remote}",
         info.local.port()
@@ -409,15 +460,26 @@ async fn handle<R, S>(
             tracing::error!("implicit-TLS listener {} has no certificate", spec.addr);
             return;
         };
+        let metrics = shared.services.metrics.as_deref();
         // Boxed so that plaintext sessions do not carry room for the TLS state.
         Box::pin(async move {
             match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    session.tls_established(conn::tls_facts(stream.get_ref().1));
+                    let facts = conn::tls_facts(stream.get_ref().1);
+                    if let Some(m) = metrics {
+                        m.tls_handshake(facts.version.as_deref());
+                    }
+                    session.tls_established(facts);
                     conn::serve(stream, session, machine, None, timeout, stop).await;
                 }
-                Ok(Err(error)) => tls::log_handshake_failure(&remote.ip(), &error),
-                Err(_) => tls::log_handshake_failure(&remote.ip(), &"timed out"),
+                Ok(Err(error)) => {
+                    tls_failure(metrics, false);
+                    tls::log_handshake_failure(&remote.ip(), &error);
+                }
+                Err(_) => {
+                    tls_failure(metrics, true);
+                    tls::log_handshake_failure(&remote.ip(), &"timed out");
+                }
             }
         })
         .await;
@@ -426,6 +488,18 @@ async fn handle<R, S>(
     }
     tracing::info!("connection from {remote} closed");
 }
+fn count_refusal<R>(shared: &Shared<R>, reason: metrics::Refused) {
+    if let Some(m) = &shared.services.metrics {
+        m.connection_refused(reason);
+    }
+}
+
+fn tls_failure(metrics: Option<&Metrics>, timed_out: bool) {
+    if let Some(m) = metrics {
+        m.tls_handshake_failed(timed_out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +527,7 @@ mod tests {
                 passwords: None,
                 dns: None,
                 policies: Arc::new([]),
+                metrics: None,
             },
             tls: None,
             limits: ConnectionLimits::new(10, 10, &[]),

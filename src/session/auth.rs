@@ -52,6 +52,9 @@ impl<R: Receiver> Session<R> {
         let status = lockout.record_failure(&self.ip_subject()).await;
         if status.locked {
             tracing::warn!(remote = %self.mail.remote_ip, failures = status.failures, "locked out");
+            if let Some(m) = self.metrics() {
+                m.lockout();
+            }
             self.mail.prohibited = true;
         }
         status.locked
@@ -81,6 +84,9 @@ impl<R: Receiver> Session<R> {
         let accepted = verified && !login_refused;
         let remote = self.mail.remote_ip.clone();
         let mechanism = credentials.mechanism.as_str();
+        if let Some(m) = self.metrics() {
+            m.auth(accepted);
+        }
         if accepted {
             if let Some((lockout, client)) = &guard {
                 lockout.record_login_success(&name, *client).await;

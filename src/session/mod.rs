@@ -17,7 +17,9 @@ use crate::delivery::DeliveryError;
 use crate::lockout::HookCountedFailure;
 use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
 use crate::mail::{id, trace};
+use crate::metrics::{self, DeliveryFailure, MessageRefused, Metrics, Verb};
 use crate::policy::Verdict;
+use crate::protocol::DataOutcome;
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::{Event, MessageEnd, Path, PathRequest, Reply};
 use crate::receiver::{Context, Extensions, Receiver, Services};
@@ -158,6 +160,11 @@ impl<R: Receiver> Session<R> {
         &self.mail
     }
 
+    /// Where this session counts what happens, if anywhere.
+    pub(crate) fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.services.metrics.as_ref()
+    }
+
     /// Calls the `connect` hook; its reply is the greeting. A locked-out client
     /// gets 421 4.7.0 instead and is closed.
     pub async fn connect(&mut self) -> Reply {
@@ -167,6 +174,9 @@ impl<R: Receiver> Session<R> {
         {
             self.mail.prohibited = true;
             tracing::warn!(remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
+            if let Some(m) = self.metrics() {
+                m.connection_refused(metrics::Refused::LockedOut);
+            }
             return Reply::new(
                 421,
                 (4, 7, 0),
@@ -188,6 +198,11 @@ impl<R: Receiver> Session<R> {
         if self.mail.prohibited && !quit {
             // Prohibited while a message was on its way: it is not taken.
             return prohibited(&self.mail.remote_ip);
+        }
+        if let Some(m) = self.metrics()
+            && let Some(verb) = verb(&event)
+        {
+            m.command(verb);
         }
         let is_message = matches!(event, Event::Message { .. });
         self.extensions.remove::<HookCountedFailure>();
@@ -303,6 +318,9 @@ impl<R: Receiver> Session<R> {
             None => hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error()),
         };
         to.accepted = reply.is_positive();
+        if let Some(m) = self.metrics() {
+            m.recipient(to.accepted);
+        }
         self.mail.rcptto.push(to);
         reply
     }
@@ -317,6 +335,14 @@ impl<R: Receiver> Session<R> {
                 data.size = refusal.size;
                 self.mail.data = Some(data);
                 self.archive();
+                if let Some(m) = self.metrics() {
+                    m.message_refused(match refusal.reason {
+                        DataOutcome::BareLineEnding => MessageRefused::BareLineEnding,
+                        DataOutcome::LineTooLong => MessageRefused::LineTooLong,
+                        DataOutcome::HeaderTooLarge => MessageRefused::HeaderTooLarge,
+                        DataOutcome::TooLarge | DataOutcome::Ok => MessageRefused::TooLarge,
+                    });
+                }
                 return Reply::from(refusal);
             }
         };
@@ -332,6 +358,9 @@ impl<R: Receiver> Session<R> {
         drop(original);
         if let Some(refusal) = refusal {
             self.archive();
+            if let Some(m) = self.metrics() {
+                m.message_refused(MessageRefused::Policy);
+            }
             return refusal;
         }
         // The seed's meaning: `received` is called for a complete, acceptable
@@ -341,6 +370,7 @@ impl<R: Receiver> Session<R> {
             data.accepted = true;
         }
         self.mail.accepted = true;
+        let started = std::time::Instant::now();
         let result = match hook!(self, received) {
             Ok(result) => result,
             Err(_) => {
@@ -353,6 +383,9 @@ impl<R: Receiver> Session<R> {
         // Recorded here when the hook did not record it (an override that stores
         // the mail itself, or a failure before delivery).
         crate::delivery::record_unrecorded(&mut self.mail, &result);
+        if let Some(m) = self.metrics() {
+            count_delivery(m, started.elapsed(), result.as_ref().err());
+        }
         let reply = match result {
             Ok(()) => Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id)),
             Err(error) => {
@@ -451,6 +484,42 @@ fn address_record(request: PathRequest, check: bool) -> Address {
         bad_characters: analysis.map(|a| a.bad_characters),
         wrong_dot_usage: analysis.map(|a| a.wrong_dot_usage),
         ..Address::default()
+    }
+}
+
+/// The verb an event stands for (`None`: the end of a message, not a command).
+fn verb(event: &Event) -> Option<Verb> {
+    Some(match event {
+        Event::Ehlo { extended: true, .. } => Verb::Ehlo,
+        Event::Ehlo { .. } => Verb::Helo,
+        Event::MailFrom(_) => Verb::Mail,
+        Event::RcptTo(_) => Verb::Rcpt,
+        Event::DataStart { bdat: false } => Verb::Data,
+        Event::DataStart { bdat: true } => Verb::Bdat,
+        Event::Message(_) => return None,
+        Event::Rset => Verb::Rset,
+        Event::Noop => Verb::Noop,
+        Event::Help(_) => Verb::Help,
+        Event::Vrfy(_) => Verb::Vrfy,
+        Event::Expn(_) => Verb::Expn,
+        Event::Quit => Verb::Quit,
+        Event::Auth(_) => Verb::Auth,
+        Event::StartTls => Verb::StartTls,
+    })
+}
+
+/// Counts one `received` call: its time, and its failure if any.
+fn count_delivery(m: &Metrics, took: std::time::Duration, error: Option<&DeliveryError>) {
+    let failure = error.map(|error| match error {
+        DeliveryError::Permanent(_) => DeliveryFailure::Permanent,
+        error if error.is_insufficient_storage() => DeliveryFailure::Storage,
+        _ => DeliveryFailure::Temporary,
+    });
+    m.delivery(took, failure);
+    if failure.is_some() {
+        m.message_refused(MessageRefused::DeliveryFailed);
+    } else {
+        m.message_accepted();
     }
 }
 
