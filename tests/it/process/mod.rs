@@ -5,6 +5,7 @@ mod crash;
 mod daemon_paths;
 mod disk_full;
 mod log_injection;
+mod metrics;
 mod refusal_log;
 pub(crate) mod server_process;
 mod shutdown;
