@@ -1,5 +1,6 @@
 //! Issue 16, metrics: the real binary with `metrics_listen`, a known traffic mix
-//! (3 accepted mails, a RCPT out of sequence, a failed AUTH), then the exact
+//! (3 accepted mails, a RCPT out of sequence, a failed AUTH, a STARTTLS
+//! session), then the exact
 //! counters scraped over HTTP — and through a real Prometheus server (Debian
 //! `prometheus`) scraping the binary, with PromQL queries on its HTTP API.
 
@@ -13,13 +14,14 @@ use crate::process::server_process::send_one;
 use crate::support::auth::{BAD_CREDENTIALS, plain, start_binary};
 use crate::support::common::Client;
 use crate::support::running::Binary;
+use crate::support::tls::{Pair, TlsClient};
 
 /// How long a counter may take to reach its value (sessions close after QUIT).
 const SETTLE: Duration = Duration::from_secs(15);
 
-/// The binary with AUTH on plain SMTP (user `joe`), a metrics endpoint, and its
-/// SMTP port and metrics address.
-fn start(dir: &Path) -> (Binary, u16, SocketAddr) {
+/// The binary with AUTH on plain SMTP (user `joe`), the certificate `pair`, a
+/// metrics endpoint, and its SMTP port and metrics address.
+fn start(dir: &Path, pair: &Pair) -> (Binary, u16, SocketAddr) {
     let passwd = dir.join("passwd");
     std::fs::write(&passwd, "joe:{PLAIN}joe-Secret-42\n").unwrap();
     let toml = format!(
@@ -30,7 +32,14 @@ fn start(dir: &Path) -> (Binary, u16, SocketAddr) {
         dir,
         &toml,
         "info",
-        &["--listen".as_ref(), "127.0.0.1:0".as_ref()],
+        &[
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--cert".as_ref(),
+            pair.cert.as_os_str(),
+            "--key".as_ref(),
+            pair.key.as_os_str(),
+        ],
         1,
     );
     let line = binary.wait_for_lines("metrics on ", 1).remove(0);
@@ -44,7 +53,7 @@ fn start(dir: &Path) -> (Binary, u16, SocketAddr) {
 }
 
 /// The traffic mix every test here sends.
-fn traffic(port: u16) {
+fn traffic(port: u16, pair: &Pair) {
     for subject in ["one", "two", "three"] {
         send_one(port, subject);
     }
@@ -55,6 +64,11 @@ fn traffic(port: u16) {
     let reply = client.cmd(&format!("AUTH PLAIN {}", plain("joe", "wrong")), 535);
     assert!(reply.text().contains(BAD_CREDENTIALS), "{reply:?}");
     client.quit();
+    let mut client = Client::ehlo(port);
+    client.cmd("STARTTLS", 220);
+    let mut tls = TlsClient::after_starttls(client, pair.client_config());
+    tls.cmd("EHLO client.test", 250);
+    tls.quit();
 }
 
 /// `GET path` over HTTP/1.0 (no chunking); the status line, and the body.
@@ -79,36 +93,42 @@ fn value(text: &str, sample: &str) -> Option<f64> {
 }
 
 /// What the mix must leave, sample by sample (the text format's names).
-const EXPECTED: [(&str, f64); 19] = [
-    ("net_receiver_connections_accepted_total", 5.0),
+const EXPECTED: [(&str, f64); 20] = [
+    ("net_receiver_connections_accepted_total", 6.0),
     ("net_receiver_sessions_open", 0.0),
-    (r#"net_receiver_commands_total{verb="EHLO"}"#, 5.0),
+    (r#"net_receiver_commands_total{verb="EHLO"}"#, 7.0),
     (r#"net_receiver_commands_total{verb="MAIL"}"#, 3.0),
     (r#"net_receiver_commands_total{verb="RCPT"}"#, 3.0),
     (r#"net_receiver_commands_total{verb="DATA"}"#, 3.0),
     (r#"net_receiver_commands_total{verb="AUTH"}"#, 1.0),
-    (r#"net_receiver_commands_total{verb="QUIT"}"#, 5.0),
-    (r#"net_receiver_replies_total{class="2xx",code="220"}"#, 5.0),
+    (r#"net_receiver_commands_total{verb="QUIT"}"#, 6.0),
+    (r#"net_receiver_commands_total{verb="STARTTLS"}"#, 1.0),
+    // 6 greetings and the STARTTLS answer; 7 EHLO, 3 MAIL, 3 RCPT, 3 messages.
+    (r#"net_receiver_replies_total{class="2xx",code="220"}"#, 7.0),
     (
         r#"net_receiver_replies_total{class="2xx",code="250"}"#,
-        14.0,
+        16.0,
     ),
     (r#"net_receiver_replies_total{class="3xx",code="354"}"#, 3.0),
-    (r#"net_receiver_replies_total{class="2xx",code="221"}"#, 5.0),
+    (r#"net_receiver_replies_total{class="2xx",code="221"}"#, 6.0),
     (r#"net_receiver_replies_total{class="5xx",code="503"}"#, 1.0),
     (r#"net_receiver_replies_total{class="5xx",code="535"}"#, 1.0),
     (r#"net_receiver_recipients_total{result="accepted"}"#, 3.0),
     ("net_receiver_messages_accepted_total", 3.0),
     ("net_receiver_delivery_duration_seconds_count", 3.0),
     (r#"net_receiver_auth_total{result="failure"}"#, 1.0),
-    (r#"net_receiver_auth_total{result="success"}"#, 0.0),
+    (
+        r#"net_receiver_tls_handshakes_total{version="TLSv1.3"}"#,
+        1.0,
+    ),
 ];
 
 #[test]
 fn issue16_the_endpoint_counts_a_known_traffic_mix_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut binary, port, metrics) = start(dir.path());
-    traffic(port);
+    let pair = Pair::new();
+    let (mut binary, port, metrics) = start(dir.path(), &pair);
+    traffic(port, &pair);
     let deadline = Instant::now() + SETTLE;
     let text = loop {
         let (head, body) = http_get(metrics, "/metrics", "*/*");
@@ -222,14 +242,16 @@ fn percent_encode(text: &str) -> String {
 #[test]
 fn issue16_a_real_prometheus_scrapes_the_binary_and_promql_sees_the_mix() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut binary, port, metrics) = start(dir.path());
-    traffic(port);
+    let pair = Pair::new();
+    let (mut binary, port, metrics) = start(dir.path(), &pair);
+    traffic(port, &pair);
     let prometheus = Prometheus::start(metrics);
     let queries = [
         ("net_receiver_messages_accepted_total", 3.0),
         (r#"net_receiver_auth_total{result="failure"}"#, 1.0),
         (r#"sum(net_receiver_replies_total{class="5xx"})"#, 2.0),
-        (r#"net_receiver_commands_total{verb="EHLO"}"#, 5.0),
+        (r#"net_receiver_commands_total{verb="EHLO"}"#, 7.0),
+        ("sum(net_receiver_tls_handshakes_total)", 1.0),
         ("net_receiver_sessions_open", 0.0),
         (r#"up{job="net-receiver"}"#, 1.0),
         (r#"count(net_receiver_build_info{version!=""})"#, 1.0),
