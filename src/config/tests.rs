@@ -199,3 +199,19 @@ fn issue12_ipv6_listen_without_brackets_says_how_to_write_it() {
         .to_string();
     assert!(!error.contains("brackets"), "{error}");
 }
+
+#[test]
+fn issue16_metrics_listen_is_off_by_default_and_checked() {
+    assert_eq!(Config::default().metrics_listen().unwrap(), None);
+    let config = Config::parse("metrics_listen = \"127.0.0.1:9464\"").unwrap();
+    assert_eq!(
+        config.metrics_listen().unwrap(),
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    let error = Config::parse("metrics_listen = \"nowhere\"")
+        .unwrap()
+        .metrics_listen()
+        .unwrap_err()
+        .to_string();
+    assert!(error.starts_with("invalid metrics_listen"), "{error}");
+}
