@@ -20,14 +20,25 @@ use crate::support::tls::{Pair, TlsClient};
 const SETTLE: Duration = Duration::from_secs(15);
 
 /// The binary with AUTH on plain SMTP (user `joe`), the certificate `pair`, a
-/// metrics endpoint, and its SMTP port and metrics address.
-fn start(dir: &Path, pair: &Pair) -> (Binary, u16, SocketAddr) {
+/// metrics endpoint (by `--metrics-listen` when `flag`, else `metrics_listen`),
+/// and its SMTP port and metrics address.
+fn start(dir: &Path, pair: &Pair, flag: bool) -> (Binary, u16, SocketAddr) {
     let passwd = dir.join("passwd");
     std::fs::write(&passwd, "joe:{PLAIN}joe-Secret-42\n").unwrap();
     let toml = format!(
         "allow_plaintext_auth = true\nauth_failure_delay = 0.01\n\
-         passwd_file = {passwd:?}\nmetrics_listen = \"127.0.0.1:0\"\n"
+         passwd_file = {passwd:?}\n{}",
+        if flag {
+            ""
+        } else {
+            "metrics_listen = \"127.0.0.1:0\"\n"
+        }
     );
+    let metrics_flag: &[&std::ffi::OsStr] = if flag {
+        &["--metrics-listen".as_ref(), "127.0.0.1:0".as_ref()]
+    } else {
+        &[]
+    };
     let mut binary = start_binary(
         dir,
         &toml,
@@ -39,7 +50,10 @@ fn start(dir: &Path, pair: &Pair) -> (Binary, u16, SocketAddr) {
             pair.cert.as_os_str(),
             "--key".as_ref(),
             pair.key.as_os_str(),
-        ],
+        ]
+        .into_iter()
+        .chain(metrics_flag.iter().copied())
+        .collect::<Vec<_>>(),
         1,
     );
     let line = binary.wait_for_lines("metrics on ", 1).remove(0);
@@ -127,7 +141,7 @@ const EXPECTED: [(&str, f64); 20] = [
 fn issue16_the_endpoint_counts_a_known_traffic_mix_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let pair = Pair::new();
-    let (mut binary, port, metrics) = start(dir.path(), &pair);
+    let (mut binary, port, metrics) = start(dir.path(), &pair, false);
     traffic(port, &pair);
     let deadline = Instant::now() + SETTLE;
     let text = loop {
@@ -243,7 +257,7 @@ fn percent_encode(text: &str) -> String {
 fn issue16_a_real_prometheus_scrapes_the_binary_and_promql_sees_the_mix() {
     let dir = tempfile::tempdir().unwrap();
     let pair = Pair::new();
-    let (mut binary, port, metrics) = start(dir.path(), &pair);
+    let (mut binary, port, metrics) = start(dir.path(), &pair, true);
     traffic(port, &pair);
     let prometheus = Prometheus::start(metrics);
     let queries = [
