@@ -146,6 +146,7 @@ impl Spool {
             counters: Arc::clone(&counters),
             stats_interval: options.stats_interval,
             carried: Vec::new(),
+            unsynced: false,
         };
         writer.delete_done_segments();
         let (requests, receiver) = mpsc::channel();

@@ -73,6 +73,13 @@ impl Spooled {
     }
 }
 
+impl Drop for Spooled {
+    /// Logs the flush statistics of the whole run (at shutdown).
+    fn drop(&mut self) {
+        super::writer::log_stats(&self.spool.stats(), &super::FlushStats::default());
+    }
+}
+
 impl Deliver for Spooled {
     /// Appends the mail to the spool and returns once the flush holding it is
     /// done; the delivery to the target follows on the delivery thread.

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -80,29 +80,42 @@ pub(crate) struct Writer {
     pub(crate) stats_interval: Duration,
     /// Done marks whose batch failed, written with the next one.
     pub(crate) carried: Vec<Place>,
+    /// Done marks written but not yet flushed.
+    pub(crate) unsynced: bool,
 }
 
+/// How long written done marks may wait for a message flush to carry them
+/// before they get one of their own.
+const DONE_SYNC_DELAY: Duration = Duration::from_millis(200);
+
 impl Writer {
-    /// Serves requests until every sender is gone, then logs the statistics.
+    /// Serves requests until every sender is gone, logging the statistics every
+    /// `stats_interval`.
     pub(crate) fn run(mut self, requests: Receiver<Request>) {
         let mut logged = self.counters.snapshot();
+        let mut logged_at = Instant::now();
         loop {
-            match requests.recv_timeout(self.stats_interval) {
+            let wait = if self.unsynced {
+                DONE_SYNC_DELAY
+            } else {
+                self.stats_interval
+            };
+            match requests.recv_timeout(wait) {
                 Ok(first) => {
                     let mut batch = vec![first];
                     batch.extend(requests.try_iter());
                     self.commit(batch);
                 }
+                Err(RecvTimeoutError::Timeout) if self.unsynced => self.sync_done_marks(),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            let now = self.counters.snapshot();
-            if now.flushes != logged.flushes {
+            if logged_at.elapsed() >= self.stats_interval {
+                let now = self.counters.snapshot();
                 log_stats(&now, &logged);
-                logged = now;
+                (logged, logged_at) = (now, Instant::now());
             }
         }
-        log_stats(&self.counters.snapshot(), &FlushStats::default());
     }
 
     /// Writes one batch with one flush and answers its appenders.
@@ -140,17 +153,24 @@ impl Writer {
         if buf.is_empty() {
             return;
         }
-        match self
+        // Done marks alone are not worth an fdatasync of their own: they ride on
+        // the next message flush (or a late one of their own). Losing one to a
+        // crash only repeats a delivery.
+        let sync = !waiters.is_empty();
+        let written = self
             .file
             .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-        {
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        match written {
             Ok(()) => {
+                self.unsynced = !sync;
                 self.len += buf.len() as u64;
                 let current = self.live.entry(self.segment).or_default();
                 current.bytes += buf.len() as u64;
                 current.pending += waiters.len() as u64;
-                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                if sync {
+                    self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                }
                 self.counters
                     .messages
                     .fetch_add(waiters.len() as u64, Ordering::Relaxed);
@@ -193,6 +213,18 @@ impl Writer {
         }
     }
 
+    /// Flushes done marks no message flush has carried.
+    fn sync_done_marks(&mut self) {
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.unsynced = false;
+                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            // Tried again after the next batch; a lost mark only repeats a delivery.
+            Err(error) => tracing::warn!("spool: cannot flush done marks: {error}"),
+        }
+    }
+
     /// True when the file's length is not where the batch began.
     fn length_moved(&self) -> bool {
         self.file.metadata().map_or(true, |m| m.len() != self.len)
@@ -208,6 +240,9 @@ impl Writer {
         let next = self.segment + 1;
         match create_segment(&self.dir, next) {
             Ok(file) => {
+                if self.unsynced {
+                    self.sync_done_marks();
+                }
                 self.file = file;
                 self.segment = next;
                 self.len = 0;
@@ -248,7 +283,7 @@ impl Writer {
 }
 
 /// Logs what happened since `before`.
-fn log_stats(now: &FlushStats, before: &FlushStats) {
+pub(crate) fn log_stats(now: &FlushStats, before: &FlushStats) {
     let flushes = now.flushes - before.flushes;
     let messages = now.messages - before.messages;
     if flushes == 0 {

@@ -104,6 +104,11 @@ fn concurrent_clients_all_land_in_the_maildir_exactly_once() {
     binary.terminate();
     let log = binary.log();
     assert!(log.contains("through the spool"), "{log}");
+    let stats = log.lines().find(|l| l.contains("messages per fdatasync"));
+    eprintln!(
+        "{}",
+        stats.unwrap_or_else(|| panic!("no flush statistics: {log}"))
+    );
     assert!(!log.contains("ERROR"), "{log}");
 }
 
