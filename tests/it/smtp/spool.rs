@@ -159,3 +159,32 @@ fn sigkill_after_the_250s_and_a_torn_tail_lose_nothing() {
     assert!(log.contains("torn tail"), "{log}");
     binary.terminate();
 }
+
+#[test]
+fn maildir_down_250_from_the_spool_then_sigkill_and_redelivery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (maildir, spool) = (dir.path().join("mail"), dir.path().join("spool"));
+    let mut binary = spool_binary(&maildir, &spool);
+    // The Maildir breaks: `new` becomes a plain file (root ignores modes).
+    let new = maildir.join("new");
+    let away = maildir.join("new.away");
+    std::fs::rename(&new, &away).expect("move new/ away");
+    std::fs::write(&new, b"not a directory").expect("block new/");
+    let acked = send_all(binary.addr().port(), "down", 20);
+    binary.wait_for_lines("retrying in", 1);
+    binary.stop();
+    std::fs::remove_file(&new).expect("unblock");
+    std::fs::rename(&away, &new).expect("restore new/");
+    assert!(files_in(&new).is_empty(), "nothing reached the Maildir");
+    let mut binary = spool_binary(&maildir, &spool);
+    binary.wait_for_lines("not yet delivered", 1);
+    wait_for_files(&maildir, acked.len(), &binary);
+    std::thread::sleep(Duration::from_millis(300));
+    let stored = stored_tokens(&maildir);
+    for (token, reply) in &acked {
+        let ids = stored.get(token).unwrap_or_else(|| panic!("{token} lost"));
+        assert_eq!(ids.len(), 1, "{token}: {ids:?}");
+        assert!(reply.contains(&ids[0]), "{reply:?} vs {ids:?}");
+    }
+    binary.terminate();
+}
