@@ -207,3 +207,73 @@ async fn spooled_delivers_recovered_messages() {
     assert_eq!(*target.stored.lock().unwrap(), ["LEFT-OVER"]);
     drop(spooled);
 }
+
+/// A tmpfs of `size` on `dir`, unmounted when dropped; `None` when this
+/// process may not mount (not root): the test then says so and passes.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "nr-spool-full",
+            ])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_fails_the_whole_batch_and_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_tmpfs) = Tmpfs::mount(dir.path(), "256k") else {
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let options = SpoolOptions::new(dir.path());
+    let (spool, _) = Spool::open(&options).unwrap();
+    let big = |id: &str| {
+        let mut m = mail(id);
+        m.data = Some(Data::from_message(
+            format!("Subject: {id}\r\n\r\n{}\r\n", "z".repeat(30_000)).into_bytes(),
+            String::new(),
+        ));
+        m
+    };
+    let appends: Vec<_> = (0..16)
+        .map(|i| {
+            let spool = spool.clone();
+            let m = big(&format!("BIG{i}"));
+            tokio::spawn(async move { spool.append(&m).await })
+        })
+        .collect();
+    let (mut acked, mut full) = (0, 0);
+    for append in appends {
+        match append.await.unwrap() {
+            Ok(_) => acked += 1,
+            Err(error) => {
+                assert!(error.is_insufficient_storage(), "{error}");
+                full += 1;
+            }
+        }
+    }
+    assert!(full > 0 && acked > 0, "acked {acked}, full {full}");
+    // The failed batch was cut off: a small message fits again.
+    spool.append(&mail("SMALL")).await.unwrap();
+    drop(spool);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert_eq!(pending.len(), acked + 1, "exactly the acknowledged ones");
+}
