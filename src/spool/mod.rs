@@ -4,7 +4,8 @@
 //!
 //! ## On disk
 //!
-//! The directory holds segment files named by their number in 16 hex digits,
+//! The directory holds a `lock` file (locked with `flock` by the process that
+//! has the spool open; a second one is refused) and segment files named by their number in 16 hex digits,
 //! `0000000000000001.seg`, each a sequence of records (the codec is in
 //! `record.rs`):
 //!
@@ -41,7 +42,7 @@
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -129,7 +130,15 @@ impl Spool {
     /// module doc) and starts its writer thread. Returns the messages not yet
     /// done, oldest first, each with its place for [`Spool::mark_done`].
     /// Blocking: call it at start-up or on a blocking thread.
+    /// Fails with [`io::ErrorKind::WouldBlock`] when the spool stays open
+    /// elsewhere for a second (its `lock` file is locked: another process, or
+    /// handles of this one not yet dropped).
     pub fn open(options: &SpoolOptions) -> io::Result<(Spool, Vec<(Place, Mail)>)> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&options.dir)?;
+        let lock = lock(&options.dir)?;
         let found = recover::recover(&options.dir)?;
         let file = create_segment(&options.dir, found.next_segment)?;
         let mut live = found.live;
@@ -152,7 +161,10 @@ impl Spool {
         let (requests, receiver) = mpsc::channel();
         std::thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || writer.run(receiver))?;
+            .spawn(move || {
+                writer.run(receiver);
+                drop(lock);
+            })?;
         if !found.pending.is_empty() {
             tracing::info!(
                 "spool {}: {} message(s) not yet delivered, delivering them again",
@@ -197,6 +209,35 @@ impl Spool {
 
 fn stopped() -> DeliveryError {
     DeliveryError::Temporary("the spool writer has stopped".into())
+}
+
+/// Locks `dir/lock` (released when the lock is dropped or the process ends):
+/// two receivers on one spool would deliver each other's mail. A spool just
+/// closed in this process is let go by its writer thread shortly after, so the
+/// lock is tried for a second.
+fn lock(dir: &Path) -> io::Result<nix::fcntl::Flock<File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)?;
+    for _ in 0..50 {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                file = back;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err((_, errno)) => return Err(io::Error::from(errno)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("{} is locked: the spool is in use", path.display()),
+    ))
 }
 
 /// The file of segment `number` in `dir`.
