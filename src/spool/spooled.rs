@@ -19,7 +19,7 @@ use crate::delivery::{Deliver, DeliverFuture, DeliveryError};
 use crate::mail::Mail;
 
 /// Messages handed to the target at once.
-const CONCURRENT_DELIVERIES: usize = 64;
+const CONCURRENT_DELIVERIES: usize = 16;
 
 /// One spooled message on its way to the target.
 struct Job {
