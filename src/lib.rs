@@ -34,6 +34,7 @@ pub mod protocol;
 pub mod receiver;
 pub mod server;
 pub mod session;
+pub mod spool;
 
 pub use config::{Config, Settings};
 pub use delivery::{Deliver, DeliveryError, Maildir};

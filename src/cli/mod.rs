@@ -57,6 +57,10 @@ pub(crate) struct Args {
     /// Mail is lost: never use it for real traffic.
     #[arg(long, conflicts_with = "maildir")]
     pub(crate) no_deliver: bool,
+    /// Spool accepted mail durably in DIR (group commit) and answer 250 from
+    /// there; it is delivered to the Maildir afterwards, with retries.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_deliver")]
+    pub(crate) spool_dir: Option<PathBuf>,
     /// Switch to this user after binding (needs root).
     #[arg(long, value_name = "NAME")]
     pub(crate) user: Option<String>,
@@ -163,6 +167,7 @@ pub(crate) fn configure(args: &Args) -> anyhow::Result<Config> {
         (&args.log_file, &mut config.log_file),
         (&args.passwd_file, &mut config.passwd_file),
         (&args.json_file, &mut config.json_file),
+        (&args.spool_dir, &mut config.spool_dir),
     ];
     for (flag, option) in paths {
         if flag.is_some() {

@@ -25,6 +25,8 @@ impl Default for Config {
             bare_line_ending: LineEndingPolicy::Reject,
             quiet: false,
             no_deliver: false,
+            spool_dir: None,
+            spool_max_bytes: 1 << 30,
             json_file: None,
             listeners: Vec::new(),
             certificate: None,

@@ -73,6 +73,12 @@ pub struct Config {
     /// Benchmark mode: receive and fully parse each mail but store it nowhere, and
     /// answer 250 all the same. Mail is lost: never for real traffic. Default: false.
     pub no_deliver: bool,
+    /// Spool directory (`--spool-dir`): each accepted mail is made durable there
+    /// with group commit, 250 is sent, and it goes on to the Maildir afterwards
+    /// (see the README, "Spool"). Default: none — 250 only once in the Maildir.
+    pub spool_dir: Option<PathBuf>,
+    /// Bytes of spool on disk beyond which mail gets 452 4.3.1. Default: 1073741824.
+    pub spool_max_bytes: u64,
     /// Append each received mail's JSON line to this file instead of stdout;
     /// reopened on SIGHUP (for log rotation). Read by the binary only. Default:
     /// none (stdout; a daemon's stdout is `/dev/null`).

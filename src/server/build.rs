@@ -5,7 +5,8 @@
 //! that keeps a start safe: working directory, every setting checked, TLS (files
 //! or a generated certificate), the AUTH password store, the DNS resolver, the
 //! lockout store, then binding, the pid file, the privilege drop, and only then
-//! the Maildir (opened as the final user). Each failure is a [`ServerError`] that
+//! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
+//! front of it. Each failure is a [`ServerError`] that
 //! names its culprit, the same errors the binary prints.
 //!
 //! Three keys are process duties a library cannot do on its own: `daemon` (the
@@ -28,6 +29,7 @@ use crate::mail::Mail;
 use crate::metrics::Metrics;
 use crate::receiver::Receiver;
 use crate::server::CertificateSource;
+use crate::spool::{SpoolOptions, Spooled};
 
 impl<R: Receiver> Server<R> {
     /// Builds, binds and readies a server exactly as the configuration says; serve
@@ -116,10 +118,31 @@ impl<R: Receiver> Server<R> {
                     path: config.maildir.clone(),
                     source,
                 })?;
-            (
-                server.with_delivery(maildir),
-                config.maildir.display().to_string(),
-            )
+            match &config.spool_dir {
+                None => (
+                    server.with_delivery(maildir),
+                    config.maildir.display().to_string(),
+                ),
+                Some(dir) => {
+                    let mut options = SpoolOptions::new(dir);
+                    options.max_bytes = config.spool_max_bytes;
+                    let spooled =
+                        Spooled::start(&options, Arc::new(maildir)).map_err(|source| {
+                            ServerError::Spool {
+                                path: dir.clone(),
+                                source,
+                            }
+                        })?;
+                    (
+                        server.with_delivery(spooled),
+                        format!(
+                            "{} through the spool {}",
+                            config.maildir.display(),
+                            dir.display()
+                        ),
+                    )
+                }
+            }
         };
         let workers = match config.workers {
             0 => default_workers(),

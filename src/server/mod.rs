@@ -74,6 +74,14 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The spool directory could not be created, read or recovered.
+    #[error("cannot use spool {}", path.display())]
+    Spool {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The configuration asks for something this call cannot do.
     #[error("{0}")]
     Unsupported(&'static str),

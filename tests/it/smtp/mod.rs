@@ -12,5 +12,6 @@ mod policy_layers;
 mod recipient_overshoot;
 mod send;
 mod smuggling;
+mod spool;
 mod timeouts;
 mod trace_injection;

@@ -1,0 +1,296 @@
+//! Spool tests on real files: group commit, refusal when full, recovery with
+//! and without done marks, a torn tail, segment deletion.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+use crate::delivery::{Deliver, DeliverFuture, DeliveryError};
+use crate::mail::{Address, Data, RcptTo};
+
+fn mail(id: &str) -> Mail {
+    let mut mail = Mail {
+        id: id.into(),
+        rcptto: vec![RcptTo::from(Address {
+            url: "<rcpt@example.com>".into(),
+            accepted: true,
+            ..Address::default()
+        })],
+        ..Mail::default()
+    };
+    mail.data = Some(Data::from_message(
+        format!("Subject: {id}\r\n\r\nbody of {id}\r\n").into_bytes(),
+        "Received: test\r\n".into(),
+    ));
+    mail
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_covers_many_appends_per_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, pending) = Spool::open(&SpoolOptions::new(dir.path())).unwrap();
+    assert!(pending.is_empty());
+    let appends: Vec<_> = (0..400)
+        .map(|i| {
+            let spool = spool.clone();
+            tokio::spawn(async move { spool.append(&mail(&format!("ID{i}"))).await })
+        })
+        .collect();
+    let mut places = Vec::new();
+    for append in appends {
+        places.push(append.await.unwrap().unwrap());
+    }
+    places.sort();
+    places.dedup();
+    assert_eq!(places.len(), 400, "every message has a place of its own");
+    let stats = spool.stats();
+    assert_eq!(stats.messages, 400);
+    eprintln!(
+        "group commit: {} messages, {} fdatasyncs ({:.3} per message)",
+        stats.messages,
+        stats.flushes,
+        stats.flushes as f64 / stats.messages as f64
+    );
+    assert!(
+        stats.flushes < stats.messages / 2,
+        "{stats:?}: at most one flush per two messages"
+    );
+    drop(spool);
+    let (_, pending) = Spool::open(&SpoolOptions::new(dir.path())).unwrap();
+    assert_eq!(pending.len(), 400);
+}
+
+#[test]
+fn a_spool_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path());
+    let (spool, _) = Spool::open(&options).unwrap();
+    let error = Spool::open(&options).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::WouldBlock, "{error}");
+    drop(spool);
+    // The writer thread lets go of the lock once the last handle is gone.
+    Spool::open(&options).unwrap();
+}
+
+#[tokio::test]
+async fn a_lone_append_is_flushed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(&SpoolOptions::new(dir.path())).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), spool.append(&mail("A")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((spool.stats().flushes, spool.stats().messages), (1, 1));
+}
+
+#[tokio::test]
+async fn full_spool_refuses_with_insufficient_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SpoolOptions::new(dir.path());
+    let one = record::message_payload(&mail("FIRST")).unwrap().len() + record::HEADER;
+    options.max_bytes = one as u64 + 10;
+    let (spool, _) = Spool::open(&options).unwrap();
+    spool.append(&mail("FIRST")).await.unwrap();
+    let error = spool.append(&mail("SECOND")).await.unwrap_err();
+    assert!(error.is_insufficient_storage(), "{error}");
+    assert_eq!(spool.stats().messages, 1);
+}
+
+#[tokio::test]
+async fn recovery_redelivers_what_is_not_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path());
+    let (spool, _) = Spool::open(&options).unwrap();
+    let done = spool.append(&mail("DONE")).await.unwrap();
+    spool.append(&mail("NOT-DONE")).await.unwrap();
+    spool.mark_done(done);
+    // A done mark is flushed with the next batch: this append makes sure of it.
+    spool.append(&mail("LAST")).await.unwrap();
+    drop(spool);
+    let (spool, pending) = Spool::open(&options).unwrap();
+    let ids: Vec<&str> = pending.iter().map(|(_, m)| m.id.as_str()).collect();
+    assert_eq!(ids, ["NOT-DONE", "LAST"]);
+    assert_eq!(pending[0].1, mail("NOT-DONE"), "the whole mail comes back");
+    for (place, _) in &pending {
+        spool.mark_done(*place);
+    }
+    spool.append(&mail("FLUSH")).await.unwrap();
+    drop(spool);
+    let (_, pending) = Spool::open(&options).unwrap();
+    let ids: Vec<&str> = pending.iter().map(|(_, m)| m.id.as_str()).collect();
+    assert_eq!(ids, ["FLUSH"]);
+    // The first segments (everything in them done) are gone.
+    assert_eq!(segments(dir.path()).len(), 2, "{:?}", segments(dir.path()));
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_and_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path());
+    let (spool, _) = Spool::open(&options).unwrap();
+    spool.append(&mail("WHOLE")).await.unwrap();
+    spool.append(&mail("TORN")).await.unwrap();
+    drop(spool);
+    let path = segments(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len - 3).unwrap();
+    drop(file);
+    let (_, pending) = Spool::open(&options).unwrap();
+    let ids: Vec<&str> = pending.iter().map(|(_, m)| m.id.as_str()).collect();
+    assert_eq!(ids, ["WHOLE"]);
+    let record = record::HEADER as u64;
+    assert!(std::fs::metadata(&path).unwrap().len() < len - record);
+}
+
+/// A target that fails the first `fail` attempts, then collects the ids.
+struct Flaky {
+    fail: Mutex<usize>,
+    stored: Mutex<Vec<String>>,
+}
+
+impl Deliver for Flaky {
+    fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            let mut fail = self.fail.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(DeliveryError::Temporary("not now".into()));
+            }
+            self.stored.lock().unwrap().push(mail.id.clone());
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn spooled_retries_then_marks_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SpoolOptions::new(dir.path());
+    options.retry_min = Duration::from_millis(10);
+    let target = Arc::new(Flaky {
+        fail: Mutex::new(3),
+        stored: Mutex::new(Vec::new()),
+    });
+    let spooled = Spooled::start(&options, target.clone()).unwrap();
+    spooled.deliver(&mail("RETRIED")).await.unwrap();
+    for _ in 0..500 {
+        if spooled.spool().stats().done == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*target.stored.lock().unwrap(), ["RETRIED"]);
+    assert_eq!(spooled.spool().stats().done, 1);
+    drop(spooled);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert!(pending.is_empty(), "done is not delivered again");
+}
+
+/// [`Spooled::start`] hands the recovered messages to the target.
+#[tokio::test]
+async fn spooled_delivers_recovered_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path());
+    let (spool, _) = Spool::open(&options).unwrap();
+    spool.append(&mail("LEFT-OVER")).await.unwrap();
+    drop(spool);
+    let target = Arc::new(Flaky {
+        fail: Mutex::new(0),
+        stored: Mutex::new(Vec::new()),
+    });
+    let spooled = Spooled::start(&options, target.clone()).unwrap();
+    for _ in 0..500 {
+        if !target.stored.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*target.stored.lock().unwrap(), ["LEFT-OVER"]);
+    drop(spooled);
+}
+
+/// A tmpfs of `size` on `dir`, unmounted when dropped; `None` when this
+/// process may not mount (not root): the test then says so and passes.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "nr-spool-full",
+            ])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_fails_the_whole_batch_and_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(_tmpfs) = Tmpfs::mount(dir.path(), "256k") else {
+        eprintln!("skipped: cannot mount a tmpfs (needs root)");
+        return;
+    };
+    let options = SpoolOptions::new(dir.path());
+    let (spool, _) = Spool::open(&options).unwrap();
+    let big = |id: &str| {
+        let mut m = mail(id);
+        m.data = Some(Data::from_message(
+            format!("Subject: {id}\r\n\r\n{}\r\n", "z".repeat(30_000)).into_bytes(),
+            String::new(),
+        ));
+        m
+    };
+    let mut acked = 0;
+    for i in 0..3 {
+        spool.append(&big(&format!("FIRST{i}"))).await.unwrap();
+        acked += 1;
+    }
+    let appends: Vec<_> = (0..12)
+        .map(|i| {
+            let spool = spool.clone();
+            let m = big(&format!("BIG{i}"));
+            tokio::spawn(async move { spool.append(&m).await })
+        })
+        .collect();
+    let mut full = 0;
+    for append in appends {
+        match append.await.unwrap() {
+            Ok(_) => acked += 1,
+            Err(error) => {
+                assert!(error.is_insufficient_storage(), "{error}");
+                full += 1;
+            }
+        }
+    }
+    assert!(full > 0, "acked {acked}, full {full}");
+    // The failed batch was cut off: a small message fits again.
+    spool.append(&mail("SMALL")).await.unwrap();
+    drop(spool);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert_eq!(pending.len(), acked + 1, "exactly the acknowledged ones");
+}

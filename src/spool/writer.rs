@@ -1,0 +1,299 @@
+//! The spool's single writer thread and its group commit.
+//!
+//! Every append and done mark is a [`Request`] on one channel. The thread takes
+//! the first request, then everything already queued behind it, writes them as
+//! one buffer to the current segment and makes it durable with one
+//! `fdatasync`; only then does each appender hear back. Requests that arrive
+//! while that `fdatasync` runs wait in the channel and make the next batch — so
+//! one flush covers every message that finished during the previous one, and an
+//! idle disk adds no delay at all. A failed write or flush fails every appender
+//! of that batch and cuts the segment back to where the batch began (nothing
+//! half-acknowledged). The thread also rolls segments over, deletes the oldest
+//! segments once every message in them is done, and logs the flush statistics.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::record::{self, Kind, Place};
+use super::{FlushStats, create_segment, segment_path, sync_dir};
+use crate::delivery::DeliveryError;
+
+/// What the writer thread is asked to do.
+pub(crate) enum Request {
+    /// Append an encoded message record; answer with its place once durable.
+    Append {
+        /// The whole framed record.
+        record: Vec<u8>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<Place, DeliveryError>>,
+    },
+    /// Record that the message at this place is done.
+    Done(Place),
+}
+
+/// The counters behind [`FlushStats`], shared with the [`super::Spool`] handles.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) flushes: AtomicU64,
+    pub(crate) messages: AtomicU64,
+    pub(crate) done: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> FlushStats {
+        FlushStats {
+            flushes: self.flushes.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A segment still on disk: its size and how many of its messages are not done.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Segment {
+    pub(crate) bytes: u64,
+    pub(crate) pending: u64,
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub(crate) dir: PathBuf,
+    pub(crate) file: File,
+    pub(crate) segment: u64,
+    pub(crate) len: u64,
+    pub(crate) segment_bytes: u64,
+    pub(crate) max_bytes: u64,
+    /// Every segment on disk, oldest first; the current one included.
+    pub(crate) live: BTreeMap<u64, Segment>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) stats_interval: Duration,
+    /// Done marks whose batch failed, written with the next one.
+    pub(crate) carried: Vec<Place>,
+    /// Done marks written but not yet flushed.
+    pub(crate) unsynced: bool,
+}
+
+/// How long written done marks may wait for a message flush to carry them
+/// before they get one of their own.
+const DONE_SYNC_DELAY: Duration = Duration::from_millis(200);
+
+impl Writer {
+    /// Serves requests until every sender is gone, logging the statistics every
+    /// `stats_interval`.
+    pub(crate) fn run(mut self, requests: Receiver<Request>) {
+        let mut logged = self.counters.snapshot();
+        let mut logged_at = Instant::now();
+        loop {
+            let wait = if self.unsynced {
+                DONE_SYNC_DELAY
+            } else {
+                self.stats_interval
+            };
+            match requests.recv_timeout(wait) {
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    batch.extend(requests.try_iter());
+                    self.commit(batch);
+                }
+                Err(RecvTimeoutError::Timeout) if self.unsynced => self.sync_done_marks(),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if logged_at.elapsed() >= self.stats_interval {
+                let now = self.counters.snapshot();
+                log_stats(&now, &logged);
+                (logged, logged_at) = (now, Instant::now());
+            }
+        }
+    }
+
+    /// Writes one batch with one flush and answers its appenders.
+    fn commit(&mut self, batch: Vec<Request>) {
+        let start = self.len;
+        let used = self.used();
+        let mut buf = Vec::new();
+        let mut waiters = Vec::new();
+        let mut done = std::mem::take(&mut self.carried);
+        for request in batch {
+            match request {
+                Request::Append { record, reply } => {
+                    let needed = used + buf.len() as u64 + record.len() as u64;
+                    if needed > self.max_bytes {
+                        let _ = reply.send(Err(DeliveryError::InsufficientStorage(format!(
+                            "spool {} is full (spool_max_bytes {})",
+                            self.dir.display(),
+                            self.max_bytes
+                        ))));
+                        continue;
+                    }
+                    let place = Place {
+                        segment: self.segment,
+                        offset: start + buf.len() as u64,
+                    };
+                    buf.extend_from_slice(&record);
+                    waiters.push((place, reply));
+                }
+                Request::Done(place) => done.push(place),
+            }
+        }
+        for place in &done {
+            record::encode(Kind::Done, &record::done_payload(*place), &mut buf);
+        }
+        if buf.is_empty() {
+            return;
+        }
+        // Done marks alone are not worth an fdatasync of their own: they ride on
+        // the next message flush (or a late one of their own). Losing one to a
+        // crash only repeats a delivery.
+        let sync = !waiters.is_empty();
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        match written {
+            Ok(()) => {
+                self.unsynced = !sync;
+                self.len += buf.len() as u64;
+                let current = self.live.entry(self.segment).or_default();
+                current.bytes += buf.len() as u64;
+                current.pending += waiters.len() as u64;
+                if sync {
+                    self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+                }
+                self.counters
+                    .messages
+                    .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .done
+                    .fetch_add(done.len() as u64, Ordering::Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                for (place, reply) in waiters {
+                    let _ = reply.send(Ok(place));
+                }
+                for place in done {
+                    if let Some(segment) = self.live.get_mut(&place.segment) {
+                        segment.pending = segment.pending.saturating_sub(1);
+                    }
+                }
+                self.delete_done_segments();
+                if self.len >= self.segment_bytes {
+                    self.roll();
+                }
+            }
+            Err(error) => {
+                tracing::error!(
+                    "spool: cannot write or flush {}: {error}; {} message(s) refused",
+                    segment_path(&self.dir, self.segment).display(),
+                    waiters.len()
+                );
+                let failure = DeliveryError::Io(error);
+                for (_, reply) in waiters {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+                self.carried = done;
+                // Cut the batch off (it was never acknowledged); if that fails,
+                // what follows goes to a new segment.
+                if self.file.set_len(start).is_err() || self.length_moved() {
+                    self.roll();
+                }
+            }
+        }
+    }
+
+    /// Flushes done marks no message flush has carried.
+    fn sync_done_marks(&mut self) {
+        match self.file.sync_data() {
+            Ok(()) => {
+                self.unsynced = false;
+                self.counters.flushes.fetch_add(1, Ordering::Relaxed);
+            }
+            // Tried again after the next batch; a lost mark only repeats a delivery.
+            Err(error) => tracing::warn!("spool: cannot flush done marks: {error}"),
+        }
+    }
+
+    /// True when the file's length is not where the batch began.
+    fn length_moved(&self) -> bool {
+        self.file.metadata().map_or(true, |m| m.len() != self.len)
+    }
+
+    /// The bytes of every segment on disk.
+    fn used(&self) -> u64 {
+        self.live.values().map(|s| s.bytes).sum()
+    }
+
+    /// Continues in a new segment.
+    fn roll(&mut self) {
+        let next = self.segment + 1;
+        match create_segment(&self.dir, next) {
+            Ok(file) => {
+                if self.unsynced {
+                    self.sync_done_marks();
+                }
+                self.file = file;
+                self.segment = next;
+                self.len = 0;
+                self.live.insert(next, Segment::default());
+                self.delete_done_segments();
+            }
+            Err(error) => tracing::error!(
+                "spool: cannot start segment {}: {error}; continuing in the current one",
+                segment_path(&self.dir, next).display()
+            ),
+        }
+    }
+
+    /// Deletes the oldest segments, before the current one, whose every message
+    /// is done. Oldest first only: a done mark lives in the segment written after
+    /// its message, so a segment whose marks name older, still-live segments
+    /// stays until those are gone.
+    pub(crate) fn delete_done_segments(&mut self) {
+        let mut deleted = false;
+        while let Some((&number, segment)) = self.live.first_key_value() {
+            if number == self.segment || segment.pending > 0 {
+                break;
+            }
+            let path = segment_path(&self.dir, number);
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != io::ErrorKind::NotFound
+            {
+                tracing::warn!("spool: cannot delete {}: {error}", path.display());
+                break;
+            }
+            self.live.remove(&number);
+            deleted = true;
+        }
+        if deleted && let Err(error) = sync_dir(&self.dir) {
+            tracing::warn!("spool: cannot flush {}: {error}", self.dir.display());
+        }
+    }
+}
+
+/// Logs what happened since `before`.
+pub(crate) fn log_stats(now: &FlushStats, before: &FlushStats) {
+    let flushes = now.flushes - before.flushes;
+    let messages = now.messages - before.messages;
+    if flushes == 0 {
+        return;
+    }
+    tracing::info!(
+        flushes,
+        messages,
+        done = now.done - before.done,
+        "spool: {:.2} messages per fdatasync",
+        messages as f64 / flushes as f64
+    );
+}
