@@ -67,6 +67,7 @@ impl Default for Config {
                 FailureKind::Mail,
                 FailureKind::Rcpt,
                 FailureKind::Data,
+                FailureKind::Abuse,
             ],
         }
     }

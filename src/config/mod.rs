@@ -186,7 +186,8 @@ pub struct Config {
     /// What counts as a failure: `auth` (failed AUTH), `mail`, `rcpt`, `data` (a
     /// transaction refused at that step by a hook that called
     /// `Context::count_failure`; once per transaction — a hook's policy refusal
-    /// alone does not count). Default: all four.
+    /// alone does not count), `abuse` (the session was closed after
+    /// `max_errors` error replies). Default: all five.
     pub lockout_counts: Vec<FailureKind>,
     /// `ADDR:PORT` that serves Prometheus metrics at `GET /metrics`
     /// (`--metrics-listen`). Default: none — no metrics endpoint.
@@ -205,6 +206,8 @@ pub enum FailureKind {
     Rcpt,
     /// DATA or the message refused with 5xx.
     Data,
+    /// Protocol abuse: the session was closed for too many errors (`max_errors`).
+    Abuse,
 }
 
 /// The `bare_line_ending` option.

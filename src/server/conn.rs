@@ -129,7 +129,13 @@ impl<R: Receiver> Connection<R> {
     /// Logs how the conversation ended and closes the stream: TLS says
     /// close_notify first; plain TCP is just closed (a shutdown would add a
     /// system call and nothing else: close sends the FIN).
-    async fn end<S: AsyncWrite + Unpin>(&self, ending: std::io::Result<Ending>, mut stream: S) {
+    ///
+    /// A session closed for too many errors is counted as abuse first, while the
+    /// socket is still open: the client's EOF comes after the count.
+    async fn end<S: AsyncWrite + Unpin>(&mut self, ending: std::io::Result<Ending>, mut stream: S) {
+        if self.machine.closed_for_too_many_errors() {
+            self.session.protocol_abuse().await;
+        }
         if let Err(error) = ending {
             tracing::debug!(remote = %self.session.mail().remote_ip, "connection error: {error}");
         }

@@ -33,6 +33,13 @@ impl<R: Receiver> Session<R> {
         })
     }
 
+    /// The machine closed the session for too many errors: counted against the
+    /// client (`abuse` in `lockout_counts`) unless it is exempt.
+    pub async fn protocol_abuse(&mut self) {
+        tracing::info!(remote = %self.mail.remote_ip, "closed for too many errors");
+        self.count_failure(FailureKind::Abuse).await;
+    }
+
     /// Counts a failure of `kind` against the client's IP (once per transaction for
     /// MAIL/RCPT/DATA; never for `per_ip_limit_exceptions`); true when the client is
     /// now locked out.
@@ -43,7 +50,7 @@ impl<R: Receiver> Session<R> {
         if !self.settings.lockout_counts.contains(&kind) || self.exempt_from_ip_lockout() {
             return false;
         }
-        if kind != FailureKind::Auth {
+        if kind == FailureKind::Mail || kind == FailureKind::Rcpt || kind == FailureKind::Data {
             if self.transaction_failure_counted {
                 return false;
             }

@@ -531,6 +531,12 @@ impl Machine {
     }
 
     /// Queues an error reply, counts it, and closes after `max_errors` of them.
+    /// True once the session was closed for reaching `max_errors` error replies
+    /// (protocol abuse, which the caller may count against the client).
+    pub fn closed_for_too_many_errors(&self) -> bool {
+        self.errors >= self.limits.max_errors
+    }
+
     fn refuse(&mut self, reply: Reply) {
         self.out_reply(&reply, &[]);
         self.errors += 1;

@@ -140,7 +140,7 @@ fn defaults_lock_out_a_brute_force_client() {
     let defaults = Config::default();
     assert_eq!(defaults.max_failed_msgs_per_period, 3);
     assert_eq!(defaults.lockout_period, 600.0);
-    assert_eq!(defaults.lockout_counts.len(), 4);
+    assert_eq!(defaults.lockout_counts.len(), 5);
     let (server, _) = server(Config {
         auth_failure_delay: 0.01,
         per_ip_limit_exceptions: Vec::new(),
@@ -280,6 +280,7 @@ fn fail(client: &mut Client, kind: FailureKind) -> u16 {
             client.send(b"DATA\r\n");
             client.reply().code
         }
+        FailureKind::Abuse => panic!("abuse is counted as a session ends: see lockout::policy"),
     };
     if code != 450 && kind != FailureKind::Auth {
         client.cmd("RSET", 250);
@@ -292,6 +293,7 @@ fn refusal_code(kind: FailureKind) -> u16 {
         FailureKind::Auth => 535,
         FailureKind::Mail | FailureKind::Rcpt => 550,
         FailureKind::Data => 554,
+        _ => panic!("no refusal code for {kind:?}"),
     }
 }
 

@@ -2,7 +2,8 @@
 //! (the README's `mail_from` override answering 556) counts for nothing unless the
 //! hook calls `cx.count_failure()`; clients in `per_ip_limit_exceptions` (loopback by
 //! default) are never locked out by IP, while the login protection still applies to
-//! them; `max_failed_msgs_per_period = 0` turns the lockout off.
+//! them; `max_failed_msgs_per_period = 0` turns the lockout off; sessions closed
+//! for too many errors count as abuse.
 
 use net_receiver::{Config, Context, MailFrom, Receiver, Reply, defaults};
 
@@ -79,4 +80,44 @@ fn max_failed_msgs_per_period_zero_turns_the_lockout_off() {
     client.cmd(&format!("AUTH PLAIN {}", plain(JOE.0, JOE.1)), 235);
     client.quit();
     Client::connect(server.port).quit();
+}
+
+/// Sessions that keep sending bad commands until `421 Too many errors`.
+fn abuse(port: u16, max_errors: u32) {
+    let mut client = Client::connect(port);
+    for _ in 0..max_errors - 1 {
+        client.cmd("FOO", 500);
+    }
+    client.send(b"FOO\r\n");
+    client.expect(500);
+    client.expect_enhanced(421, "4.7.0");
+    client.expect_closed();
+}
+
+/// Protocol abuse counts (`abuse` in `lockout_counts`): a client closed twice for
+/// too many errors is locked out at its next connection — unless it is exempt
+/// (loopback by default) or `abuse` is taken out of `lockout_counts`.
+#[test]
+fn sessions_closed_for_too_many_errors_lock_the_client_out() {
+    let abusive = |config: Config| {
+        let server = TestServer::start(Config {
+            max_errors: 3,
+            ..config
+        });
+        abuse(server.port, 3);
+        abuse(server.port, 3);
+        // Counted before the server closed the socket, so before `abuse` saw EOF.
+        Client::connect_any(server.port).greeting.code
+    };
+    assert_eq!(abusive(lockout_config(2, 600.0)), 421, "locked out");
+    let exempt = Config {
+        per_ip_limit_exceptions: Config::default().per_ip_limit_exceptions,
+        ..lockout_config(2, 600.0)
+    };
+    assert_eq!(abusive(exempt), 220, "loopback is exempt");
+    let not_counted = Config {
+        lockout_counts: vec![net_receiver::config::FailureKind::Auth],
+        ..lockout_config(2, 600.0)
+    };
+    assert_eq!(abusive(not_counted), 220, "abuse not in lockout_counts");
 }
