@@ -110,8 +110,12 @@ impl<R: Receiver> Connection<R> {
                 if let Some(m) = self.session.metrics() {
                     m.tls_handshake(facts.version.as_deref());
                 }
-                self.session.tls_established(facts);
+                // The machine owns "TLS is active" (and resets the greeting and
+                // AUTH); the session records what it established.
                 self.machine.tls_established(Instant::now());
+                if self.machine.facts().tls {
+                    self.session.tls_established(facts);
+                }
                 let ending = self.converse(&mut stream).await;
                 self.end(ending, stream).await;
             }
@@ -139,7 +143,7 @@ impl<R: Receiver> Connection<R> {
         if let Err(error) = ending {
             tracing::debug!(remote = %self.session.mail().remote_ip, "connection error: {error}");
         }
-        if self.session.mail().encrypted {
+        if self.machine.facts().tls {
             let _ = stream.shutdown().await;
         }
     }

@@ -21,7 +21,7 @@ use crate::metrics::{self, DeliveryFailure, MessageRefused, Metrics, Verb};
 use crate::policy::Verdict;
 use crate::protocol::DataOutcome;
 use crate::protocol::address::analyze_local_part;
-use crate::protocol::{Event, MessageEnd, Path, PathRequest, Reply};
+use crate::protocol::{Event, Facts, Greeting, MessageEnd, Path, PathRequest, Reply};
 use crate::receiver::{Context, Extensions, Receiver, Services};
 
 /// Finished transactions kept for `closed`; older ones are dropped.
@@ -217,7 +217,7 @@ impl<R: Receiver> Session<R> {
             Event::MailFrom(request) => self.mail_from(request).await,
             Event::RcptTo(request) => self.rcpt_to(request).await,
             Event::DataStart { .. } => hook!(self, data).unwrap_or_else(|_| internal_error()),
-            Event::Message(end) => self.message(end).await,
+            Event::Message { end, facts } => self.message(end, facts).await,
             Event::Rset => {
                 let reply = hook!(self, rset).unwrap_or_else(|_| internal_error());
                 if reply.is_positive() {
@@ -255,6 +255,9 @@ impl<R: Receiver> Session<R> {
 
     /// TLS is up (implicit, or after STARTTLS): recorded in the mail structure; the
     /// session starts over as just connected (any transaction and EHLO are gone).
+    /// Call it once the machine says so ([`Facts::tls`]): the machine owns the
+    /// fact and sequences commands by it; `encrypted`, `tls_version` and
+    /// `tls_cipher` are the mail structure's record of it.
     pub fn tls_established(&mut self, facts: TlsFacts) {
         self.archive();
         self.mail.ehlo = None;
@@ -327,7 +330,7 @@ impl<R: Receiver> Session<R> {
 
     /// The end of DATA or BDAT, alike: a refused message is recorded (its size)
     /// and kept for `closed`; a complete one goes to `received`.
-    async fn message(&mut self, end: MessageEnd) -> Reply {
+    async fn message(&mut self, end: MessageEnd, facts: Facts) -> Reply {
         let raw = match end {
             MessageEnd::Complete(raw) => raw,
             MessageEnd::Refused(refusal) => {
@@ -352,7 +355,7 @@ impl<R: Receiver> Session<R> {
         let delivered =
             crate::dns::strip_forged_authentication_results(&original, &self.settings.server_name)
                 .map_or_else(|| original.clone(), bytes::Bytes::from);
-        let received = self.received_header();
+        let received = self.received_header(facts);
         self.mail.data = Some(Data::from_bytes(delivered, received));
         let refusal = layers!(self, message, &original);
         drop(original);
@@ -397,22 +400,21 @@ impl<R: Receiver> Session<R> {
         reply
     }
 
-    fn received_header(&self) -> String {
+    /// The trace header; its `with` keyword comes from the machine's facts (the
+    /// greeting in force, TLS, SMTP AUTH), not from the mail record, which hooks
+    /// may change.
+    fn received_header(&self, facts: Facts) -> String {
         let mail = &self.mail;
         let ehlo = mail.ehlo.as_ref();
         let smtputf8 = mail.mailfrom.as_ref().is_some_and(|m| m.smtputf8);
         // RFC 3848 / RFC 6531 "with" keywords: ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP…
-        let extended = ehlo.is_some_and(|e| e.verb == "EHLO");
+        let extended = facts.greeting == Some(Greeting::Ehlo);
         let protocol = if extended || smtputf8 {
             format!(
                 "{}{}{}",
                 if smtputf8 { "UTF8SMTP" } else { "ESMTP" },
-                if mail.encrypted { "S" } else { "" },
-                if mail.authenticated.is_some() {
-                    "A"
-                } else {
-                    ""
-                },
+                if facts.tls { "S" } else { "" },
+                if facts.authenticated { "A" } else { "" },
             )
         } else {
             "SMTP".to_owned()
@@ -496,7 +498,7 @@ fn verb(event: &Event) -> Option<Verb> {
         Event::RcptTo(_) => Verb::Rcpt,
         Event::DataStart { bdat: false } => Verb::Data,
         Event::DataStart { bdat: true } => Verb::Bdat,
-        Event::Message(_) => return None,
+        Event::Message { .. } => return None,
         Event::Rset => Verb::Rset,
         Event::Noop => Verb::Noop,
         Event::Help(_) => Verb::Help,
