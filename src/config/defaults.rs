@@ -27,6 +27,7 @@ impl Default for Config {
             no_deliver: false,
             spool_dir: None,
             spool_max_bytes: 1 << 30,
+            deliver: Vec::new(),
             json_file: None,
             listeners: Vec::new(),
             certificate: None,

@@ -79,6 +79,10 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     /// Bytes of spool on disk beyond which mail gets 452 4.3.1. Default: 1073741824.
     pub spool_max_bytes: u64,
+    /// The delivery chain (`[[deliver]]` tables: `kind = "maildir" | "lmtp"`, see
+    /// [`DeliverConfig`]). Default: none — the Maildir at `maildir`.
+    #[serde(rename = "deliver")]
+    pub deliver: Vec<DeliverConfig>,
     /// Append each received mail's JSON line to this file instead of stdout;
     /// reopened on SIGHUP (for log rotation). Read by the binary only. Default:
     /// none (stdout; a daemon's stdout is `/dev/null`).
@@ -219,36 +223,6 @@ pub enum LineEndingPolicy {
     Reject,
     /// Turn each bare CR or LF into CRLF.
     Normalize,
-}
-
-/// A configuration that cannot be used; the message names the culprit.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has an unknown key or a value of the wrong type.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (it names the key).
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("invalid {key}: {reason}")]
-    Invalid {
-        /// The option.
-        key: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
 }
 
 /// What the running server and the hooks see.
@@ -586,8 +560,10 @@ fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError>
 }
 
 mod defaults;
+mod deliver;
 mod errors;
-pub use errors::describe_toml_error;
+pub use deliver::DeliverConfig;
+pub use errors::{ConfigError, describe_toml_error};
 
 mod network;
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};

@@ -38,9 +38,11 @@
 //!
 //! ## Where things go
 //!
-//! One target per file in this folder: `maildir.rs` (here now), and the coming
-//! `lmtp.rs`, `webhook.rs`, `nats.rs` — each a type implementing [`Deliver`]
-//! plus its config table; nothing else should need to change. Durability (a
+//! One target per file in this folder: `maildir.rs` and `lmtp.rs` (here now:
+//! [`Maildir`], [`Lmtp`] — a per-recipient target speaking the sans-IO
+//! [`crate::protocol::lmtp`] client), and the coming `webhook.rs`, `nats.rs` —
+//! each a type implementing [`Deliver`] plus its config table; nothing else
+//! should need to change. Durability (a
 //! spool that keeps the message until every required target acknowledged it,
 //! and retries) sits below the targets, in `spool/`; targets never answer the
 //! client themselves. [`TmpCleanup`] is the Maildir's start-up clean-up of what
@@ -51,9 +53,13 @@ use std::pin::Pin;
 
 use crate::mail::Mail;
 
+pub mod chain;
+pub mod lmtp;
 pub mod maildir;
 mod outcome;
 mod tmp_cleanup;
+pub use chain::{Chain, Link};
+pub use lmtp::{Lmtp, LmtpAddress};
 pub use maildir::Maildir;
 pub use outcome::{DeliveryReport, RecipientOutcome, accepted_recipients, record_unrecorded};
 pub use tmp_cleanup::TmpCleanup;
@@ -145,6 +151,17 @@ pub trait Deliver: Send + Sync + 'static {
             let result = self.deliver(mail).await;
             DeliveryReport::same_for_all(mail, &result)
         })
+    }
+}
+
+/// A shared target is a target (a chain's links, the spool's target).
+impl<D: Deliver + ?Sized> Deliver for std::sync::Arc<D> {
+    fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
+        (**self).deliver(mail)
+    }
+
+    fn deliver_each<'a>(&'a self, mail: &'a Mail) -> ReportFuture<'a> {
+        (**self).deliver_each(mail)
     }
 }
 

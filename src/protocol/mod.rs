@@ -8,6 +8,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod lmtp;
 pub mod machine;
 pub mod proxy;
 pub mod reply;

@@ -22,7 +22,8 @@ use super::process::{self, PidFile};
 use super::{Server, ServerError, TlsHandle};
 use crate::auth::{PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
-use crate::delivery::{DeliverFuture, Maildir};
+use crate::config::{ConfigError, DeliverConfig};
+use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir};
 use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
@@ -83,6 +84,7 @@ impl<R: Receiver> Server<R> {
             settings.lockout_policy,
         ));
         let metrics_addr = config.metrics_listen()?;
+        let server_name = settings.server_name.clone();
         let server = Server::bind(&listeners, settings, receiver).await?;
         // Bound before the privilege drop, like the SMTP listeners.
         let metrics_listener = match metrics_addr {
@@ -113,33 +115,20 @@ impl<R: Receiver> Server<R> {
             )
         } else {
             // Opened as the final user, so it is that user's and known writable.
-            let maildir =
-                Maildir::open(&config.maildir).map_err(|source| ServerError::Maildir {
-                    path: config.maildir.clone(),
-                    source,
-                })?;
+            let (target, target_name) = delivery_target(config, &server_name)?;
             match &config.spool_dir {
-                None => (
-                    server.with_delivery(maildir),
-                    config.maildir.display().to_string(),
-                ),
+                None => (server.with_delivery(target), target_name),
                 Some(dir) => {
                     let mut options = SpoolOptions::new(dir);
                     options.max_bytes = config.spool_max_bytes;
                     let spooled =
-                        Spooled::start(&options, Arc::new(maildir)).map_err(|source| {
-                            ServerError::Spool {
-                                path: dir.clone(),
-                                source,
-                            }
+                        Spooled::start(&options, target).map_err(|source| ServerError::Spool {
+                            path: dir.clone(),
+                            source,
                         })?;
                     (
                         server.with_delivery(spooled),
-                        format!(
-                            "{} through the spool {}",
-                            config.maildir.display(),
-                            dir.display()
-                        ),
+                        format!("{target_name} through the spool {}", dir.display()),
                     )
                 }
             }
@@ -175,6 +164,57 @@ impl<R: Receiver> Server<R> {
         }
         Ok(server)
     }
+}
+
+/// Where accepted mail goes: the `[[deliver]]` chain, or without one the
+/// Maildir at `maildir`; with its name for the start-up log line.
+fn delivery_target(
+    config: &Config,
+    server_name: &str,
+) -> Result<(Arc<dyn Deliver>, String), ServerError> {
+    let open_maildir = |path: &std::path::Path| {
+        Maildir::open(path).map_err(|source| ServerError::Maildir {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    if config.deliver.is_empty() {
+        let maildir = open_maildir(&config.maildir)?;
+        return Ok((Arc::new(maildir), config.maildir.display().to_string()));
+    }
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "deliver",
+        reason,
+    };
+    let mut links = Vec::new();
+    for table in &config.deliver {
+        let (name, target): (String, Arc<dyn Deliver>) = match table {
+            DeliverConfig::Maildir { path, .. } => (
+                format!("maildir {}", path.display()),
+                Arc::new(open_maildir(path)?),
+            ),
+            DeliverConfig::Lmtp {
+                address, timeout, ..
+            } => {
+                let parsed: LmtpAddress = address.parse().map_err(invalid)?;
+                let timeout = std::time::Duration::try_from_secs_f64(*timeout)
+                    .ok()
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| invalid(format!("lmtp timeout {timeout} is not positive")))?;
+                let lmtp =
+                    Lmtp::new(parsed, server_name).with_timeouts(timeout, timeout, timeout * 2);
+                (format!("lmtp {address}"), Arc::new(lmtp))
+            }
+        };
+        links.push(Link {
+            name,
+            target,
+            required: table.required(),
+        });
+    }
+    let chain = Chain::new(links).map_err(invalid)?;
+    let name = chain.describe();
+    Ok((Arc::new(chain), name))
 }
 
 /// The `no_deliver` delivery (benchmarks): accepts every mail and keeps none.
