@@ -140,15 +140,15 @@ impl Spool {
             .create(&options.dir)?;
         let lock = lock(&options.dir)?;
         let found = recover::recover(&options.dir)?;
-        let file = create_segment(&options.dir, found.next_segment)?;
+        create_segment(&options.dir, found.next_segment)?;
         let mut live = found.live;
         live.insert(found.next_segment, writer::Segment::default());
         let counters = Arc::new(Counters::default());
         let mut writer = Writer {
             dir: options.dir.clone(),
-            file,
             segment: found.next_segment,
             len: 0,
+            tail_unknown: false,
             segment_bytes: options.segment_bytes.max(1),
             max_bytes: options.max_bytes,
             live,
@@ -218,12 +218,18 @@ fn stopped() -> DeliveryError {
 fn lock(dir: &Path) -> io::Result<nix::fcntl::Flock<File>> {
     use nix::fcntl::{Flock, FlockArg};
     let path = dir.join("lock");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
+    // Created, then held open read-only (flock needs no write access), so
+    // the spool's file system may still be remounted read-only.
+    if let Err(error) = OpenOptions::new()
+        .create_new(true)
         .write(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(&path)
+        && error.kind() != io::ErrorKind::AlreadyExists
+    {
+        return Err(error);
+    }
+    let mut file = File::open(&path)?;
     for _ in 0..50 {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
@@ -245,16 +251,15 @@ pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:016x}.seg"))
 }
 
-/// Creates segment `number` (append-only, mode 0600) and makes its name durable.
-pub(crate) fn create_segment(dir: &Path, number: u64) -> io::Result<File> {
+/// Creates segment `number` (empty, mode 0600) and makes its name durable.
+pub(crate) fn create_segment(dir: &Path, number: u64) -> io::Result<()> {
     DirBuilder::new().recursive(true).create(dir)?;
-    let file = OpenOptions::new()
+    OpenOptions::new()
         .append(true)
         .create_new(true)
         .mode(0o600)
         .open(segment_path(dir, number))?;
-    sync_dir(dir)?;
-    Ok(file)
+    sync_dir(dir)
 }
 
 /// fsyncs a directory (its entries become durable).

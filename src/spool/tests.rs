@@ -220,13 +220,14 @@ async fn spooled_delivers_recovered_messages() {
     drop(spooled);
 }
 
-/// A tmpfs of `size` on `dir`, unmounted when dropped; `None` when this
-/// process may not mount (not root): the test then says so and passes.
+/// A tmpfs of `size` on `dir`, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        let status = std::process::Command::new("mount")
+    /// Mounts it, or panics saying why: the test needs root (CI runs it as
+    /// root) and never passes without checking anything.
+    fn mount(dir: &Path, size: &str) -> Self {
+        let output = std::process::Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
@@ -235,10 +236,14 @@ impl Tmpfs {
                 "nr-spool-full",
             ])
             .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs(dir.to_owned()))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+        assert!(
+            output.status.success(),
+            "this test mounts a tmpfs and needs root: mount failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Tmpfs(dir.to_owned())
     }
 }
 
@@ -251,10 +256,7 @@ impl Drop for Tmpfs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_fails_the_whole_batch_and_keeps_going() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(_tmpfs) = Tmpfs::mount(dir.path(), "256k") else {
-        eprintln!("skipped: cannot mount a tmpfs (needs root)");
-        return;
-    };
+    let _tmpfs = Tmpfs::mount(dir.path(), "256k");
     let options = SpoolOptions::new(dir.path());
     let (spool, _) = Spool::open(&options).unwrap();
     let big = |id: &str| {
