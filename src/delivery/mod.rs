@@ -38,7 +38,8 @@
 //!
 //! ## Where things go
 //!
-//! One target per file in this folder: `maildir.rs` (here now), and the coming
+//! One target per file in this folder: `maildir.rs` (here now, with its batch
+//! delivery in `maildir_batch.rs`), and the coming
 //! `lmtp.rs`, `webhook.rs`, `nats.rs` — each a type implementing [`Deliver`]
 //! plus its config table; nothing else should need to change. Durability (a
 //! spool that keeps the message until every required target acknowledged it,
@@ -52,6 +53,7 @@ use std::pin::Pin;
 use crate::mail::Mail;
 
 pub mod maildir;
+mod maildir_batch;
 mod outcome;
 mod tmp_cleanup;
 pub use maildir::Maildir;
@@ -124,6 +126,9 @@ pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryErro
 /// The future returned by [`Deliver::deliver_each`].
 pub type ReportFuture<'a> = Pin<Box<dyn Future<Output = DeliveryReport> + Send + 'a>>;
 
+/// The future returned by [`Deliver::deliver_batch`]: one report per mail, in order.
+pub type BatchFuture<'a> = Pin<Box<dyn Future<Output = Vec<DeliveryReport>> + Send + 'a>>;
+
 /// A delivery target: where accepted mail goes (see the module doc). Object-safe
 /// (the server stores `Arc<dyn Deliver>`).
 pub trait Deliver: Send + Sync + 'static {
@@ -145,6 +150,18 @@ pub trait Deliver: Send + Sync + 'static {
             let result = self.deliver(mail).await;
             DeliveryReport::same_for_all(mail, &result)
         })
+    }
+
+    /// [`Deliver::deliver_each`] for several mails at once, one report per
+    /// mail in their order (the spool's delivery thread hands over what it
+    /// has queued this way). The default runs `deliver_each` for all of them
+    /// concurrently; a target that can share the cost of durability across
+    /// messages overrides it (the [`Maildir`]: one `fsync` of `new/` per
+    /// batch).
+    fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
+        Box::pin(futures_util::future::join_all(
+            mails.iter().map(|mail| self.deliver_each(mail)),
+        ))
     }
 }
 

@@ -107,6 +107,10 @@ pub struct FlushStats {
     pub done: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Delivery attempts that failed transiently and were scheduled again.
+    pub retries: u64,
+    /// Batches handed to the target by the delivery thread.
+    pub delivery_batches: u64,
 }
 
 /// A handle on an open spool (cheap to clone; the writer thread ends when the
@@ -199,6 +203,20 @@ impl Spool {
         if self.requests.send(Request::Done(place)).is_err() {
             tracing::warn!("spool writer stopped: done mark for {place:?} not written");
         }
+    }
+
+    /// Counts a batch handed to the target.
+    pub(crate) fn count_delivery_batch(&self) {
+        self.counters
+            .delivery_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a delivery attempt that will be retried.
+    pub(crate) fn count_retry(&self) {
+        self.counters
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The group-commit counters so far.

@@ -197,6 +197,49 @@ async fn spooled_retries_then_marks_done() {
     assert!(pending.is_empty(), "done is not delivered again");
 }
 
+/// The Maildir behind the spool gets its messages in batches, and each done
+/// mark follows its file into `new/`: after the last done mark every message
+/// is there once, and a reopened spool has nothing left to deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_delivers_to_the_maildir_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path().join("spool"));
+    let maildir = crate::delivery::Maildir::open(dir.path().join("Maildir")).unwrap();
+    let spooled = Arc::new(Spooled::start(&options, Arc::new(maildir)).unwrap());
+    let appends: Vec<_> = (0..300)
+        .map(|i| {
+            let spooled = Arc::clone(&spooled);
+            tokio::spawn(async move { spooled.deliver(&mail(&format!("B{i}"))).await })
+        })
+        .collect();
+    for append in appends {
+        append.await.unwrap().unwrap();
+    }
+    for _ in 0..1000 {
+        if spooled.spool().stats().done == 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = spooled.spool().stats();
+    assert_eq!(stats.done, 300, "{stats:?}");
+    let new = std::fs::read_dir(dir.path().join("Maildir/new"))
+        .unwrap()
+        .count();
+    assert_eq!(new, 300);
+    eprintln!(
+        "delivery: 300 messages in {} batches",
+        stats.delivery_batches
+    );
+    assert!(
+        stats.delivery_batches < 150,
+        "{stats:?}: at least two messages per batch on average"
+    );
+    drop(spooled);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert!(pending.is_empty(), "{} not done", pending.len());
+}
+
 /// [`Spooled::start`] hands the recovered messages to the target.
 #[tokio::test]
 async fn spooled_delivers_recovered_messages() {

@@ -54,6 +54,8 @@ pub(crate) struct Counters {
     pub(crate) messages: AtomicU64,
     pub(crate) done: AtomicU64,
     pub(crate) bytes: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) delivery_batches: AtomicU64,
 }
 
 impl Counters {
@@ -63,6 +65,8 @@ impl Counters {
             messages: self.messages.load(Ordering::Relaxed),
             done: self.done.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            delivery_batches: self.delivery_batches.load(Ordering::Relaxed),
         }
     }
 }
