@@ -111,6 +111,24 @@ pub struct FlushStats {
     pub retries: u64,
     /// Batches handed to the target by the delivery thread.
     pub delivery_batches: u64,
+    /// Messages some recipient of which was refused for good, kept in `dead/`.
+    pub dead_letters: u64,
+    /// Messages in the spool not yet done (the spool's depth), now.
+    pub pending: u64,
+    /// Bytes of the segments on disk (what `spool_max_bytes` limits), now.
+    pub disk_bytes: u64,
+}
+
+/// A read-only view of a spool's [`FlushStats`] that does not keep the spool
+/// open (for the metrics endpoint).
+#[derive(Debug, Clone)]
+pub struct StatsHandle(Arc<Counters>);
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn stats(&self) -> FlushStats {
+        self.0.snapshot()
+    }
 }
 
 /// A handle on an open spool (cheap to clone; the writer thread ends when the
@@ -148,6 +166,10 @@ impl Spool {
         let mut live = found.live;
         live.insert(found.next_segment, writer::Segment::default());
         let counters = Arc::new(Counters::default());
+        counters.pending.store(
+            found.pending.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut writer = Writer {
             dir: options.dir.clone(),
             segment: found.next_segment,
@@ -222,6 +244,11 @@ impl Spool {
     /// The group-commit counters so far.
     pub fn stats(&self) -> FlushStats {
         self.counters.snapshot()
+    }
+
+    /// A view of [`Spool::stats`] that outlives the spool without keeping it open.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.counters))
     }
 }
 

@@ -56,6 +56,11 @@ pub(crate) struct Counters {
     pub(crate) bytes: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) delivery_batches: AtomicU64,
+    pub(crate) dead_letters: AtomicU64,
+    /// Messages in the spool not yet done (a gauge the writer sets).
+    pub(crate) pending: AtomicU64,
+    /// Bytes of the segments on disk (a gauge the writer sets).
+    pub(crate) disk_bytes: AtomicU64,
 }
 
 impl Counters {
@@ -67,6 +72,9 @@ impl Counters {
             bytes: self.bytes.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             delivery_batches: self.delivery_batches.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            pending: self.pending.load(Ordering::Relaxed),
+            disk_bytes: self.disk_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -208,6 +216,11 @@ impl Writer {
                 self.counters
                     .bytes
                     .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                let pending = self.counters.pending.load(Ordering::Relaxed);
+                self.counters.pending.store(
+                    (pending + waiters.len() as u64).saturating_sub(done.len() as u64),
+                    Ordering::Relaxed,
+                );
                 for (place, reply) in waiters {
                     let _ = reply.send(Ok(place));
                 }
@@ -245,6 +258,13 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Publishes the bytes on disk (after a change).
+    pub(crate) fn publish_disk_bytes(&self) {
+        self.counters
+            .disk_bytes
+            .store(self.used(), Ordering::Relaxed);
     }
 
     /// Answers every appender of `batch` with `error` (done marks are carried).
@@ -362,10 +382,12 @@ impl Writer {
         if deleted && let Err(error) = sync_dir(&self.dir) {
             tracing::warn!("spool: cannot flush {}: {error}", self.dir.display());
         }
+        self.publish_disk_bytes();
     }
 }
 
-/// Logs what happened since `before`.
+/// Logs what happened since `before`: flushes, messages, bytes and fsyncs per
+/// message of the group commit, and the delivery side's progress.
 pub(crate) fn log_stats(now: &FlushStats, before: &FlushStats) {
     let flushes = now.flushes - before.flushes;
     let messages = now.messages - before.messages;
@@ -375,8 +397,14 @@ pub(crate) fn log_stats(now: &FlushStats, before: &FlushStats) {
     tracing::info!(
         flushes,
         messages,
+        bytes = now.bytes - before.bytes,
         done = now.done - before.done,
-        "spool: {:.2} messages per fdatasync",
-        messages as f64 / flushes as f64
+        delivery_batches = now.delivery_batches - before.delivery_batches,
+        retries = now.retries - before.retries,
+        dead_letters = now.dead_letters - before.dead_letters,
+        pending = now.pending,
+        "spool: {:.2} messages per fdatasync ({:.3} fdatasyncs per message)",
+        messages as f64 / flushes as f64,
+        flushes as f64 / messages.max(1) as f64
     );
 }
