@@ -32,9 +32,10 @@
 //! | every recipient refused permanently | `554 5.3.0` | |
 //! | some stored, the rest refused permanently | `554 5.3.0` | a 250 would silently lose the refused recipients' copy unless a bounce is sent; the client retrying gives the stored ones a second copy |
 //!
-//! The last row changes with the spool (issue 18): once the message is durable
-//! in the spool, the answer becomes 250 plus a bounce (DSN) for the refused
-//! recipients, as an MTA does.
+//! With the spool (`crate::spool`) the 250 comes once the message is durable
+//! there, before any target sees it; a target's later permanent refusal makes
+//! the message a dead letter in the spool's `dead/` directory (logged, never
+//! dropped; the receiver sends no bounce).
 //!
 //! ## Where things go
 //!

@@ -37,7 +37,9 @@
 //! [`Spool::open`] reads every segment back (`recover.rs`): a torn tail is cut
 //! off and logged, and each message without a done mark is returned for
 //! delivery again — at least once; a crash between the target storing a message
-//! and its done mark being durable repeats it, with the same mail id.
+//! and its done mark being durable repeats it, with the same mail id. A
+//! recipient a target refuses for good makes the message a dead letter, kept
+//! in `dead/` (`dead.rs`) before its done mark: never dropped silently.
 //! [`Spooled`] (`spooled.rs`) is the [`crate::Deliver`] that puts it together.
 
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -53,6 +55,7 @@ use tokio::sync::oneshot;
 use crate::delivery::DeliveryError;
 use crate::mail::Mail;
 
+mod dead;
 mod record;
 mod recover;
 mod spooled;
@@ -231,6 +234,13 @@ impl Spool {
     pub(crate) fn count_delivery_batch(&self) {
         self.counters
             .delivery_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a message kept as a dead letter.
+    pub(crate) fn count_dead_letter(&self) {
+        self.counters
+            .dead_letters
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 

@@ -12,19 +12,22 @@
 //! back to the queue (for those recipients) after a wait that doubles from
 //! `retry_min` to `retry_max`, for as long as the process runs. A message's
 //! done mark is written only once the target reported every recipient settled,
-//! which for the Maildir is after the fsync of `new/`. A permanent refusal is
-//! logged at `error` (no bounce is sent yet). Messages found in the spool at
+//! which for the Maildir is after the fsync of `new/`. A recipient refused for
+//! good makes the message a dead letter (`dead.rs`: kept in `dead/`, logged
+//! at `error`, no bounce) before it is done. Messages found in the spool at
 //! start-up are delivered first.
 //!
 //! Dropping the [`Spooled`] (at shutdown) lets the batch being delivered
 //! finish (waiting at most 10 s) and stops; what is still queued
 //! or waiting for a retry stays in the spool for the next start.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
+use super::dead::{self, Refusal};
 use super::{Place, Spool, SpoolOptions};
 use crate::delivery::{Deliver, DeliverFuture, DeliveryError, DeliveryReport};
 use crate::mail::Mail;
@@ -87,6 +90,7 @@ impl Spooled {
             target,
             retry_max: options.retry_max.max(options.retry_min),
             requeue: jobs.downgrade(),
+            dead_letters: options.dir.join("dead"),
         };
         let (ending, ended) = std::sync::mpsc::channel::<()>();
         let stopping = Arc::clone(&stop);
@@ -161,6 +165,8 @@ struct Worker {
     /// Where a message goes back for its retry (weak: the queue ends when the
     /// [`Spooled`] is gone, whatever waits for a retry).
     requeue: mpsc::WeakUnboundedSender<Job>,
+    /// Where dead letters go (`<spool_dir>/dead`).
+    dead_letters: PathBuf,
 }
 
 impl Worker {
@@ -195,7 +201,13 @@ impl Worker {
         let mut reports = reports.into_iter();
         for mut job in batch {
             let retry = match reports.next() {
-                Some(report) => settle(&mut job.mail, report),
+                Some(report) => {
+                    let (refused, retry) = settle(&mut job.mail, report);
+                    match self.bury(&mut job, refused).await {
+                        Ok(()) => retry,
+                        Err(error) => Some(retry.unwrap_or(error)),
+                    }
+                }
                 None => Some(DeliveryError::Temporary(
                     "the target reported on fewer messages than it was given".into(),
                 )),
@@ -203,6 +215,49 @@ impl Worker {
             match retry {
                 None => self.spool.mark_done(job.place),
                 Some(error) => self.retry_later(job, &error),
+            }
+        }
+    }
+
+    /// Keeps `job`'s message as a dead letter for the recipients `refused`
+    /// for good (nothing to do when there are none) and settles them; on
+    /// failure they stay pending, to be tried again.
+    async fn bury(&self, job: &mut Job, refused: Vec<Refusal>) -> Result<(), DeliveryError> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let refusals = refused.clone();
+        let (dir, place, mail) = (self.dead_letters.clone(), job.place, job.mail.clone());
+        let written =
+            tokio::task::spawn_blocking(move || dead::write(&dir, place, &mail, &refusals))
+                .await
+                .map_err(|e| DeliveryError::Temporary(format!("dead letter task failed: {e}")))?;
+        match written {
+            Ok(path) => {
+                for refusal in &refused {
+                    tracing::error!(
+                        id = %job.mail.id,
+                        recipient = %crate::logging::Escaped(&refusal.recipient),
+                        "spooled message refused for good: {}; kept as the dead letter {}",
+                        crate::logging::Escaped(&refusal.reason),
+                        path.display()
+                    );
+                    if let Some(rcpt) = job.mail.rcptto.get_mut(refusal.index) {
+                        rcpt.accepted = false;
+                    }
+                }
+                self.spool.count_dead_letter();
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(
+                    id = %job.mail.id,
+                    "spooled message refused for good by {} recipient(s), and its dead \
+                     letter cannot be written in {}: {error}; trying again later",
+                    refused.len(),
+                    self.dead_letters.display()
+                );
+                Err(DeliveryError::Io(error))
             }
         }
     }
@@ -232,27 +287,29 @@ fn message_bytes(job: &Job) -> usize {
     job.mail.data.as_ref().map_or(0, |data| data.raw.len())
 }
 
-/// Applies a report to `mail`: recipients stored or refused for good are
-/// settled (no longer accepted, so not delivered again). Returns the first
-/// transient failure when some recipient is to be tried again.
-fn settle(mail: &mut Mail, report: DeliveryReport) -> Option<DeliveryError> {
+/// Applies a report to `mail`: recipients stored are settled (no longer
+/// accepted, so not delivered again). Returns the recipients refused for good
+/// (settled once their dead letter is written) and the first transient failure
+/// when some recipient is to be tried again.
+fn settle(mail: &mut Mail, report: DeliveryReport) -> (Vec<Refusal>, Option<DeliveryError>) {
+    let mut refused = Vec::new();
     let mut retry: Option<DeliveryError> = None;
     for outcome in report.outcomes {
         match outcome.result {
-            Ok(()) => {}
-            Err(error) if error.is_permanent() => tracing::error!(
-                id = %mail.id,
-                recipient = %crate::logging::Escaped(&outcome.recipient),
-                "spooled message refused for good: {error}"
-            ),
+            Ok(()) => {
+                if let Some(rcpt) = mail.rcptto.get_mut(outcome.index) {
+                    rcpt.accepted = false;
+                }
+            }
+            Err(error) if error.is_permanent() => refused.push(Refusal {
+                index: outcome.index,
+                recipient: outcome.recipient,
+                reason: error.to_string(),
+            }),
             Err(error) => {
                 retry.get_or_insert(error);
-                continue;
             }
         }
-        if let Some(rcpt) = mail.rcptto.get_mut(outcome.index) {
-            rcpt.accepted = false;
-        }
     }
-    retry
+    (refused, retry)
 }

@@ -339,3 +339,150 @@ async fn full_disk_fails_the_whole_batch_and_keeps_going() {
     let (_, pending) = Spool::open(&options).unwrap();
     assert_eq!(pending.len(), acked + 1, "exactly the acknowledged ones");
 }
+
+/// A per-recipient target (LMTP's shape): refuses for good every recipient
+/// whose address contains `bad`, stores the others.
+#[derive(Default)]
+struct RefusesBad {
+    stored: Mutex<Vec<(String, String)>>,
+}
+
+impl Deliver for RefusesBad {
+    fn deliver<'a>(&'a self, _mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(async { Err(DeliveryError::Temporary("per recipient only".into())) })
+    }
+
+    fn deliver_each<'a>(&'a self, mail: &'a Mail) -> crate::delivery::ReportFuture<'a> {
+        Box::pin(async move {
+            let mut report = crate::delivery::DeliveryReport::default();
+            for (index, rcpt) in crate::delivery::accepted_recipients(mail) {
+                let result = if rcpt.url.contains("bad") {
+                    Err(DeliveryError::Permanent(
+                        "550 5.1.1 no such user\r\nX".into(),
+                    ))
+                } else {
+                    self.stored
+                        .lock()
+                        .unwrap()
+                        .push((mail.id.clone(), rcpt.url.clone()));
+                    Ok(())
+                };
+                report.push(index, rcpt, result);
+            }
+            report
+        })
+    }
+}
+
+fn mail_to(id: &str, recipients: &[&str]) -> Mail {
+    let mut mail = mail(id);
+    mail.rcptto = recipients
+        .iter()
+        .map(|url| {
+            RcptTo::from(Address {
+                url: (*url).into(),
+                accepted: true,
+                ..Address::default()
+            })
+        })
+        .collect();
+    mail
+}
+
+async fn wait_for_done(spooled: &Spooled, done: u64) {
+    for _ in 0..1000 {
+        if spooled.spool().stats().done >= done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never {done} done: {:?}", spooled.spool().stats());
+}
+
+fn dead_letters(spool: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(spool.join("dead")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    found.sort();
+    found
+}
+
+/// A recipient refused for good: the others get the message, the message is
+/// kept in `dead/` naming the refused recipient and why, counted, and done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_makes_a_dead_letter_then_the_message_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path());
+    let target = Arc::new(RefusesBad::default());
+    let spooled = Spooled::start(&options, target.clone()).unwrap();
+    let two = mail_to("MIXED", &["<good@example.com>", "<bad@example.com>"]);
+    spooled.deliver(&two).await.unwrap();
+    spooled
+        .deliver(&mail_to("ALLGOOD", &["<ok@example.com>"]))
+        .await
+        .unwrap();
+    wait_for_done(&spooled, 2).await;
+    let mut stored = target.stored.lock().unwrap().clone();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            ("ALLGOOD".to_owned(), "<ok@example.com>".to_owned()),
+            ("MIXED".to_owned(), "<good@example.com>".to_owned())
+        ]
+    );
+    let dead = dead_letters(dir.path());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].starts_with(
+            "X-Net-Receiver-Dead-Letter: <bad@example.com>; \
+             permanent delivery failure: 550 5.1.1 no such user??X\r\nReturn-Path: <>\r\n\
+             Received: test\r\nSubject: MIXED\r\n"
+        ),
+        "{:?}",
+        dead[0]
+    );
+    assert_eq!(spooled.spool().stats().dead_letters, 1);
+    drop(spooled);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert!(pending.is_empty(), "{} not done", pending.len());
+}
+
+/// While the dead letter cannot be written, the message is not done: the
+/// refused recipient is tried again until it can, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_dead_letter_keeps_the_message_until_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SpoolOptions::new(dir.path());
+    options.retry_min = Duration::from_millis(20);
+    options.retry_max = Duration::from_millis(40);
+    // dead/ is a file: no dead letter can be written (even by root).
+    std::fs::write(dir.path().join("dead"), b"in the way").unwrap();
+    let target = Arc::new(RefusesBad::default());
+    let spooled = Spooled::start(&options, target.clone()).unwrap();
+    let mixed = mail_to("STUCK", &["<good@example.com>", "<bad@example.com>"]);
+    spooled.deliver(&mixed).await.unwrap();
+    for _ in 0..1000 {
+        if spooled.spool().stats().retries >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = spooled.spool().stats();
+    assert!(stats.retries >= 2, "{stats:?}");
+    assert_eq!((stats.done, stats.dead_letters), (0, 0), "{stats:?}");
+    std::fs::remove_file(dir.path().join("dead")).unwrap();
+    wait_for_done(&spooled, 1).await;
+    assert_eq!(dead_letters(dir.path()).len(), 1);
+    // The good recipient got it once: retries only go to the refused one.
+    assert_eq!(
+        *target.stored.lock().unwrap(),
+        [("STUCK".to_owned(), "<good@example.com>".to_owned())]
+    );
+    drop(spooled);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert!(pending.is_empty());
+}
