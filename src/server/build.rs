@@ -108,6 +108,7 @@ impl<R: Receiver> Server<R> {
             process::drop_privileges(identity)?;
             tracing::info!(uid = %identity.uid, gid = %identity.gid, "privileges dropped");
         }
+        let mut spool_stats = None;
         let (server, destination) = if config.no_deliver {
             (
                 server.with_delivery(Discard),
@@ -126,6 +127,7 @@ impl<R: Receiver> Server<R> {
                             path: dir.clone(),
                             source,
                         })?;
+                    spool_stats = Some(spooled.spool().stats_handle());
                     (
                         server.with_delivery(spooled),
                         format!("{target_name} through the spool {}", dir.display()),
@@ -152,8 +154,12 @@ impl<R: Receiver> Server<R> {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("metrics on {addr}");
             }
+            let mut metrics = Metrics::new();
+            if let Some(spool) = spool_stats {
+                metrics.register_spool(spool);
+            }
             server = server
-                .with_metrics(Arc::new(Metrics::new()))
+                .with_metrics(Arc::new(metrics))
                 .with_metrics_listener(listener);
         }
         for (addr, (_, spec)) in server.local_addrs().into_iter().zip(&server.listeners) {

@@ -9,3 +9,4 @@ mod metrics;
 mod refusal_log;
 pub(crate) mod server_process;
 mod shutdown;
+mod spool_power;
