@@ -56,6 +56,7 @@ mod auth;
 mod cache;
 mod headers;
 mod lookups;
+mod records;
 
 use std::fmt;
 use std::future::Future;
@@ -144,6 +145,7 @@ struct Inner {
     /// for the queries those shortcuts would answer locally (see `lookups.rs`).
     direct: NameServerPool<TokioRuntimeProvider>,
     caches: cache::Caches,
+    findings: cache::Findings,
     timeout: Duration,
     dnsbl_zones: Vec<String>,
 }
@@ -201,6 +203,7 @@ impl Dns {
                 auth,
                 direct,
                 caches: cache::Caches::new(cache::CAPACITY),
+                findings: cache::Findings::new(cache::CAPACITY),
                 timeout: config.timeout,
                 dnsbl_zones: config
                     .dnsbl_zones
