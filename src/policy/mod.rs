@@ -35,7 +35,7 @@ use std::pin::Pin;
 
 pub use changes::{Changes, HeaderField, LayerExtensions, edit_headers, is_header_name};
 pub use dns::DnsChecks;
-pub use http::{HookConfig, HttpHook, OnError};
+pub use http::{HookConfig, HttpHook, MAX_ANSWER, OnError};
 
 use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::protocol::Reply;

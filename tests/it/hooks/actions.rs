@@ -33,7 +33,11 @@ fn run(stage: Stage, answer: Answer) -> (super::Transcript, Vec<String>, usize, 
     let transcript = converse(server.port, "rcpt@example.com");
     let inbox = messages(server.dir()).len();
     let folder = server.dir().join(".Quarantine/new");
-    let quarantine = if folder.exists() { files_in(&folder).len() } else { 0 };
+    let quarantine = if folder.exists() {
+        files_in(&folder).len()
+    } else {
+        0
+    };
     (transcript, hook.stages(), inbox, quarantine)
 }
 

@@ -11,21 +11,38 @@ mod edits;
 mod examples;
 mod failures;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use net_receiver::auth::Password;
-use net_receiver::policy::{HookConfig, HttpHook, Stage};
-use net_receiver::{Config, Context, DeliveryError, Receiver};
+use net_receiver::policy::{HookConfig, HttpHook, LayerExtensions, Stage};
+use net_receiver::{Config, Context, DeliveryError, Mail, Receiver};
+use serde_json::{Map, Value};
 
 use crate::support::common::{Client, Recorder, Reply, TestServer, config};
 
 /// The user the test receiver knows, and its password.
 pub(super) const USER: (&str, &str) = ("joe", "joe-Secret-42");
 
-/// Records each delivered mail (see [`Recorder`]) and knows [`USER`].
+/// Records each delivered mail (see [`Recorder`]) and the [`LayerExtensions`]
+/// its `received` hook saw, and knows [`USER`].
 #[derive(Clone, Default)]
-pub(super) struct HookedReceiver(pub(super) Recorder);
+pub(super) struct HookedReceiver {
+    recorder: Recorder,
+    layer_extensions: Arc<Mutex<Vec<Map<String, Value>>>>,
+}
+
+impl HookedReceiver {
+    /// Asserts exactly one mail was delivered and returns it.
+    pub(super) fn only(&self) -> Mail {
+        self.recorder.only()
+    }
+
+    /// What `cx.extensions` held for each delivered mail.
+    pub(super) fn layer_extensions(&self) -> Vec<Map<String, Value>> {
+        self.layer_extensions.lock().expect("extensions").clone()
+    }
+}
 
 impl Receiver for HookedReceiver {
     async fn password(&self, _cx: &mut Context<'_>, username: &str) -> Option<Password> {
@@ -33,7 +50,12 @@ impl Receiver for HookedReceiver {
     }
 
     async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
-        self.0.received(cx).await
+        let seen = cx.extensions.get::<LayerExtensions>().map(|e| e.0.clone());
+        self.layer_extensions
+            .lock()
+            .expect("extensions")
+            .push(seen.unwrap_or_default());
+        self.recorder.received(cx).await
     }
 }
 
@@ -56,14 +78,14 @@ pub(super) fn server_config() -> Config {
 }
 
 /// An in-process server with these hooks (in order) and a recording receiver.
-pub(super) fn start(hooks: &[HookConfig]) -> (TestServer, Recorder) {
+pub(super) fn start(hooks: &[HookConfig]) -> (TestServer, HookedReceiver) {
     start_with(server_config(), hooks)
 }
 
 /// [`start`] with another configuration.
-pub(super) fn start_with(config: Config, hooks: &[HookConfig]) -> (TestServer, Recorder) {
+pub(super) fn start_with(config: Config, hooks: &[HookConfig]) -> (TestServer, HookedReceiver) {
     let receiver = HookedReceiver::default();
-    let recorder = receiver.0.clone();
+    let recorder = receiver.clone();
     let spec = "127.0.0.1:0"
         .parse::<std::net::SocketAddr>()
         .expect("addr")
