@@ -265,3 +265,64 @@ fn request_carries_the_mail_and_the_bytes() {
     );
     assert!(v.get("message").is_none());
 }
+
+/// `docs/hook.schema.json` says what the code does: the stages, the request's
+/// keys, the actions.
+#[test]
+fn the_json_schema_matches_the_code() {
+    let schema: Value =
+        serde_json::from_str(include_str!("../../../docs/hook.schema.json")).unwrap();
+    let defs = &schema["$defs"];
+    let stages: Vec<&str> = defs["stage"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(stages, Stage::ALL.map(Stage::as_str));
+
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let body = request_body(Stage::Data, &Mail::default(), Command::None, Some(b"x"), 9).unwrap();
+    let request: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(keys(&request), keys(&defs["request"]["properties"]));
+    assert_eq!(
+        keys(&request["message"]),
+        keys(&defs["request"]["properties"]["message"]["properties"])
+    );
+    for key in defs["request"]["properties"]["mail"]["required"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(
+            request["mail"].get(key.as_str().unwrap()).is_some(),
+            "{key}"
+        );
+    }
+
+    for action in defs["answer"]["properties"]["action"]["enum"]
+        .as_array()
+        .unwrap()
+    {
+        let answer = serde_json::json!({ "action": action });
+        assert!(
+            read(Stage::RcptTo, 200, &answer.to_string()).is_ok(),
+            "{action}"
+        );
+    }
+    let answer_keys = keys(&defs["answer"]["properties"]);
+    for key in [
+        "action",
+        "reply",
+        "reason",
+        "add_headers",
+        "remove_headers",
+        "set_recipients",
+        "extensions",
+    ] {
+        assert!(answer_keys.contains(&key.to_owned()), "{key}");
+    }
+}
