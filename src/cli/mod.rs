@@ -92,6 +92,11 @@ pub(crate) struct Args {
     /// Serve Prometheus metrics at `GET /metrics` on this address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) metrics_listen: Option<String>,
+    /// Call an HTTP stage hook at `data` with the defaults of a `[[hook]]`
+    /// table (repeatable; after the config file's hooks), e.g.
+    /// `http://127.0.0.1:8080/hook`.
+    #[arg(long = "hook", value_name = "URL")]
+    pub(crate) hook: Vec<String>,
     #[command(subcommand)]
     pub(crate) command: Option<Subcommand>,
 }
@@ -177,6 +182,11 @@ pub(crate) fn configure(args: &Args) -> anyhow::Result<Config> {
     if !args.dns_server.is_empty() {
         config.dns_servers.clone_from(&args.dns_server);
     }
+    config.hooks.extend(
+        args.hook
+            .iter()
+            .map(net_receiver::policy::HookConfig::with_url),
+    );
     if let Some(workers) = args.workers {
         config.workers = workers;
     }

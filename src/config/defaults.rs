@@ -1,9 +1,15 @@
-//! The default of every configuration key (what the README's tables list).
+//! The default of every configuration key (what the README's tables list), and
+//! the settings they make.
 
 use std::path::PathBuf;
 
-use super::{Config, FailureKind, LineEndingPolicy};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Config, FailureKind, LineEndingPolicy, Settings, local_hostname};
+use crate::lockout::Policy;
 use crate::protocol::Limits;
+use crate::protocol::machine::ehlo_keywords;
 
 impl Default for Config {
     fn default() -> Self {
@@ -46,6 +52,7 @@ impl Default for Config {
             working_directory: None,
             pid_file: None,
             metrics_listen: None,
+            hooks: Vec::new(),
             daemon: false,
             log_file: None,
             max_failed_msgs_per_period: 3,
@@ -70,6 +77,42 @@ impl Default for Config {
                 FailureKind::Data,
                 FailureKind::Abuse,
             ],
+        }
+    }
+}
+
+impl Settings {
+    /// Settings from the default configuration (for tests and embedding).
+    pub fn from_defaults() -> Self {
+        match Config::default().settings() {
+            Ok(settings) => settings,
+            Err(_) => {
+                let limits = Limits::default();
+                let config = Config::default();
+                Self {
+                    server_name: limits.server_name.clone(),
+                    local_hostname: local_hostname(),
+                    sender_character_check: true,
+                    recipient_character_check: true,
+                    ehlo_keywords: ehlo_keywords(&limits),
+                    limits: Arc::new(limits),
+                    tls_handshake_timeout: Duration::from_secs_f64(config.tls_handshake_timeout),
+                    max_connections: config.max_connections,
+                    max_connections_per_ip: config.max_connections_per_ip,
+                    shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
+                    proxy_trusted_networks: Vec::new(),
+                    per_ip_limit_exceptions: Vec::new(),
+                    ipv6_prefix_length: config.ipv6_prefix_length,
+                    lockout_policy: Policy::default(),
+                    lockout_counts: config.lockout_counts,
+                    auth: false,
+                    allow_plaintext_auth: false,
+                    ehlo_validation_check: false,
+                    sender_mx_check: true,
+                    recipient_mx_check: true,
+                    auth_failure_delay: Duration::from_secs(1),
+                }
+            }
         }
     }
 }

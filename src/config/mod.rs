@@ -196,6 +196,11 @@ pub struct Config {
     /// `ADDR:PORT` that serves Prometheus metrics at `GET /metrics`
     /// (`--metrics-listen`). Default: none — no metrics endpoint.
     pub metrics_listen: Option<String>,
+    /// HTTP stage hooks (`[[hook]]` tables; `--hook URL` adds one), called in
+    /// this order after the built-in checks (see [`crate::policy::HookConfig`]).
+    /// Default: none.
+    #[serde(rename = "hook")]
+    pub hooks: Vec<crate::policy::HookConfig>,
 }
 
 /// A kind of failure that counts toward the lockout.
@@ -466,42 +471,6 @@ impl Config {
 
     fn server_name(&self) -> String {
         self.server_name.clone().unwrap_or_else(local_hostname)
-    }
-}
-
-impl Settings {
-    /// Settings from the default configuration (for tests and embedding).
-    pub fn from_defaults() -> Self {
-        match Config::default().settings() {
-            Ok(settings) => settings,
-            Err(_) => {
-                let limits = Limits::default();
-                let config = Config::default();
-                Self {
-                    server_name: limits.server_name.clone(),
-                    local_hostname: local_hostname(),
-                    sender_character_check: true,
-                    recipient_character_check: true,
-                    ehlo_keywords: ehlo_keywords(&limits),
-                    limits: Arc::new(limits),
-                    tls_handshake_timeout: Duration::from_secs_f64(config.tls_handshake_timeout),
-                    max_connections: config.max_connections,
-                    max_connections_per_ip: config.max_connections_per_ip,
-                    shutdown_grace: Duration::from_secs_f64(config.shutdown_grace),
-                    proxy_trusted_networks: Vec::new(),
-                    per_ip_limit_exceptions: Vec::new(),
-                    ipv6_prefix_length: config.ipv6_prefix_length,
-                    lockout_policy: Policy::default(),
-                    lockout_counts: config.lockout_counts,
-                    auth: false,
-                    allow_plaintext_auth: false,
-                    ehlo_validation_check: false,
-                    sender_mx_check: true,
-                    recipient_mx_check: true,
-                    auth_failure_delay: Duration::from_secs(1),
-                }
-            }
-        }
     }
 }
 

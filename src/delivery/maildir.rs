@@ -9,6 +9,10 @@
 //! A process killed mid-delivery leaves at most a file in `tmp/`, never one in
 //! `new/`; [`Maildir::open`] removes such leftovers (see [`Maildir::clean_tmp`]).
 //!
+//! A message a policy layer quarantined (`mail.quarantine`) goes to the
+//! Maildir++ folder [`QUARANTINE_FOLDER`] (`root/.Quarantine/{tmp,new,cur}`,
+//! created on first use) instead of `new/`, the same way.
+//!
 //! A whole-message target: one stored copy serves every recipient, so it keeps
 //! the default [`Deliver::deliver_each`] (the one result for all of them).
 //! [`Deliver::deliver_batch`] (the spool's delivery thread) shares one fsync of
@@ -31,6 +35,10 @@ use crate::mail::trace;
 
 /// Process-wide counter for the `Q<counter>` part of file names.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The Maildir++ folder that quarantined mail goes to (an IMAP server shows it
+/// as the folder `Quarantine`).
+pub const QUARANTINE_FOLDER: &str = ".Quarantine";
 
 /// How many names to try when a tmp file name is already taken.
 const NAME_ATTEMPTS: usize = 8;
@@ -135,15 +143,37 @@ impl Maildir {
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no message"))?;
         let return_path = trace::return_path_header(&mail.reverse_path());
-        self.write_message(&return_path, &data.received, &data.raw)
+        let dir = self.folder(mail.quarantine.is_some())?;
+        self.write_message(&dir, &return_path, &data.received, &data.raw)
     }
 
-    /// Writes the three parts of a message into `new/` durably.
-    fn write_message(&self, return_path: &str, received: &str, raw: &[u8]) -> io::Result<PathBuf> {
+    /// Where mail goes: the root, or for quarantined mail the quarantine
+    /// folder (its directories created as needed).
+    fn folder(&self, quarantined: bool) -> io::Result<PathBuf> {
+        if !quarantined {
+            return Ok(self.root.clone());
+        }
+        let folder = self.root.join(QUARANTINE_FOLDER);
+        let mut builder = DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        for sub in ["tmp", "new", "cur"] {
+            builder.create(folder.join(sub))?;
+        }
+        Ok(folder)
+    }
+
+    /// Writes the three parts of a message into `dir/new/` durably.
+    fn write_message(
+        &self,
+        dir: &Path,
+        return_path: &str,
+        received: &str,
+        raw: &[u8],
+    ) -> io::Result<PathBuf> {
         let size = return_path.len() + received.len() + raw.len();
-        let (name, mut file) = self.create_tmp(size)?;
-        let tmp = self.root.join("tmp").join(&name);
-        let new = self.root.join("new").join(&name);
+        let (name, mut file) = self.create_tmp(dir, size)?;
+        let tmp = dir.join("tmp").join(&name);
+        let new = dir.join("new").join(&name);
 
         let written = file
             .write_all(return_path.as_bytes())
@@ -155,7 +185,7 @@ impl Maildir {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        if let Err(e) = File::open(self.root.join("new")).and_then(|dir| dir.sync_all()) {
+        if let Err(e) = File::open(dir.join("new")).and_then(|dir| dir.sync_all()) {
             // Not durable, so not delivered: the client will be told to retry.
             let _ = fs::remove_file(&new);
             return Err(e);
@@ -163,8 +193,8 @@ impl Maildir {
         Ok(new)
     }
 
-    /// Creates a new, uniquely named file in `tmp/`.
-    pub(super) fn create_tmp(&self, size: usize) -> io::Result<(String, File)> {
+    /// Creates a new, uniquely named file in `dir/tmp/`.
+    pub(super) fn create_tmp(&self, dir: &Path, size: usize) -> io::Result<(String, File)> {
         let mut last_err = io::Error::new(io::ErrorKind::AlreadyExists, "no unique name");
         for _ in 0..NAME_ATTEMPTS {
             let name = unique_name(&self.hostname, size);
@@ -172,7 +202,7 @@ impl Maildir {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(self.root.join("tmp").join(&name))
+                .open(dir.join("tmp").join(&name))
             {
                 Ok(file) => return Ok((name, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = e,
@@ -194,15 +224,20 @@ impl Deliver for Maildir {
             };
             let return_path = trace::return_path_header(&mail.reverse_path());
             let Ok(handle) = tokio::runtime::Handle::try_current() else {
-                self.write_message(&return_path, &data.received, &data.raw)?;
+                let dir = self.folder(mail.quarantine.is_some())?;
+                self.write_message(&dir, &return_path, &data.received, &data.raw)?;
                 return Ok(());
             };
+            let quarantined = mail.quarantine.is_some();
             let this = self.clone();
             let received = data.received.clone();
             // Bytes: a reference-counted handle, the message is not copied.
             let raw = data.raw.clone();
             match handle
-                .spawn_blocking(move || this.write_message(&return_path, &received, &raw))
+                .spawn_blocking(move || {
+                    let dir = this.folder(quarantined)?;
+                    this.write_message(&dir, &return_path, &received, &raw)
+                })
                 .await
             {
                 Ok(Ok(_)) => Ok(()),
@@ -245,6 +280,14 @@ impl Deliver for Maildir {
                 .zip(results)
                 .map(|(mail, result)| match result {
                     Some(result) => DeliveryReport::same_for_all(mail, &result),
+                    // Quarantined mail goes to its folder on its own (rare).
+                    None if mail.quarantine.is_some() => {
+                        let result = match self.folder(true) {
+                            Ok(dir) => self.write_one(&dir, mail),
+                            Err(error) => Err(DeliveryError::Io(error)),
+                        };
+                        DeliveryReport::same_for_all(mail, &result)
+                    }
                     None if mail.data.is_none() => DeliveryReport::same_for_all(
                         mail,
                         &Err(DeliveryError::Permanent("no message".into())),
@@ -257,13 +300,28 @@ impl Deliver for Maildir {
 }
 
 impl Maildir {
+    /// Writes one quarantined mail of a batch into `dir` (blocking; rare).
+    fn write_one(&self, dir: &Path, mail: &Mail) -> Result<(), DeliveryError> {
+        if accepted_recipients(mail).next().is_none() {
+            return Ok(());
+        }
+        let Some(data) = mail.data.as_ref() else {
+            return Err(DeliveryError::Permanent("no message".into()));
+        };
+        let return_path = trace::return_path_header(&mail.reverse_path());
+        self.write_message(dir, &return_path, &data.received, &data.raw)?;
+        Ok(())
+    }
+
     /// The batch of [`Deliver::deliver_batch`]: the parts of each mail that
-    /// has accepted recipients and a message, with its index in `mails`.
+    /// has accepted recipients and a message and is not quarantined, with its
+    /// index in `mails`.
     fn batch_parts(mails: &[&Mail]) -> Vec<(usize, Parts)> {
         mails
             .iter()
             .enumerate()
             .filter(|(_, mail)| accepted_recipients(mail).next().is_some())
+            .filter(|(_, mail)| mail.quarantine.is_none())
             .filter_map(|(index, mail)| {
                 let data = mail.data.as_ref()?;
                 Some((

@@ -103,7 +103,7 @@ impl Maildir {
     /// Writes one message into a new file in `tmp/` (not yet fsynced).
     fn write_tmp(&self, parts: &Parts) -> Stage {
         let size = parts.return_path.len() + parts.received.len() + parts.raw.len();
-        let (name, mut file) = match self.create_tmp(size) {
+        let (name, mut file) = match self.create_tmp(self.root(), size) {
             Ok(created) => created,
             Err(error) => return Stage::Failed(error),
         };

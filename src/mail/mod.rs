@@ -81,6 +81,15 @@ pub struct Mail {
     pub delivered: Option<bool>,
     /// Why storing the accepted message failed (new key).
     pub delivery_error: Option<String>,
+    /// What policy layers (HTTP hooks) recorded for this mail, by key (new key;
+    /// see [`crate::policy::Changes`]): `{}` when none did.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// A policy layer discarded the message: taken from the client, never
+    /// stored (new key; see [`crate::policy::Action::Discard`]).
+    pub discarded: bool,
+    /// Why a policy layer quarantined the message (new key; `null` when none
+    /// did; see [`crate::policy::Action::Quarantine`]).
+    pub quarantine: Option<String>,
 }
 
 /// The client IP on one DNS block list.
@@ -388,7 +397,8 @@ mod tests {
                 &v,
                 "local_port local_hostname remote_port remote_hostname remote_ip id time accepted \
                  prohibited encrypted authenticated connect ehlo mailfrom rcptto data \
-                 tls_version tls_cipher dnsbl listener delivered delivery_error"
+                 tls_version tls_cipher dnsbl listener delivered delivery_error \
+                 extensions discarded quarantine"
                     .into(),
             ),
             (&v["connect"], "value domain iprev error".into()),

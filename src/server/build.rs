@@ -6,7 +6,8 @@
 //! or a generated certificate), the AUTH password store, the DNS resolver, the
 //! lockout store, then binding, the pid file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
-//! front of it. Each failure is a [`ServerError`] that
+//! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
+//! as policy layers after the DNS checks, in the order given. Each failure is a [`ServerError`] that
 //! names its culprit, the same errors the binary prints.
 //!
 //! Three keys are process duties a library cannot do on its own: `daemon` (the
@@ -28,6 +29,7 @@ use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
 use crate::metrics::Metrics;
+use crate::policy::{HttpHook, Policy as _};
 use crate::receiver::Receiver;
 use crate::server::CertificateSource;
 use crate::spool::{SpoolOptions, Spooled};
@@ -83,6 +85,11 @@ impl<R: Receiver> Server<R> {
             store_from_config(config.lockout_store.as_deref())?,
             settings.lockout_policy,
         ));
+        let hooks = config
+            .hooks
+            .iter()
+            .map(HttpHook::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let metrics_addr = config.metrics_listen()?;
         let server_name = settings.server_name.clone();
         let server = Server::bind(&listeners, settings, receiver).await?;
@@ -148,6 +155,10 @@ impl<R: Receiver> Server<R> {
         }
         if let Some(dns) = dns {
             server = server.with_dns(dns);
+        }
+        for hook in hooks {
+            tracing::info!("HTTP hook {}", hook.name());
+            server = server.with_policy(Arc::new(hook));
         }
         server.pid_file = pid_file;
         if let Some(listener) = metrics_listener {

@@ -2,13 +2,15 @@
 //! `authenticate` hook under the login rules of [`crate::lockout`], and failures
 //! counted against the client's network.
 
-use super::{Session, internal_error, prohibited};
+use super::{Session, internal_error, layers, prohibited};
 use crate::config::FailureKind;
 use crate::lockout::{self, Subject};
+use crate::policy::{Stage, Verdict};
 use crate::protocol::{Credentials, Reply};
 use crate::receiver::{Context, Receiver};
 use futures_util::FutureExt as _;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 impl<R: Receiver> Session<R> {
     pub(super) fn ip_subject(&self) -> Subject {
@@ -98,9 +100,16 @@ impl<R: Receiver> Session<R> {
             if let Some((lockout, client)) = &guard {
                 lockout.record_login_success(&name, *client).await;
             }
+            // The layers see verified logins only; a refusal there is policy,
+            // not a failed password, and is not counted.
+            let outcome = layers!(self, Stage::Auth, auth, &name, mechanism);
+            if let Some(refusal) = outcome.refusal {
+                tracing::info!(%remote, user = %crate::logging::Escaped(&name), mechanism, "AUTH refused by policy");
+                return refusal;
+            }
             tracing::info!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
             self.mail.authenticated = Some(credentials.username);
-            return Reply::new(235, (2, 7, 0), "Authentication successful");
+            return outcome.answer(Reply::new(235, (2, 7, 0), "Authentication successful"));
         }
         tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
         self.failed_auths = self.failed_auths.saturating_add(1);

@@ -18,7 +18,7 @@ use crate::lockout::HookCountedFailure;
 use crate::mail::{Address, Connect, Data, Ehlo, Listener, Mail, MailFrom, RcptTo};
 use crate::mail::{id, trace};
 use crate::metrics::{self, DeliveryFailure, MessageRefused, Metrics, Verb};
-use crate::policy::Verdict;
+use crate::policy::{Stage, Verdict};
 use crate::protocol::DataOutcome;
 use crate::protocol::address::analyze_local_part;
 use crate::protocol::{Event, Facts, Greeting, MessageEnd, Path, PathRequest, Reply};
@@ -62,6 +62,8 @@ pub struct Session<R> {
     failed_auths: u32,
     transactions: std::collections::VecDeque<Mail>,
     extensions: Extensions,
+    /// Discard, quarantine and extensions decided at connect, EHLO or AUTH.
+    connection_policy: layers::ConnectionPolicy,
 }
 
 /// The [`Context`] a hook or a policy layer gets, borrowed from the session.
@@ -87,32 +89,32 @@ macro_rules! hook {
     }};
 }
 
-/// Runs the policy layers' `$method` in order; the first refusal, if any (a
-/// panicking layer is a 421 like a panicking hook).
+/// Runs the policy layers' `$method` in order at `$stage`, applying each verdict
+/// (`layers.rs`); what they decided, the first refusal included (a panicking
+/// layer is a 421 like a panicking hook).
 macro_rules! layers {
-    ($self:ident, $method:ident $(, $arg:expr)*) => {{
-        let mut refusal = None;
+    ($self:ident, $stage:expr, $method:ident $(, $arg:expr)*) => {{
+        let mut outcome = layers::StageOutcome::default();
         let policies = Arc::clone(&$self.services.policies);
         for policy in policies.iter() {
             let mut cx = context!($self);
-            match AssertUnwindSafe(policy.$method(&mut cx $(, $arg)*)).catch_unwind().await {
-                Ok(Verdict::Continue) => {}
-                Ok(Verdict::Refuse(reply)) => {
-                    refusal = Some(reply);
-                    break;
-                }
-                Err(_) => {
+            let verdict = AssertUnwindSafe(policy.$method(&mut cx $(, $arg)*))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
                     tracing::error!(layer = policy.name(), "a policy layer panicked");
-                    refusal = Some(internal_error());
-                    break;
-                }
+                    Verdict::Refuse(internal_error())
+                });
+            if !$self.apply_verdict($stage, policy.name(), verdict, &mut outcome) {
+                break;
             }
         }
-        refusal
+        outcome
     }};
 }
 
 mod auth;
+mod layers;
 
 impl<R: Receiver> Session<R> {
     /// A session for a new connection.
@@ -152,6 +154,7 @@ impl<R: Receiver> Session<R> {
             failed_auths: 0,
             transactions: std::collections::VecDeque::new(),
             extensions: Extensions::default(),
+            connection_policy: layers::ConnectionPolicy::default(),
         }
     }
 
@@ -186,10 +189,11 @@ impl<R: Receiver> Session<R> {
                 ),
             );
         }
-        if let Some(refusal) = layers!(self, connect) {
+        let outcome = layers!(self, Stage::Connect, connect);
+        if let Some(refusal) = outcome.refusal {
             return refusal;
         }
-        hook!(self, connect).unwrap_or_else(|_| internal_error())
+        outcome.answer(hook!(self, connect).unwrap_or_else(|_| internal_error()))
     }
 
     /// Calls the hook for `event` and returns the reply for the machine.
@@ -280,9 +284,10 @@ impl<R: Receiver> Session<R> {
             verb: if extended { "EHLO" } else { "HELO" }.to_owned(),
             ..Ehlo::default()
         };
-        let reply = match layers!(self, ehlo, &mut ehlo) {
+        let outcome = layers!(self, Stage::Ehlo, ehlo, &mut ehlo);
+        let reply = match outcome.refusal {
             Some(refusal) => refusal,
-            None => hook!(self, ehlo, &ehlo).unwrap_or_else(|_| internal_error()),
+            None => outcome.answer(hook!(self, ehlo, &ehlo).unwrap_or_else(|_| internal_error())),
         };
         self.mail.ehlo = Some(ehlo);
         if reply.is_positive() {
@@ -302,9 +307,12 @@ impl<R: Receiver> Session<R> {
             smtputf8,
             ..MailFrom::default()
         };
-        let reply = match layers!(self, mail_from, &mut from) {
+        let outcome = layers!(self, Stage::MailFrom, mail_from, &mut from);
+        let reply = match outcome.refusal {
             Some(refusal) => refusal,
-            None => hook!(self, mail_from, &from).unwrap_or_else(|_| internal_error()),
+            None => {
+                outcome.answer(hook!(self, mail_from, &from).unwrap_or_else(|_| internal_error()))
+            }
         };
         from.accepted = reply.is_positive();
         self.mail.mailfrom = Some(from);
@@ -316,9 +324,10 @@ impl<R: Receiver> Session<R> {
             request,
             self.settings.recipient_character_check,
         ));
-        let reply = match layers!(self, rcpt_to, &mut to) {
+        let outcome = layers!(self, Stage::RcptTo, rcpt_to, &mut to);
+        let reply = match outcome.refusal {
             Some(refusal) => refusal,
-            None => hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error()),
+            None => outcome.answer(hook!(self, rcpt_to, &to).unwrap_or_else(|_| internal_error())),
         };
         to.accepted = reply.is_positive();
         if let Some(m) = self.metrics() {
@@ -357,9 +366,9 @@ impl<R: Receiver> Session<R> {
                 .map_or_else(|| original.clone(), bytes::Bytes::from);
         let received = self.received_header(facts);
         self.mail.data = Some(Data::from_bytes(delivered, received));
-        let refusal = layers!(self, message, &original);
+        let mut outcome = layers!(self, Stage::Data, message, &original);
         drop(original);
-        if let Some(refusal) = refusal {
+        if let Some(refusal) = outcome.refusal.take() {
             self.archive();
             if let Some(m) = self.metrics() {
                 m.message_refused(MessageRefused::Policy);
@@ -373,6 +382,12 @@ impl<R: Receiver> Session<R> {
             data.accepted = true;
         }
         self.mail.accepted = true;
+        if self.mail.discarded {
+            // A layer's decision: taken, and dropped (nothing stored, no `received`).
+            let reply = Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id));
+            self.archive();
+            return outcome.answer(reply);
+        }
         let started = std::time::Instant::now();
         let result = match hook!(self, received) {
             Ok(result) => result,
@@ -390,7 +405,11 @@ impl<R: Receiver> Session<R> {
             count_delivery(m, started.elapsed(), result.as_ref().err());
         }
         let reply = match result {
-            Ok(()) => Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id)),
+            Ok(()) => outcome.answer(Reply::new(
+                250,
+                (2, 0, 0),
+                format!("OK id={}", self.mail.id),
+            )),
             Err(error) => {
                 tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
                 delivery_error_reply(&error)
@@ -460,6 +479,7 @@ impl<R: Receiver> Session<R> {
         self.mail.accepted = false;
         self.mail.delivered = None;
         self.mail.delivery_error = None;
+        self.reset_transaction_policy();
         self.mail.id = id::new_mail_id();
     }
 }
@@ -561,34 +581,4 @@ fn delivery_error_reply(error: &DeliveryError) -> Reply {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use nix::errno::Errno;
-
-    fn io(errno: Errno) -> DeliveryError {
-        std::io::Error::from_raw_os_error(errno as i32).into()
-    }
-
-    #[test]
-    fn delivery_errors_map_to_transient_or_permanent_replies() {
-        for (error, code, enhanced) in [
-            (io(Errno::ENOSPC), 452, (4, 3, 1)),
-            (io(Errno::EDQUOT), 452, (4, 3, 1)),
-            (
-                DeliveryError::InsufficientStorage("db".into()),
-                452,
-                (4, 3, 1),
-            ),
-            (io(Errno::EROFS), 451, (4, 3, 0)),
-            (io(Errno::EACCES), 451, (4, 3, 0)),
-            (io(Errno::EIO), 451, (4, 3, 0)),
-            (DeliveryError::Temporary("later".into()), 451, (4, 3, 0)),
-            (DeliveryError::Permanent("never".into()), 554, (5, 3, 0)),
-        ] {
-            let reply = delivery_error_reply(&error);
-            let got = reply.enhanced.map(|e| (e.0, e.1, e.2));
-            assert_eq!((reply.code, got), (code, Some(enhanced)), "{error}");
-            assert!(!reply.close, "{error}: the session goes on");
-        }
-    }
-}
+mod tests;

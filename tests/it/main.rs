@@ -12,6 +12,7 @@ mod abuse;
 mod auth;
 mod dns;
 mod handoff;
+mod hooks;
 mod lockout;
 mod process;
 mod smtp;

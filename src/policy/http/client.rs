@@ -1,0 +1,122 @@
+//! The HTTP side of one hook: a persistent client (hyper-util's pooled client:
+//! keep-alive connections reused across sessions and worker threads), at most
+//! `max_concurrency` calls in flight, each under one deadline that covers the
+//! wait for a slot, the connection, the request and the whole answer, and an
+//! answer body read to at most [`MAX_ANSWER`] bytes. A call is never repeated:
+//! the one retry the pool makes is of a request that never left (a kept-alive
+//! connection the hook server had closed), so no hook sees one event twice.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::header::{CONTENT_TYPE, HeaderMap, USER_AGENT};
+use hyper::{Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
+
+/// The largest answer body read from a hook; a bigger one is a hook error.
+pub const MAX_ANSWER: usize = 1 << 20;
+
+/// How long an idle kept-alive connection stays in the pool.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Why a hook call failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// The deadline passed (waiting for a slot, connecting, or for the answer).
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Connecting or speaking HTTP failed.
+    #[error("HTTP request failed: {0}")]
+    Http(String),
+    /// The answer body was too big or broke off.
+    #[error("answer body: {0}")]
+    Body(String),
+}
+
+/// A hook's pooled client and its limits.
+#[derive(Debug)]
+pub(crate) struct HookClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: Uri,
+    headers: HeaderMap,
+    slots: Semaphore,
+    timeout: Duration,
+}
+
+impl HookClient {
+    /// A client for `url` (http) sending `headers` with each call.
+    pub(crate) fn new(
+        url: Uri,
+        headers: HeaderMap,
+        max_concurrency: usize,
+        timeout: Duration,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(IDLE)
+            .pool_max_idle_per_host(max_concurrency)
+            .build(connector);
+        Self {
+            client,
+            url,
+            headers,
+            slots: Semaphore::new(max_concurrency),
+            timeout,
+        }
+    }
+
+    /// POSTs `body` (JSON) and returns the status and the answer body.
+    pub(crate) async fn call(&self, body: Vec<u8>) -> Result<(u16, Bytes), CallError> {
+        tokio::time::timeout(self.timeout, self.call_unbounded(body))
+            .await
+            .map_err(|_| CallError::Timeout(self.timeout))?
+    }
+
+    async fn call_unbounded(&self, body: Vec<u8>) -> Result<(u16, Bytes), CallError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| CallError::Http("the hook is shut down".to_owned()))?;
+        let mut request = Request::post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("net-receiver/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| CallError::Http(e.to_string()))?;
+        request.headers_mut().extend(self.headers.clone());
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| CallError::Http(error_chain(&e)))?;
+        let status = response.status().as_u16();
+        let answer = Limited::new(response.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| CallError::Body(e.to_string()))?
+            .to_bytes();
+        Ok((status, answer))
+    }
+}
+
+/// An error with its causes, `outer: inner: …` (hyper's own text is terse).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
