@@ -1,9 +1,10 @@
 //! The binary's own parts (not the library's API): command-line flags overlaid on
-//! the configuration file, the JSON-lines output, the open-files limit and the
-//! receiver that prints each mail.
+//! the configuration file, the JSON-lines output, the open-files limit, systemd
+//! (socket activation, notifications) and the receiver that prints each mail.
 
 pub(crate) mod json_lines;
 pub(crate) mod open_files;
+pub(crate) mod systemd;
 
 use std::path::PathBuf;
 

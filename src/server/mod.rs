@@ -7,6 +7,7 @@
 mod accept;
 mod build;
 mod conn;
+mod inherited;
 mod limits;
 pub mod process;
 mod proxy;
@@ -32,6 +33,7 @@ use crate::receiver::{Receiver, Services};
 use crate::session::{ConnectionInfo, Session};
 use accept::{listen, serve_listeners, spawn_workers};
 pub use build::{Reloader, default_workers, stop_signal};
+pub use inherited::{InheritedListener, mode_named};
 use limits::ConnectionLimits;
 pub use tls::{CertificateSource, TlsError, TlsHandle};
 
@@ -140,6 +142,11 @@ impl<R: Receiver> Server<R> {
             })?;
             bound.push((listener, spec));
         }
+        Ok(Self::serving(bound, settings, receiver))
+    }
+
+    /// A server on listeners that are bound already.
+    fn serving(bound: Vec<(TcpListener, ListenerSpec)>, settings: Settings, receiver: R) -> Self {
         let limits = ConnectionLimits::new(
             settings.max_connections,
             settings.max_connections_per_ip,
@@ -147,7 +154,7 @@ impl<R: Receiver> Server<R> {
         )
         .with_ipv6_prefix_length(settings.ipv6_prefix_length);
         let lockout = Lockout::in_memory(settings.lockout_policy);
-        Ok(Self {
+        Self {
             shared: Arc::new(Shared {
                 receiver: Arc::new(receiver),
                 settings: Arc::new(settings),
@@ -167,7 +174,7 @@ impl<R: Receiver> Server<R> {
             worker_threads: 0,
             pid_file: None,
             metrics_listener: None,
-        })
+        }
     }
 
     /// Serves connections on `threads` threads of their own, each running a

@@ -1,4 +1,4 @@
-//! The real binary as a process: privileges, daemon, signals, crashes, disk, logs.
+//! The real binary as a process: privileges, daemon, signals, crashes, disk, logs, systemd.
 
 mod binary;
 mod crash;
@@ -9,3 +9,4 @@ mod metrics;
 mod refusal_log;
 pub(crate) mod server_process;
 mod shutdown;
+mod systemd;

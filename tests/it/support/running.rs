@@ -58,6 +58,14 @@ pub(crate) fn listening_command(maildir: &Path) -> Command {
 impl Binary {
     /// Starts `command` and waits until it logged `listeners` listening lines.
     pub(crate) fn spawn(command: &mut Command, listeners: usize) -> Self {
+        let mut binary = Self::start(command);
+        let lines = binary.wait_for_lines("listening on ", listeners);
+        binary.listening = lines.iter().map(|l| parse_listening(l)).collect();
+        binary
+    }
+
+    /// Starts `command` without waiting for anything (`listening` stays empty).
+    pub(crate) fn start(command: &mut Command) -> Self {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -84,16 +92,13 @@ impl Binary {
             writer.lines.lock().expect("log").1 = true;
             writer.changed.notify_all();
         });
-        let mut binary = Self {
+        Self {
             child,
             listening: Vec::new(),
             log,
             stdout: Some(stdout),
             stderr: Some(stderr),
-        };
-        let lines = binary.wait_for_lines("listening on ", listeners);
-        binary.listening = lines.iter().map(|l| parse_listening(l)).collect();
-        binary
+        }
     }
 
     /// The process id.
