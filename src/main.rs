@@ -94,10 +94,11 @@ fn run(args: &Args, inherited: Vec<InheritedListener>) -> anyhow::Result<()> {
         process::enter_working_directory(&dir)?;
     }
     let default_log = if config.quiet { "warn" } else { "info" };
-    let _log = logging::init(config.log_file.as_deref(), default_log).with_context(|| {
-        let file = config.log_file.as_deref().unwrap_or(Path::new("-"));
-        format!("cannot open log file {}", file.display())
-    })?;
+    let _log = logging::init(config.log_file.as_deref(), default_log, config.log_format)
+        .with_context(|| {
+            let file = config.log_file.as_deref().unwrap_or(Path::new("-"));
+            format!("cannot open log file {}", file.display())
+        })?;
     cli::check_open_files(config.max_connections);
     // Signals, reloads and start-up run here; connections on the worker threads.
     let runtime = tokio::runtime::Builder::new_current_thread()

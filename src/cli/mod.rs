@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use net_receiver::config::{ListenerConfig, ListenerMode};
+use net_receiver::logging::LogFormat;
 use net_receiver::{Config, Context, DeliveryError, Receiver, defaults};
 
 use json_lines::JsonLines;
@@ -90,6 +91,9 @@ pub(crate) struct Args {
     /// Dovecot-style passwd file for AUTH (`user:{SCHEME}secret`), re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub(crate) passwd_file: Option<PathBuf>,
+    /// Log lines as `seed` (text, the default) or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", value_parser = ["seed", "json"])]
+    pub(crate) log_format: Option<String>,
     /// Serve Prometheus metrics at `GET /metrics` on this address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) metrics_listen: Option<String>,
@@ -178,6 +182,11 @@ pub(crate) fn configure(args: &Args) -> anyhow::Result<Config> {
     if !args.dns_server.is_empty() {
         config.dns_servers.clone_from(&args.dns_server);
     }
+    match args.log_format.as_deref() {
+        Some("json") => config.log_format = LogFormat::Json,
+        Some(_) => config.log_format = LogFormat::Seed,
+        None => {}
+    }
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
@@ -197,7 +206,7 @@ impl Receiver for PrintingReceiver {
     async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
         defaults::received(cx).await?;
         let from = cx.mail.reverse_path();
-        tracing::info!(id = %cx.mail.id, from = %net_receiver::logging::Escaped(&from), "received mail");
+        tracing::info!(name: "message_accepted", code = 250u16, id = %cx.mail.id, from = %net_receiver::logging::Escaped(&from), "received mail");
         if let Some(lines) = &self.lines {
             lines.print(cx.mail).await;
         }

@@ -188,6 +188,7 @@ impl<R: Receiver> Server<R> {
         }
         for (addr, (_, spec)) in server.local_addrs().into_iter().zip(&server.listeners) {
             tracing::info!(
+                name: "listening",
                 mode = %spec.mode.as_str(),
                 "listening on {addr}, delivering to {destination}"
             );

@@ -173,7 +173,7 @@ impl<R: Receiver> Session<R> {
             && lockout.is_locked(&self.ip_subject()).await
         {
             self.mail.prohibited = true;
-            tracing::warn!(remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
+            tracing::warn!(name: "locked_out", remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
             if let Some(m) = self.metrics() {
                 m.connection_refused(metrics::Refused::LockedOut);
             }
@@ -392,8 +392,9 @@ impl<R: Receiver> Session<R> {
         let reply = match result {
             Ok(()) => Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id)),
             Err(error) => {
-                tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
-                delivery_error_reply(&error)
+                let reply = delivery_error_reply(&error);
+                tracing::warn!(name: "delivery_failed", code = reply.code, id = %self.mail.id, "delivery failed: {error}");
+                reply
             }
         };
         self.archive();

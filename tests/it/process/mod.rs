@@ -4,6 +4,7 @@ mod binary;
 mod crash;
 mod daemon_paths;
 mod disk_full;
+mod json_logs;
 mod log_injection;
 mod metrics;
 mod refusal_log;

@@ -250,8 +250,15 @@ pub(crate) fn catches(pid: i32, signal: Signal) -> bool {
     mask & (1 << (signal as i32 - 1)) != 0
 }
 
-/// `... listening on 127.0.0.1:2525, delivering to DIR mode=Smtp`.
+/// `... listening on 127.0.0.1:2525, delivering to DIR mode=Smtp`, or the
+/// same as a JSON line (`"message":"listening on …","mode":"smtp"`).
 pub(crate) fn parse_listening(line: &str) -> (SocketAddr, String) {
+    if line.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        let message = value["message"].as_str().expect("message");
+        let mode = value["mode"].as_str().expect("mode");
+        return parse_listening(&format!("{message} mode={mode}"));
+    }
     let rest = line.split("listening on ").nth(1).expect("listening on");
     let addr = rest.split([',', ' ']).next().unwrap_or("");
     let addr: SocketAddr = addr
