@@ -55,6 +55,7 @@ impl Default for Config {
             hooks: Vec::new(),
             daemon: false,
             log_file: None,
+            log_format: crate::logging::LogFormat::Seed,
             max_failed_msgs_per_period: 3,
             lockout_period: 600.0,
             lockout_store: None,

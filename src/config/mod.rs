@@ -140,6 +140,9 @@ pub struct Config {
     /// Log to this file (rotated daily) instead of stderr. Read by the binary only
     /// (a library program installs its own `tracing` subscriber).
     pub log_file: Option<PathBuf>,
+    /// Log lines as `seed` (the gem's text lines, default) or `json` (one object
+    /// per line, stable field names) (`--log-format`). Read by the binary only.
+    pub log_format: crate::logging::LogFormat,
     /// Failures within `lockout_period` that lock a client IP out, or a login out for
     /// one client, for `lockout_period` (seed option; the seed never read it); `0`
     /// turns the lockout off. Default: 3.
@@ -512,22 +515,6 @@ fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
         .ok_or_else(|| invalid(key, format!("{value} is not a positive number of seconds")))
 }
 
-fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
-    parse_listen_addr(text).ok_or_else(|| {
-        let mut reason = format!("{text:?} is not PORT, ADDR:PORT or [IPV6]:PORT");
-        // `::1:2525`: an IPv6 address and a port without the brackets.
-        if let Some((ip, port)) = text.trim().rsplit_once(':')
-            && ip.parse::<std::net::Ipv6Addr>().is_ok()
-            && port.parse::<u16>().is_ok()
-        {
-            reason.push_str(&format!(
-                "; an IPv6 address takes brackets: write \"[{ip}]:{port}\""
-            ));
-        }
-        invalid(key, reason)
-    })
-}
-
 mod defaults;
 mod deliver;
 mod errors;
@@ -535,6 +522,7 @@ pub use deliver::DeliverConfig;
 pub use errors::{ConfigError, describe_toml_error};
 
 mod network;
+use network::listen_addr;
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! [`Server::from_config`] honours every key of the configuration file in the order
 //! that keeps a start safe: working directory, every setting checked, TLS (files
 //! or a generated certificate), the AUTH password store, the DNS resolver, the
-//! lockout store, then binding, the pid file, the privilege drop, and only then
+//! lockout store, then binding (or taking sockets bound by others, such as
+//! systemd passes), the pid file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
 //! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
 //! as policy layers after the DNS checks, in the order given. Each failure is a [`ServerError`] that
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::process::{self, PidFile};
-use super::{Server, ServerError, TlsHandle};
+use super::{InheritedListener, Server, ServerError, TlsHandle};
 use crate::auth::{PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
 use crate::config::{ConfigError, DeliverConfig};
@@ -54,6 +55,20 @@ impl<R: Receiver> Server<R> {
     /// or `group_name` the process drops its privileges after binding, so this
     /// must be called from a process that may do so (and only once).
     pub async fn from_config(config: &Config, receiver: R) -> Result<Self, ServerError> {
+        Self::from_config_with_listeners(config, receiver, Vec::new()).await
+    }
+
+    /// [`Server::from_config`], but serving `inherited` — sockets bound already,
+    /// such as systemd's socket activation passes — instead of binding the
+    /// configuration's listeners (when `inherited` is empty, those are bound as
+    /// usual). Each socket's mode is its name's, else that of the configured
+    /// listener with the same address, else its port's (see
+    /// [`InheritedListener::spec`]).
+    pub async fn from_config_with_listeners(
+        config: &Config,
+        receiver: R,
+        inherited: Vec<InheritedListener>,
+    ) -> Result<Self, ServerError> {
         if config.daemon {
             return Err(ServerError::Unsupported(
                 "daemon = true: a process must detach before its async runtime starts; \
@@ -92,7 +107,11 @@ impl<R: Receiver> Server<R> {
             .collect::<Result<Vec<_>, _>>()?;
         let metrics_addr = config.metrics_listen()?;
         let server_name = settings.server_name.clone();
-        let server = Server::bind(&listeners, settings, receiver).await?;
+        let server = if inherited.is_empty() {
+            Server::bind(&listeners, settings, receiver).await?
+        } else {
+            Server::from_inherited(inherited, &listeners, settings, receiver)?
+        };
         // Bound before the privilege drop, like the SMTP listeners.
         let metrics_listener = match metrics_addr {
             Some(addr) => Some(
@@ -175,6 +194,7 @@ impl<R: Receiver> Server<R> {
         }
         for (addr, (_, spec)) in server.local_addrs().into_iter().zip(&server.listeners) {
             tracing::info!(
+                name: "listening",
                 mode = %spec.mode.as_str(),
                 "listening on {addr}, delivering to {destination}"
             );

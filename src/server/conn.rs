@@ -1,5 +1,8 @@
 //! One connection: moves bytes between the socket (or its TLS stream) and the
 //! [`Machine`], and hands events to the [`Session`]. Nothing protocol-ish lives here.
+//! From admission to the summary line: an implicit-TLS handshake, the
+//! conversation, STARTTLS, and a tally of what the connection did (its
+//! `disconnect` log line: commands, messages, bytes, duration, how it ended).
 //!
 //! Order of work: answer every command already buffered (hooks included), then write
 //! all queued replies in one go (RFC 2920 pipelining), then read again — or stop at
@@ -16,11 +19,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::Shared;
 use super::tls::TlsHandle;
+use crate::config::{ListenerMode, ListenerSpec};
 use crate::metrics::{Metrics, Verb};
-use crate::protocol::{Event, Machine};
+use crate::protocol::{ConnectionOptions, Event, Machine};
 use crate::receiver::Receiver;
-use crate::session::{Session, TlsFacts};
+use crate::session::{ConnectionInfo, Session, TlsFacts};
 
 /// The read buffer starts this small (an idle session holds little) ...
 const FIRST_READ: usize = 1024;
@@ -45,18 +50,20 @@ struct Connection<R> {
     input: Vec<u8>,
     output: Vec<u8>,
     stop: watch::Receiver<bool>,
+    tally: Tally,
 }
 
 /// Runs the SMTP conversation on `stream` until either side closes it.
 /// `tls` is offered for STARTTLS when given.
-pub(crate) async fn serve<R, S>(
+async fn serve<R, S>(
     mut stream: S,
     session: Session<R>,
     machine: Machine,
     tls: Option<Arc<TlsHandle>>,
     handshake_timeout: Duration,
     stop: watch::Receiver<bool>,
-) where
+) -> Tally
+where
     R: Receiver,
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -66,8 +73,12 @@ pub(crate) async fn serve<R, S>(
         input: Vec::new(),
         output: Vec::new(),
         stop,
+        tally: Tally::default(),
     };
     let greeting = conn.session.connect().await;
+    if greeting.is_negative() {
+        conn.tally.end("refused");
+    }
     conn.machine.answer(greeting);
     let ending = conn.converse(&mut stream).await;
     match (ending, tls) {
@@ -81,6 +92,122 @@ pub(crate) async fn serve<R, S>(
         (ending, _) => conn.end(ending, stream).await,
     }
     conn.session.finish().await;
+    conn.tally
+}
+
+/// Serves a connection admitted by the limits, in its `connection` span: the
+/// implicit-TLS handshake if the listener wants one, the conversation, and the
+/// summary line at its end (`disconnect`: commands, messages, bytes, duration
+/// and how it ended).
+pub(super) async fn admitted<R, S>(
+    stream: S,
+    info: ConnectionInfo,
+    spec: ListenerSpec,
+    shared: Arc<Shared<R>>,
+    stop: watch::Receiver<bool>,
+) where
+    R: Receiver,
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let settings = &shared.settings;
+    let remote = info.remote;
+    let _open = shared
+        .services
+        .metrics
+        .as_ref()
+        .map(|m| m.connection_accepted());
+    tracing::info!(
+        name: "connect",
+        "connection accepted on port {} from {remote}",
+        info.local.port()
+    );
+    let started = Instant::now();
+    let options = ConnectionOptions {
+        starttls: shared.tls.is_some() && spec.mode != ListenerMode::Smtps,
+        tls_active: spec.mode == ListenerMode::Smtps,
+        require_auth: spec.mode == ListenerMode::Submission,
+        auth: settings.auth,
+        allow_plaintext_auth: settings.allow_plaintext_auth,
+    };
+    let machine = Machine::with_options(
+        Arc::clone(&settings.limits),
+        Arc::clone(&settings.ehlo_keywords),
+        options,
+        Instant::now(),
+    );
+    let mut session = Session::new(
+        Arc::clone(&shared.receiver),
+        Arc::clone(settings),
+        shared.services.clone(),
+        info,
+    );
+    let starttls = shared.tls.clone().filter(|_| options.starttls);
+    let timeout = settings.tls_handshake_timeout;
+    let tally = if spec.mode == ListenerMode::Smtps {
+        let Some(tls) = &shared.tls else {
+            tracing::error!("implicit-TLS listener {} has no certificate", spec.addr);
+            return;
+        };
+        let mut failed = Tally::default();
+        failed.end("tls_failed");
+        let metrics = shared.services.metrics.as_deref();
+        // Boxed so that plaintext sessions do not carry room for the TLS state.
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let facts = tls_facts(stream.get_ref().1);
+                    if let Some(m) = metrics {
+                        m.tls_handshake(facts.version.as_deref());
+                    }
+                    session.tls_established(facts);
+                    serve(stream, session, machine, None, timeout, stop).await
+                }
+                Ok(Err(error)) => {
+                    super::tls_failure(metrics, false);
+                    super::tls::log_handshake_failure(&remote.ip(), &error);
+                    failed
+                }
+                Err(_) => {
+                    super::tls_failure(metrics, true);
+                    super::tls::log_handshake_failure(&remote.ip(), &"timed out");
+                    failed
+                }
+            }
+        })
+        .await
+    } else {
+        serve(stream, session, machine, starttls, timeout, stop).await
+    };
+    tracing::info!(
+        name: "disconnect",
+        commands = tally.commands,
+        messages = tally.messages,
+        bytes = tally.bytes,
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ended = tally.ended.unwrap_or("closed"),
+        "connection from {remote} closed"
+    );
+}
+
+/// What one connection did, for its summary line.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Commands answered (STARTTLS included; a message's end is not one).
+    commands: u64,
+    /// Messages answered 250.
+    messages: u64,
+    /// Bytes read from the client (after TLS).
+    bytes: u64,
+    /// How it ended, once known: `quit`, `client_closed`, `timeout`,
+    /// `shutdown`, `too_many_errors`, `refused`, `tls_failed`, `error`.
+    ended: Option<&'static str>,
+}
+
+impl Tally {
+    /// Records how the connection ended, unless that is known already.
+    fn end(&mut self, how: &'static str) {
+        self.ended.get_or_insert(how);
+    }
 }
 
 /// What the TLS layer negotiated, for the mail structure.
@@ -120,10 +247,12 @@ impl<R: Receiver> Connection<R> {
                 self.end(ending, stream).await;
             }
             Ok(Err(error)) => {
+                self.tally.end("tls_failed");
                 super::tls_failure(self.session.metrics().map(Arc::as_ref), false);
                 super::tls::log_handshake_failure(&self.session.mail().remote_ip, &error);
             }
             Err(_) => {
+                self.tally.end("tls_failed");
                 super::tls_failure(self.session.metrics().map(Arc::as_ref), true);
                 super::tls::log_handshake_failure(&self.session.mail().remote_ip, &"timed out");
             }
@@ -138,9 +267,14 @@ impl<R: Receiver> Connection<R> {
     /// socket is still open: the client's EOF comes after the count.
     async fn end<S: AsyncWrite + Unpin>(&mut self, ending: std::io::Result<Ending>, mut stream: S) {
         if self.machine.closed_for_too_many_errors() {
+            self.tally.end("too_many_errors");
             self.session.protocol_abuse().await;
         }
         if let Err(error) = ending {
+            self.tally.end(match error.kind() {
+                std::io::ErrorKind::TimedOut => "timeout",
+                _ => "error",
+            });
             tracing::debug!(remote = %self.session.mail().remote_ip, "connection error: {error}");
         }
         if self.machine.facts().tls {
@@ -159,6 +293,7 @@ impl<R: Receiver> Connection<R> {
             input,
             output,
             stop,
+            tally,
         } = self;
         let metrics = session.metrics().cloned();
         let metrics = metrics.as_deref();
@@ -171,6 +306,7 @@ impl<R: Receiver> Connection<R> {
                 let progress = machine.handle_input(rest, Instant::now());
                 start += progress.consumed;
                 let Some(event) = progress.event else { break };
+                tally.commands += u64::from(!matches!(event, Event::Message { .. }));
                 if event == Event::StartTls {
                     if let Some(m) = metrics {
                         m.command(Verb::StartTls);
@@ -178,7 +314,14 @@ impl<R: Receiver> Connection<R> {
                     flush(machine, stream, output, metrics).await?;
                     return Ok(Ending::StartTls);
                 }
+                let message = matches!(event, Event::Message { .. });
+                if event == Event::Quit {
+                    tally.end("quit");
+                }
                 let reply = session.handle(event).await;
+                if message && reply.code == 250 {
+                    tally.messages += 1;
+                }
                 machine.answer(reply);
                 events += 1;
                 if events >= MAX_EVENTS_PER_FLUSH {
@@ -193,6 +336,9 @@ impl<R: Receiver> Connection<R> {
             }
             flush(machine, stream, output, metrics).await?;
             if machine.is_closed() {
+                if stopping {
+                    tally.end("shutdown");
+                }
                 return Ok(Ending::Closed);
             }
             if input.is_empty() && input.capacity() > READ_CHUNK {
@@ -209,6 +355,9 @@ impl<R: Receiver> Connection<R> {
                 read = stream.read_buf(input) => read?,
                 () = tokio::time::sleep_until(deadline.into()) => {
                     machine.handle_timeout(Instant::now());
+                    if machine.is_closed() {
+                        tally.end("timeout");
+                    }
                     continue;
                 }
                 // A change (or the server gone) means shutdown, handled above.
@@ -220,7 +369,9 @@ impl<R: Receiver> Connection<R> {
             if let Some(m) = metrics {
                 m.bytes_received(read);
             }
+            tally.bytes += read as u64;
             if read == 0 {
+                tally.end("client_closed");
                 machine.handle_eof();
                 return Ok(Ending::Closed);
             }

@@ -38,7 +38,7 @@ impl<R: Receiver> Session<R> {
     /// The machine closed the session for too many errors: counted against the
     /// client (`abuse` in `lockout_counts`) unless it is exempt.
     pub async fn protocol_abuse(&mut self) {
-        tracing::info!(remote = %self.mail.remote_ip, "closed for too many errors");
+        tracing::info!(name: "too_many_errors", remote = %self.mail.remote_ip, "closed for too many errors");
         self.count_failure(FailureKind::Abuse).await;
     }
 
@@ -60,7 +60,7 @@ impl<R: Receiver> Session<R> {
         }
         let status = lockout.record_failure(&self.ip_subject()).await;
         if status.locked {
-            tracing::warn!(remote = %self.mail.remote_ip, failures = status.failures, "locked out");
+            tracing::warn!(name: "lockout", remote = %self.mail.remote_ip, failures = status.failures, "locked out");
             if let Some(m) = self.metrics() {
                 m.lockout();
             }
@@ -107,11 +107,11 @@ impl<R: Receiver> Session<R> {
                 tracing::info!(%remote, user = %crate::logging::Escaped(&name), mechanism, "AUTH refused by policy");
                 return refusal;
             }
-            tracing::info!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
+            tracing::info!(name: "auth_succeeded", %remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
             self.mail.authenticated = Some(credentials.username);
             return outcome.answer(Reply::new(235, (2, 7, 0), "Authentication successful"));
         }
-        tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
+        tracing::warn!(name: "auth_failed", %remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
         self.failed_auths = self.failed_auths.saturating_add(1);
         let mut ip_locked = false;
         if let Some((lockout, client)) = &guard

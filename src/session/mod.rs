@@ -176,7 +176,7 @@ impl<R: Receiver> Session<R> {
             && lockout.is_locked(&self.ip_subject()).await
         {
             self.mail.prohibited = true;
-            tracing::warn!(remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
+            tracing::warn!(name: "locked_out", remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
             if let Some(m) = self.metrics() {
                 m.connection_refused(metrics::Refused::LockedOut);
             }
@@ -411,8 +411,9 @@ impl<R: Receiver> Session<R> {
                 format!("OK id={}", self.mail.id),
             )),
             Err(error) => {
-                tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
-                delivery_error_reply(&error)
+                let reply = delivery_error_reply(&error);
+                tracing::warn!(name: "delivery_failed", code = reply.code, id = %self.mail.id, "delivery failed: {error}");
+                reply
             }
         };
         self.archive();
