@@ -59,7 +59,11 @@ fn mail_from_override_refuses_unauthenticated() {
     assert_eq!(stored.body, b"trusted\r\n");
     // The hook's `authenticated` is the mail record; the trace header's `with`
     // keyword follows the machine's facts, and no SMTP AUTH took place.
-    assert!(stored.received.contains(" with ESMTP id "), "{}", stored.received);
+    assert!(
+        stored.received.contains(" with ESMTP id "),
+        "{}",
+        stored.received
+    );
 }
 
 #[test]
