@@ -125,7 +125,8 @@ macro_rules! on_pool {
 /// it, or when the server is down or refuses the query, the lookup is an error,
 /// which AUTH answers with `454 4.7.0` (never `535`). A lookup that runs out of
 /// time closes its connection, so a late answer cannot reach the next lookup;
-/// PostgreSQL also gets `statement_timeout` = `timeout` and stops the query itself.
+/// PostgreSQL also gets `statement_timeout` = 2 × `timeout` and stops the query
+/// itself.
 /// A lookup only waits (no thread is blocked), so other sessions go on meanwhile.
 pub struct DbServerStore {
     kind: DbServerKind,
@@ -173,7 +174,9 @@ impl DbServerStore {
                 let options = PgConnectOptions::from_str(url)
                     .map_err(|error| bad_url(error.to_string()))?
                     .application_name("net-receiver")
-                    .options([("statement_timeout", timeout.as_millis().max(1))]);
+                    // A backstop that stops a query the lookup gave up on; later
+                    // than the lookup's own limit, which always decides first.
+                    .options([("statement_timeout", timeout.as_millis().saturating_mul(2))]);
                 Pool::Postgres(pool_options(timeout).connect_lazy_with(options))
             }
             DbServerKind::MySql => {
