@@ -70,6 +70,7 @@ impl Default for Config {
             passwd_file: None,
             password_db: None,
             password_query: None,
+            password_db_timeout: 5.0,
             auth_failure_delay: 1.0,
             lockout_counts: vec![
                 FailureKind::Auth,

@@ -17,14 +17,6 @@ use crate::lockout::Policy;
 use crate::protocol::machine::ehlo_keywords;
 use crate::protocol::{BareLineEnding, Limits};
 
-/// Parses the CIDRs of option `key`.
-fn cidrs(key: &'static str, networks: &[String]) -> Result<Vec<Cidr>, ConfigError> {
-    networks
-        .iter()
-        .map(|n| Cidr::parse(n).ok_or_else(|| invalid(key, format!("{n:?} is not ADDR/PREFIX"))))
-        .collect()
-}
-
 /// The most worker threads `workers` may ask for.
 pub const MAX_WORKERS: usize = 1024;
 
@@ -162,12 +154,16 @@ pub struct Config {
     /// Dovecot-style passwd file (`user:{SCHEME}secret` or `user:$argon2id$…`),
     /// re-read on SIGHUP.
     pub passwd_file: Option<PathBuf>,
-    /// SQLite database of users (table `users (username TEXT PRIMARY KEY,
-    /// password TEXT NOT NULL)`).
+    /// Database of users: an SQLite file, or a `postgres://…`, `mysql://…` or
+    /// `mariadb://…` URL (table `users (username, password)`; README, AUTH).
     pub password_db: Option<PathBuf>,
-    /// The query for `password_db`, the user name is `?1`. Default:
-    /// `SELECT password FROM users WHERE username = ?1`.
+    /// The query for `password_db`; the user name is `?1` (SQLite), `$1`
+    /// (PostgreSQL) or `?` (MySQL). Default: `SELECT password FROM users WHERE
+    /// username = ?1` (`$1`, `?`).
     pub password_query: Option<String>,
+    /// Seconds a lookup in a PostgreSQL/MySQL `password_db` may take; longer, or
+    /// the database down, answers AUTH with 454 4.7.0. Default: 5.
+    pub password_db_timeout: f64,
     /// Seconds the reply to the first failed AUTH of a session waits; each further
     /// failure doubles it (1, 2, 4, … up to 30). Default: 1.
     pub auth_failure_delay: f64,
@@ -338,6 +334,11 @@ impl Config {
             .as_deref()
             .map(|a| listen_addr(key, a))
             .transpose()
+    }
+
+    /// `password_db_timeout`, checked.
+    pub fn password_db_timeout(&self) -> Result<Duration, ConfigError> {
+        seconds("password_db_timeout", self.password_db_timeout)
     }
 
     /// The DNS set-up, or `None` when no name server is configured (no lookups).
@@ -522,7 +523,7 @@ pub use deliver::DeliverConfig;
 pub use errors::{ConfigError, describe_toml_error};
 
 mod network;
-use network::listen_addr;
+use network::{cidrs, listen_addr};
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
 
 #[cfg(test)]

@@ -7,6 +7,14 @@ use serde::Deserialize;
 
 use super::{ConfigError, invalid};
 
+/// Parses the CIDRs of option `key`.
+pub(super) fn cidrs(key: &'static str, networks: &[String]) -> Result<Vec<Cidr>, ConfigError> {
+    networks
+        .iter()
+        .map(|n| Cidr::parse(n).ok_or_else(|| invalid(key, format!("{n:?} is not ADDR/PREFIX"))))
+        .collect()
+}
+
 /// One `[[listener]]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -3,9 +3,10 @@
 //!
 //! [`Server::from_config`] honours every key of the configuration file in the order
 //! that keeps a start safe: working directory, every setting checked, TLS (files
-//! or a generated certificate), the AUTH password store, the DNS resolver, the
-//! lockout store, then binding (or taking sockets bound by others, such as
-//! systemd passes), the pid file, the privilege drop, and only then
+//! or a generated certificate), the AUTH password store (a database server's
+//! query checked if it answers), the DNS resolver, the lockout store, then
+//! binding (or taking sockets bound by others, such as systemd passes), the pid
+//! file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
 //! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
 //! as policy layers after the DNS checks, in the order given. Each failure is a [`ServerError`] that
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use super::process::{self, PidFile};
 use super::{InheritedListener, Server, ServerError, TlsHandle};
-use crate::auth::{PasswdFile, PasswordLookup, SqliteStore};
+use crate::auth::{DbServerStore, PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
 use crate::config::{ConfigError, DeliverConfig};
 use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir};
@@ -91,7 +92,7 @@ impl<R: Receiver> Server<R> {
             &settings.server_name,
         )?)?);
         log_certificate(&tls);
-        let passwords = password_store(config)?;
+        let passwords = password_store(config).await?;
         let dns = match config.dns()? {
             Some(dns) => Some(Arc::new(Dns::new(&dns)?)),
             None => None,
@@ -307,8 +308,10 @@ fn certificate_source(
     }
 }
 
-/// The AUTH password store the configuration names, if any.
-fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+/// The AUTH password store the configuration names, if any: a `password_db` with
+/// a URL is a database server, else an SQLite file.
+async fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+    let timeout = config.password_db_timeout()?;
     match (&config.passwd_file, &config.password_db) {
         (Some(_), Some(_)) => Err(ServerError::Unsupported(
             "passwd_file and password_db cannot both be set",
@@ -319,6 +322,17 @@ fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, Se
             Ok(Some(Arc::new(store)))
         }
         (None, Some(db)) => {
+            let url = db.to_str().filter(|text| text.contains("://"));
+            if let Some(url) = url {
+                let store =
+                    DbServerStore::open(url, config.password_query.clone(), timeout).await?;
+                tracing::info!(
+                    "AUTH users from {} {} (lookups within {timeout:?})",
+                    store.kind().name(),
+                    store.shown_url()
+                );
+                return Ok(Some(Arc::new(store)));
+            }
             let store = SqliteStore::open(db, config.password_query.clone())?;
             tracing::info!("AUTH users from SQLite {}", db.display());
             Ok(Some(Arc::new(store)))

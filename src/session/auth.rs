@@ -1,6 +1,7 @@
 //! AUTH and the lockout for one session: the credentials checked through the
-//! `authenticate` hook under the login rules of [`crate::lockout`], and failures
-//! counted against the client's network.
+//! `authenticate` hook under the login rules of [`crate::lockout`] (235, 535, or
+//! 454 when the hook cannot tell now), and failures counted against the client's
+//! network.
 
 use super::{Session, internal_error, layers, prohibited};
 use crate::config::FailureKind;
@@ -87,12 +88,18 @@ impl<R: Receiver> Session<R> {
             login_refused = lockout.login_refused(&name, *client).await;
         }
         // The check runs even for a refused login, so its answer takes as long.
-        let Ok(verified) = hook!(self, authenticate, &credentials) else {
-            return internal_error();
-        };
-        let accepted = verified && !login_refused;
         let remote = self.mail.remote_ip.clone();
         let mechanism = credentials.mechanism.as_str();
+        let verified = match hook!(self, authenticate, &credentials) {
+            Ok(Ok(verified)) => verified,
+            // Neither a success nor a failure: nothing counted, no delay.
+            Ok(Err(unavailable)) => {
+                tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH temporarily unavailable");
+                return unavailable.into();
+            }
+            Err(_) => return internal_error(),
+        };
+        let accepted = verified && !login_refused;
         if let Some(m) = self.metrics() {
             m.auth(accepted);
         }
