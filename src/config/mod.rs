@@ -523,8 +523,8 @@ pub use deliver::DeliverConfig;
 pub use errors::{ConfigError, describe_toml_error};
 
 mod network;
-use network::{cidrs, listen_addr};
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
+use network::{cidrs, listen_addr};
 
 #[cfg(test)]
 mod tests;
