@@ -10,6 +10,12 @@
 //! kind = "maildir"
 //! path = "/var/lib/net-receiver/archive"
 //! required = false                     # a failure here is logged, not answered
+//!
+//! [[deliver]]
+//! kind = "nats"
+//! url = "nats://127.0.0.1:4222"
+//! subject = "mail.in"
+//! stream = "MAIL"                      # created for the subject if missing
 //! ```
 
 use std::path::PathBuf;
@@ -41,13 +47,32 @@ pub enum DeliverConfig {
         #[serde(default = "lmtp_timeout")]
         timeout: f64,
     },
+    /// `kind = "nats"`: a NATS JetStream subject.
+    Nats {
+        /// `nats://host:4222` (several, comma-separated, for a cluster).
+        url: String,
+        /// The subject mail is published to.
+        subject: String,
+        /// A stream to create for the subject if it does not exist; without
+        /// it a stream must already take the subject.
+        #[serde(default)]
+        stream: Option<String>,
+        /// As for `maildir`.
+        #[serde(default = "yes")]
+        required: bool,
+        /// Seconds to wait for a connection and for each PubAck (default 10).
+        #[serde(default = "nats_timeout")]
+        timeout: f64,
+    },
 }
 
 impl DeliverConfig {
     /// Whether the reply to the client waits for this target.
     pub fn required(&self) -> bool {
         match self {
-            Self::Maildir { required, .. } | Self::Lmtp { required, .. } => *required,
+            Self::Maildir { required, .. }
+            | Self::Lmtp { required, .. }
+            | Self::Nats { required, .. } => *required,
         }
     }
 }
@@ -58,4 +83,8 @@ fn yes() -> bool {
 
 fn lmtp_timeout() -> f64 {
     300.0
+}
+
+fn nats_timeout() -> f64 {
+    10.0
 }

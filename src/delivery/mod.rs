@@ -42,7 +42,7 @@
 //! One target per file in this folder: `maildir.rs` (with its batch delivery
 //! in `maildir_batch.rs`) and `lmtp.rs` (here now: [`Maildir`], [`Lmtp`] — a
 //! per-recipient target speaking the sans-IO [`crate::protocol::lmtp`]
-//! client), and the coming `webhook.rs`, `nats.rs` — each a type implementing
+//! client) and `nats.rs` ([`Nats`], JetStream), and the coming `webhook.rs` — each a type implementing
 //! [`Deliver`] plus its config table; nothing else should need to change.
 //! Durability (a
 //! spool that keeps the message until every required target acknowledged it,
@@ -59,11 +59,13 @@ pub mod chain;
 pub mod lmtp;
 pub mod maildir;
 mod maildir_batch;
+pub mod nats;
 mod outcome;
 mod tmp_cleanup;
 pub use chain::{Chain, Link};
 pub use lmtp::{Lmtp, LmtpAddress};
 pub use maildir::Maildir;
+pub use nats::Nats;
 pub use outcome::{DeliveryReport, RecipientOutcome, accepted_recipients, record_unrecorded};
 pub use tmp_cleanup::TmpCleanup;
 

@@ -26,7 +26,7 @@ use super::{InheritedListener, Server, ServerError, TlsHandle};
 use crate::auth::{DbServerStore, PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
 use crate::config::{ConfigError, DeliverConfig};
-use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir};
+use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats};
 use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
@@ -143,7 +143,7 @@ impl<R: Receiver> Server<R> {
             )
         } else {
             // Opened as the final user, so it is that user's and known writable.
-            let (target, target_name) = delivery_target(config, &server_name)?;
+            let (target, target_name) = delivery_target(config, &server_name).await?;
             match &config.spool_dir {
                 None => (server.with_delivery(target), target_name),
                 Some(dir) => {
@@ -206,7 +206,7 @@ impl<R: Receiver> Server<R> {
 
 /// Where accepted mail goes: the `[[deliver]]` chain, or without one the
 /// Maildir at `maildir`; with its name for the start-up log line.
-fn delivery_target(
+async fn delivery_target(
     config: &Config,
     server_name: &str,
 ) -> Result<(Arc<dyn Deliver>, String), ServerError> {
@@ -242,6 +242,22 @@ fn delivery_target(
                 let lmtp =
                     Lmtp::new(parsed, server_name).with_timeouts(timeout, timeout, timeout * 2);
                 (format!("lmtp {address}"), Arc::new(lmtp))
+            }
+            DeliverConfig::Nats {
+                url,
+                subject,
+                stream,
+                timeout,
+                ..
+            } => {
+                let timeout = std::time::Duration::try_from_secs_f64(*timeout)
+                    .ok()
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| invalid(format!("nats timeout {timeout} is not positive")))?;
+                let nats = Nats::connect(url, subject, stream.clone(), timeout)
+                    .await
+                    .map_err(invalid)?;
+                (format!("nats {url} {subject}"), Arc::new(nats))
             }
         };
         links.push(Link {

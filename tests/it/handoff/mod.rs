@@ -3,3 +3,4 @@
 
 mod chain;
 mod lmtp;
+mod nats;

@@ -7,6 +7,7 @@ pub(crate) mod database_server;
 pub(crate) mod dns_server;
 pub(crate) mod dovecot;
 pub(crate) mod hook_server;
+pub(crate) mod nats_server;
 pub(crate) mod redis_server;
 pub(crate) mod running;
 pub(crate) mod tls;
