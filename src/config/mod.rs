@@ -581,4 +581,6 @@ use network::listen_addr;
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod tests;
