@@ -24,6 +24,9 @@ use cli::{Args, PrintingReceiver, Subcommand, systemd};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.generate_man.is_some() || args.generate_completions.is_some() {
+        return generate(&args);
+    }
     if let Some(Subcommand::HashPassword) = args.command {
         return match cli::hash_password_command() {
             Ok(hash) => {
@@ -59,6 +62,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--generate-man DIR`, `--generate-completions DIR`: writes them, names each file.
+fn generate(args: &Args) -> ExitCode {
+    let man = args.generate_man.as_deref().map(cli::generate::man_pages);
+    let completions = args
+        .generate_completions
+        .as_deref()
+        .map(cli::generate::completions);
+    for result in [man, completions].into_iter().flatten() {
+        match result {
+            Ok(files) => files.iter().for_each(|f| println!("{}", f.display())),
+            Err(error) => {
+                eprintln!("net-receiver: error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Process duties in the order that keeps them right — detach (still in the

@@ -2,6 +2,7 @@
 //! the configuration file, the JSON-lines output, the open-files limit, systemd
 //! (socket activation, notifications) and the receiver that prints each mail.
 
+pub(crate) mod generate;
 pub(crate) mod json_lines;
 pub(crate) mod open_files;
 pub(crate) mod systemd;
@@ -21,7 +22,8 @@ use json_lines::JsonLines;
 #[derive(Debug, Parser)]
 #[command(name = "net-receiver", version, about)]
 pub(crate) struct Args {
-    /// TOML configuration file (keys: see README).
+    /// TOML configuration file (every key: docs/config.md, installed in
+    /// /usr/share/doc/net-receiver).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Listen for plain SMTP with STARTTLS (repeatable): `127.0.0.1:2525`,
@@ -102,6 +104,12 @@ pub(crate) struct Args {
     /// `http://127.0.0.1:8080/hook`.
     #[arg(long = "hook", value_name = "URL")]
     pub(crate) hook: Vec<String>,
+    /// Write the man pages into DIR and exit (for packagers).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub(crate) generate_man: Option<PathBuf>,
+    /// Write bash, zsh and fish completions into DIR and exit (for packagers).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub(crate) generate_completions: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Option<Subcommand>,
 }

@@ -527,4 +527,6 @@ pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen
 use network::{cidrs, listen_addr};
 
 #[cfg(test)]
+mod reference_tests;
+#[cfg(test)]
 mod tests;

@@ -421,7 +421,8 @@ async fn handle<R, S>(
             tracing::warn!(
                 name: "refused",
                 remote = %remote.ip(),
-                code = 421u16,
+                // An implicit-TLS client gets no 421, just the close.
+                code = (spec.mode != ListenerMode::Smtps).then_some(421u16),
                 "connection from {remote} refused: too many connections \
                  ({suppressed} more refused since the last such line)"
             );

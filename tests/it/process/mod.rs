@@ -4,6 +4,7 @@ mod binary;
 mod crash;
 mod daemon_paths;
 mod disk_full;
+mod generated_docs;
 mod json_logs;
 mod log_injection;
 mod metrics;

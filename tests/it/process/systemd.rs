@@ -182,3 +182,50 @@ fn issue16_notify_socket_gets_ready_watchdog_and_stopping() {
         "READY=1 twice: {stopping:?}"
     );
 }
+
+/// A socket without a mode's name (systemd's default name is the unit's, and
+/// the tool passes none) takes the mode of the configured listener with the
+/// same address, and one the configuration does not know its port's.
+#[test]
+fn issue16_an_unnamed_socket_takes_the_mode_configured_for_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (configured, unknown) = (free_port(), free_port());
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[listener]]\naddress = \"127.0.0.1:{configured}\"\nmode = \"submission\"\n"),
+    )
+    .unwrap();
+    let mut command = socket_activate();
+    command
+        .arg(format!("--listen=127.0.0.1:{configured}"))
+        .arg(format!("--listen=127.0.0.1:{unknown}"))
+        .args(["-E", "RUST_LOG=info", BIN, "--config"])
+        .arg(&config)
+        .args(["--server-name", SERVER_NAME, "--maildir"])
+        .arg(dir.path().join("Maildir"));
+    let mut binary = Binary::start(&mut command);
+    binary.wait_for_lines("Listening on 127.0.0.1:", 2);
+    let mut client = Client::connect(configured);
+    let modes: Vec<(u16, String)> = binary
+        .wait_for_lines("listening on ", 2)
+        .iter()
+        .map(|line| {
+            let (addr, mode) = crate::support::running::parse_listening(line);
+            (addr.port(), mode)
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            (configured, "submission".to_owned()),
+            (unknown, "smtp".to_owned())
+        ],
+        "{}",
+        binary.log()
+    );
+    client.cmd("EHLO client.test", 250);
+    client.cmd("MAIL FROM:<a@example.com>", 530);
+    client.quit();
+    binary.terminate();
+}
