@@ -25,11 +25,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::maildir_batch::Parts;
 use super::tmp_cleanup::{self, TmpCleanup};
-use super::{
-    BatchFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, accepted_recipients,
-};
+use super::{BatchFuture, Deliver, DeliverFuture, DeliveryError};
 use crate::mail::Mail;
 use crate::mail::trace;
 
@@ -254,99 +251,7 @@ impl Deliver for Maildir {
     /// recipients. A mail without a message is refused for good; one without
     /// accepted recipients gets an empty report.
     fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
-        Box::pin(async move {
-            let parts = Self::batch_parts(mails);
-            let this = self.clone();
-            let batch: Vec<Parts> = parts.iter().map(|(_, p)| p.clone()).collect();
-            let written = blocking(move || this.write_batch(&batch)).await;
-            let mut results: Vec<Option<Result<(), DeliveryError>>> =
-                (0..mails.len()).map(|_| None).collect();
-            for (n, (index, _)) in parts.iter().enumerate() {
-                let result = match &written {
-                    Ok(each) => match each.get(n) {
-                        Some(Ok(_)) => Ok(()),
-                        Some(Err(error)) => Err(DeliveryError::Io(io::Error::new(
-                            error.kind(),
-                            error.to_string(),
-                        ))),
-                        None => Err(DeliveryError::Temporary("no result".into())),
-                    },
-                    Err(error) => Err(error.clone()),
-                };
-                results[*index] = Some(result);
-            }
-            mails
-                .iter()
-                .zip(results)
-                .map(|(mail, result)| match result {
-                    Some(result) => DeliveryReport::same_for_all(mail, &result),
-                    // Quarantined mail goes to its folder on its own (rare).
-                    None if mail.quarantine.is_some() => {
-                        let result = match self.folder(true) {
-                            Ok(dir) => self.write_one(&dir, mail),
-                            Err(error) => Err(DeliveryError::Io(error)),
-                        };
-                        DeliveryReport::same_for_all(mail, &result)
-                    }
-                    None if mail.data.is_none() => DeliveryReport::same_for_all(
-                        mail,
-                        &Err(DeliveryError::Permanent("no message".into())),
-                    ),
-                    None => DeliveryReport::default(),
-                })
-                .collect()
-        })
-    }
-}
-
-impl Maildir {
-    /// Writes one quarantined mail of a batch into `dir` (blocking; rare).
-    fn write_one(&self, dir: &Path, mail: &Mail) -> Result<(), DeliveryError> {
-        if accepted_recipients(mail).next().is_none() {
-            return Ok(());
-        }
-        let Some(data) = mail.data.as_ref() else {
-            return Err(DeliveryError::Permanent("no message".into()));
-        };
-        let return_path = trace::return_path_header(&mail.reverse_path());
-        self.write_message(dir, &return_path, &data.received, &data.raw)?;
-        Ok(())
-    }
-
-    /// The batch of [`Deliver::deliver_batch`]: the parts of each mail that
-    /// has accepted recipients and a message and is not quarantined, with its
-    /// index in `mails`.
-    fn batch_parts(mails: &[&Mail]) -> Vec<(usize, Parts)> {
-        mails
-            .iter()
-            .enumerate()
-            .filter(|(_, mail)| accepted_recipients(mail).next().is_some())
-            .filter(|(_, mail)| mail.quarantine.is_none())
-            .filter_map(|(index, mail)| {
-                let data = mail.data.as_ref()?;
-                Some((
-                    index,
-                    Parts {
-                        return_path: trace::return_path_header(&mail.reverse_path()),
-                        received: data.received.clone(),
-                        raw: data.raw.clone(),
-                    },
-                ))
-            })
-            .collect()
-    }
-}
-
-/// Runs `work` on tokio's blocking pool (inline without a runtime).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, DeliveryError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle
-            .spawn_blocking(work)
-            .await
-            .map_err(|e| DeliveryError::Temporary(format!("delivery task failed: {e}"))),
-        Err(_) => Ok(work()),
+        Box::pin(self.deliver_batch_reports(mails))
     }
 }
 

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 
-use super::Maildir;
+use super::{DeliveryError, DeliveryReport, Maildir, accepted_recipients};
+use crate::mail::{Mail, trace};
 
 /// What goes into one Maildir file: our `Return-Path:` header, the trace
 /// header(s) and the message as received (shared, not copied).
@@ -37,6 +38,89 @@ enum Stage {
     New(String),
     /// Failed; nothing of it is left.
     Failed(io::Error),
+}
+
+impl Maildir {
+    /// What [`Deliver::deliver_batch`](super::Deliver::deliver_batch) does for
+    /// the Maildir: [`Maildir::write_batch`] on the blocking pool; each mail's
+    /// one result goes to all its accepted recipients. A mail without a
+    /// message is refused for good; one without accepted recipients gets an
+    /// empty report.
+    pub(super) async fn deliver_batch_reports(&self, mails: &[&Mail]) -> Vec<DeliveryReport> {
+        let parts = Self::batch_parts(mails);
+        let this = self.clone();
+        let batch: Vec<Parts> = parts.iter().map(|(_, p)| p.clone()).collect();
+        let written = blocking(move || this.write_batch(&batch)).await;
+        let mut results: Vec<Option<Result<(), DeliveryError>>> =
+            (0..mails.len()).map(|_| None).collect();
+        for (n, (index, _)) in parts.iter().enumerate() {
+            let result = match &written {
+                Ok(each) => match each.get(n) {
+                    Some(Ok(_)) => Ok(()),
+                    Some(Err(error)) => Err(DeliveryError::Io(io::Error::new(
+                        error.kind(),
+                        error.to_string(),
+                    ))),
+                    None => Err(DeliveryError::Temporary("no result".into())),
+                },
+                Err(error) => Err(error.clone()),
+            };
+            results[*index] = Some(result);
+        }
+        let mut reports = Vec::with_capacity(mails.len());
+        for (mail, result) in mails.iter().zip(results) {
+            reports.push(match result {
+                Some(result) => DeliveryReport::same_for_all(mail, &result),
+                // Quarantined mail goes to its folder on its own (rare).
+                None if mail.quarantine.is_some() => {
+                    use super::Deliver as _;
+                    self.deliver_each(mail).await
+                }
+                None if mail.data.is_none() => DeliveryReport::same_for_all(
+                    mail,
+                    &Err(DeliveryError::Permanent("no message".into())),
+                ),
+                None => DeliveryReport::default(),
+            });
+        }
+        reports
+    }
+
+    /// The batch of [`Deliver::deliver_batch`]: the parts of each mail that
+    /// has accepted recipients and a message and is not quarantined (those go
+    /// to their folder one by one), with its index in `mails`.
+    fn batch_parts(mails: &[&Mail]) -> Vec<(usize, Parts)> {
+        mails
+            .iter()
+            .enumerate()
+            .filter(|(_, mail)| accepted_recipients(mail).next().is_some())
+            .filter(|(_, mail)| mail.quarantine.is_none())
+            .filter_map(|(index, mail)| {
+                let data = mail.data.as_ref()?;
+                Some((
+                    index,
+                    Parts {
+                        return_path: trace::return_path_header(&mail.reverse_path()),
+                        received: data.received.clone(),
+                        raw: data.raw.clone(),
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Runs `work` on tokio's blocking pool (inline without a runtime).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DeliveryError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle
+            .spawn_blocking(work)
+            .await
+            .map_err(|e| DeliveryError::Temporary(format!("delivery task failed: {e}"))),
+        Err(_) => Ok(work()),
+    }
 }
 
 impl Maildir {

@@ -23,7 +23,7 @@
 //! ## Group commit
 //!
 //! One writer thread (`writer.rs`) owns the files. [`Spool::append`] queues the
-//! encoded record and waits; the thread writes everything queued as one batch
+//! encoded record (its head; the raw message is shared, not copied) and waits; the thread writes everything queued as one batch
 //! and calls `fdatasync` once for it; requests that arrive meanwhile form the
 //! next batch. No timer: an idle disk flushes a lone message at once, a busy one
 //! covers many messages per flush ([`FlushStats`], logged at `info`). An appender
@@ -207,17 +207,13 @@ impl Spool {
     /// Appends `mail` (envelope, structure and raw message) and returns once it
     /// is durable, with its place. Never blocks the calling thread.
     pub async fn append(&self, mail: &Mail) -> Result<Place, DeliveryError> {
-        let payload = record::message_payload(mail)
+        // The raw message is shared with the writer, not copied: the session's
+        // buffer is the only copy of the body (issue 18, 25 MiB messages).
+        let (head, body) = record::encode_message(mail)
             .map_err(|e| DeliveryError::Temporary(format!("cannot encode the mail: {e}")))?;
-        let mut framed = Vec::new();
-        record::encode(record::Kind::Message, &payload, &mut framed);
-        drop(payload);
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request::Append {
-                record: framed,
-                reply,
-            })
+            .send(Request::Append { head, body, reply })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }

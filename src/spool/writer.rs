@@ -1,8 +1,9 @@
 //! The spool's single writer thread and its group commit.
 //!
 //! Every append and done mark is a [`Request`] on one channel. The thread takes
-//! the first request, then everything already queued behind it, writes them as
-//! one buffer to the current segment and makes it durable with one
+//! the first request, then everything already queued behind it, writes them to
+//! the current segment with `writev` (each message's encoded head and its raw
+//! bytes as they are: the body is never copied) and makes them durable with one
 //! `fdatasync`; only then does each appender hear back. Requests that arrive
 //! while that `fdatasync` runs wait in the channel and make the next batch — so
 //! one flush covers every message that finished during the previous one, and an
@@ -21,13 +22,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::record::{self, Kind, Place};
@@ -38,8 +40,10 @@ use crate::delivery::DeliveryError;
 pub(crate) enum Request {
     /// Append an encoded message record; answer with its place once durable.
     Append {
-        /// The whole framed record.
-        record: Vec<u8>,
+        /// The record up to the raw message (`record::encode_message`).
+        head: Vec<u8>,
+        /// The raw message, shared with the session (not copied).
+        body: Bytes,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<Place, DeliveryError>>,
     },
@@ -158,14 +162,17 @@ impl Writer {
         }
         let start = self.len;
         let used = self.used();
-        let mut buf = Vec::new();
+        // The batch as it goes to the file: each message's head and its shared
+        // body, then the done marks; `batch_len` bytes in all.
+        let mut pieces: Vec<Bytes> = Vec::new();
+        let mut batch_len = 0_u64;
         let mut waiters = Vec::new();
         let mut done = std::mem::take(&mut self.carried);
         for request in batch {
             match request {
-                Request::Append { record, reply } => {
-                    let needed = used + buf.len() as u64 + record.len() as u64;
-                    if needed > self.max_bytes {
+                Request::Append { head, body, reply } => {
+                    let record_len = (head.len() + body.len()) as u64;
+                    if used + batch_len + record_len > self.max_bytes {
                         let _ = reply.send(Err(DeliveryError::InsufficientStorage(format!(
                             "spool {} is full (spool_max_bytes {})",
                             self.dir.display(),
@@ -175,18 +182,25 @@ impl Writer {
                     }
                     let place = Place {
                         segment: self.segment,
-                        offset: start + buf.len() as u64,
+                        offset: start + batch_len,
                     };
-                    buf.extend_from_slice(&record);
+                    batch_len += record_len;
+                    pieces.push(Bytes::from(head));
+                    pieces.push(body);
                     waiters.push((place, reply));
                 }
                 Request::Done(place) => done.push(place),
             }
         }
-        for place in &done {
-            record::encode(Kind::Done, &record::done_payload(*place), &mut buf);
+        if !done.is_empty() {
+            let mut marks = Vec::new();
+            for place in &done {
+                record::encode(Kind::Done, &record::done_payload(*place), &mut marks);
+            }
+            batch_len += marks.len() as u64;
+            pieces.push(Bytes::from(marks));
         }
-        if buf.is_empty() {
+        if batch_len == 0 {
             return;
         }
         // Done marks alone are not worth an fdatasync of their own: they ride on
@@ -194,15 +208,16 @@ impl Writer {
         // crash only repeats a delivery.
         let sync = !waiters.is_empty();
         let written = self.open_current().and_then(|mut file| {
-            file.write_all(&buf)?;
+            write_all_vectored(&mut file, &pieces)?;
             if sync { file.sync_data() } else { Ok(()) }
         });
+        drop(pieces);
         match written {
             Ok(()) => {
                 self.unsynced = !sync;
-                self.len += buf.len() as u64;
+                self.len += batch_len;
                 let current = self.live.entry(self.segment).or_default();
-                current.bytes += buf.len() as u64;
+                current.bytes += batch_len;
                 current.pending += waiters.len() as u64;
                 if sync {
                     self.counters.flushes.fetch_add(1, Ordering::Relaxed);
@@ -213,9 +228,7 @@ impl Writer {
                 self.counters
                     .done
                     .fetch_add(done.len() as u64, Ordering::Relaxed);
-                self.counters
-                    .bytes
-                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.counters.bytes.fetch_add(batch_len, Ordering::Relaxed);
                 let pending = self.counters.pending.load(Ordering::Relaxed);
                 self.counters.pending.store(
                     (pending + waiters.len() as u64).saturating_sub(done.len() as u64),
@@ -384,6 +397,26 @@ impl Writer {
         }
         self.publish_disk_bytes();
     }
+}
+
+/// Writes every piece, in order, with as few `writev` calls as the kernel
+/// allows (each takes up to 1024 pieces); the pieces are not copied.
+fn write_all_vectored(file: &mut File, pieces: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| IoSlice::new(piece))
+        .collect();
+    let mut rest = slices.as_mut_slice();
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut rest, written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Logs what happened since `before`: flushes, messages, bytes and fsyncs per
