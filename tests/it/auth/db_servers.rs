@@ -3,7 +3,8 @@
 //! password gets 235 (an argon2id hash and a `{PLAIN}` secret), a wrong one or an
 //! unknown user 535, and a mail after AUTH is recorded with `authenticated`; the
 //! database stopped mid-session gets 454 4.7.0, and 235 again in the same session
-//! once it is back; a query slower than `password_db_timeout` gets 454; an AUTH
+//! once it is back; a query the database refuses or that takes no parameter stops
+//! the start; a query slower than `password_db_timeout` gets 454; an AUTH
 //! waiting on a locked table holds up no other session; PostgreSQL over TLS with
 //! its certificate checked (an untrusted one gets 454); a bad URL stops the start,
 //! naming `password_db` but never the URL's password.
@@ -77,6 +78,24 @@ fn start_with(dir: &Path, url: &str, timeout: f64, query: Option<&str>) -> Binar
     }
     let args: [&OsStr; 2] = ["--listen".as_ref(), "127.0.0.1:0".as_ref()];
     start_binary(dir, &toml, "info", &args, 1)
+}
+
+/// The binary's start with `password_query = query` must fail; its stderr.
+fn start_fails(dir: &Path, url: &str, query: &str) -> String {
+    let config = dir.join("bad.toml");
+    let toml = format!("password_db = {url:?}\npassword_query = {query:?}\n");
+    std::fs::write(&config, toml).unwrap();
+    let output = run_bounded(
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0", "--maildir"])
+            .arg(dir.join("Maildir")),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{query}: {stderr}");
+    stderr
 }
 
 fn auth_line(user: &str, password: &str) -> String {
@@ -187,6 +206,26 @@ fn password_db_on(flavor: Flavor) {
     waiter.quit();
     let stdout = binary.terminate();
     assert_eq!(json_lines(&stdout).len(), 1, "{stdout}");
+
+    // A query the database refuses, or with no parameter, stops the start.
+    let (unknown_table, no_parameter) = match flavor {
+        Flavor::Postgres => (
+            "SELECT secret FROM no_such_table WHERE login = $1",
+            "SELECT password FROM users",
+        ),
+        Flavor::MariaDb => (
+            "SELECT secret FROM no_such_table WHERE login = ?",
+            "SELECT password FROM users",
+        ),
+    };
+    let stderr = start_fails(dir.path(), &url, unknown_table);
+    assert!(
+        stderr.contains("no_such_table") && stderr.contains("does not prepare"),
+        "{stderr}"
+    );
+    let stderr = start_fails(dir.path(), &url, no_parameter);
+    assert!(stderr.contains("exactly one parameter"), "{stderr}");
+    assert!(!stderr.contains(DB_PASSWORD), "{stderr}");
 
     // A query slower than password_db_timeout: 454 (last: MariaDB goes on
     // sleeping after the receiver hangs up, holding the table).
