@@ -106,8 +106,9 @@ pub enum StoreError {
         /// Why.
         source: sqlx::Error,
     },
-    /// The database server did not answer within the time limit.
-    #[error("password database {url}: no answer within {timeout:?}")]
+    /// The database server did not answer within the time limit (connections
+    /// refused until then count here too).
+    #[error("password database {url}: no answer within {timeout:?} (down, unreachable or slow)")]
     Timeout {
         /// The URL without its password.
         url: String,

@@ -3,8 +3,10 @@
 //! password gets 235 (an argon2id hash and a `{PLAIN}` secret), a wrong one or an
 //! unknown user 535, and a mail after AUTH is recorded with `authenticated`; the
 //! database stopped mid-session gets 454 4.7.0, and 235 again in the same session
-//! once it is back; a query slower than `password_db_timeout` gets 454; an AUTH
-//! waiting on a locked table holds up no other session; a bad URL stops the start,
+//! once it is back; a query the database refuses or that takes no parameter stops
+//! the start; a query slower than `password_db_timeout` gets 454; an AUTH
+//! waiting on a locked table holds up no other session; PostgreSQL over TLS with
+//! its certificate checked (an untrusted one gets 454); a bad URL stops the start,
 //! naming `password_db` but never the URL's password.
 
 use std::ffi::OsStr;
@@ -15,6 +17,7 @@ use crate::support::auth::{b64, hash_with_binary, json_lines, plain, start_binar
 use crate::support::common::{Client, run_bounded};
 use crate::support::database_server::{DatabaseServer, Flavor};
 use crate::support::running::{BIN, Binary};
+use crate::support::tls::Pair;
 
 /// AUTH in the clear (these tests are about the store, not TLS), small delays, no
 /// lockout in the way.
@@ -28,7 +31,12 @@ const DB_PASSWORD: &str = "Db-s3cret-pw";
 /// user `mail`: carol's secret an argon2id hash of `carol-pw`, dave's
 /// `{PLAIN}dave-pw`. Returns the server and the receiver's URL.
 fn database_with_users(flavor: Flavor, carol_hash: &str) -> (DatabaseServer, String) {
-    let server = DatabaseServer::start(flavor);
+    users_on(DatabaseServer::start(flavor), carol_hash)
+}
+
+/// [`database_with_users`] on `server`.
+fn users_on(server: DatabaseServer, carol_hash: &str) -> (DatabaseServer, String) {
+    let flavor = server.flavor();
     let table = "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, \
                  password VARCHAR(255) NOT NULL)";
     let rows = format!(
@@ -70,6 +78,24 @@ fn start_with(dir: &Path, url: &str, timeout: f64, query: Option<&str>) -> Binar
     }
     let args: [&OsStr; 2] = ["--listen".as_ref(), "127.0.0.1:0".as_ref()];
     start_binary(dir, &toml, "info", &args, 1)
+}
+
+/// The binary's start with `password_query = query` must fail; its stderr.
+fn start_fails(dir: &Path, url: &str, query: &str) -> String {
+    let config = dir.join("bad.toml");
+    let toml = format!("password_db = {url:?}\npassword_query = {query:?}\n");
+    std::fs::write(&config, toml).unwrap();
+    let output = run_bounded(
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", "127.0.0.1:0", "--maildir"])
+            .arg(dir.join("Maildir")),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "{query}: {stderr}");
+    stderr
 }
 
 fn auth_line(user: &str, password: &str) -> String {
@@ -181,6 +207,26 @@ fn password_db_on(flavor: Flavor) {
     let stdout = binary.terminate();
     assert_eq!(json_lines(&stdout).len(), 1, "{stdout}");
 
+    // A query the database refuses, or with no parameter, stops the start.
+    let (unknown_table, no_parameter) = match flavor {
+        Flavor::Postgres => (
+            "SELECT secret FROM no_such_table WHERE login = $1",
+            "SELECT password FROM users",
+        ),
+        Flavor::MariaDb => (
+            "SELECT secret FROM no_such_table WHERE login = ?",
+            "SELECT password FROM users",
+        ),
+    };
+    let stderr = start_fails(dir.path(), &url, unknown_table);
+    assert!(
+        stderr.contains("no_such_table") && stderr.contains("does not prepare"),
+        "{stderr}"
+    );
+    let stderr = start_fails(dir.path(), &url, no_parameter);
+    assert!(stderr.contains("exactly one parameter"), "{stderr}");
+    assert!(!stderr.contains(DB_PASSWORD), "{stderr}");
+
     // A query slower than password_db_timeout: 454 (last: MariaDB goes on
     // sleeping after the receiver hangs up, holding the table).
     let slow = match flavor {
@@ -211,6 +257,42 @@ fn password_db_on_postgresql() {
 #[test]
 fn password_db_on_mariadb() {
     password_db_on(Flavor::MariaDb);
+}
+
+#[test]
+fn password_db_over_tls_on_postgresql() {
+    let pair = Pair::for_names(&["127.0.0.1"]);
+    let server =
+        DatabaseServer::start_with_tls(Flavor::Postgres, Some((&pair.cert_pem, &pair.key_pem)));
+    let (server, url) = users_on(server, "{PLAIN}carol-pw");
+    let dir = tempfile::tempdir().unwrap();
+    // The certificate checked, name (an IP address) included.
+    let root = pair.cert.display();
+    let url = format!("{url}?sslmode=verify-full&sslrootcert={root}");
+    let mut binary = start_with(dir.path(), &url, 3.0, None);
+    let port = binary.port("smtp");
+    auth_plain(port, "carol", "carol-pw", 235);
+    auth_plain(port, "carol", "wrong", 535);
+    // The pooled connections are still open: each is TLS.
+    let connections = |ssl: bool| {
+        server.admin_count(&format!(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE usename = 'mail' AND ssl = {ssl}"
+        ))
+    };
+    assert!(connections(true) >= 1);
+    assert_eq!(connections(false), 0);
+    binary.terminate();
+
+    // A certificate the receiver does not trust: no connection, 454.
+    let other = Pair::for_names(&["127.0.0.1"]);
+    let url = url.replace(&root.to_string(), &other.cert.display().to_string());
+    let mut binary = start_with(dir.path(), &url, 1.0, None);
+    let mut client = ehlo(binary.port("smtp"));
+    assert_temporary_failure(&mut client, &auth_line("carol", "carol-pw"));
+    client.quit();
+    binary.terminate();
+    assert!(binary.log().contains("certificate"), "{}", binary.log());
 }
 
 #[test]

@@ -2,11 +2,13 @@
 //! (`initdb` + `postgres`) or MariaDB (`mariadb-install-db` + `mariadbd`) made
 //! fresh in a temporary directory, listening on a free loopback port (its socket in
 //! that directory), run as the `postgres` / `mysql` user when the tests run as
-//! root, restartable on the same port and data, and stopped on drop. Statements
-//! are run as the database's administrator through `sqlx`.
+//! root, restartable on the same port and data, and stopped on drop; PostgreSQL
+//! optionally with TLS. Statements are run as the database's administrator through
+//! `sqlx`.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,11 +42,19 @@ pub(crate) struct DatabaseServer {
     /// The system user the server runs as (when the tests run as root).
     owner: Option<User>,
     dir: tempfile::TempDir,
+    /// PostgreSQL offers TLS with `server.crt` / `server.key` of its directory.
+    tls: bool,
 }
 
 impl DatabaseServer {
     /// A fresh server of `flavor`: its data directory made, started, answering.
     pub(crate) fn start(flavor: Flavor) -> Self {
+        Self::start_with_tls(flavor, None)
+    }
+
+    /// [`start`](Self::start), and with `tls` (certificate and key, PEM) a
+    /// PostgreSQL server also offers TLS (`ssl = on`).
+    pub(crate) fn start_with_tls(flavor: Flavor, tls: Option<(&str, &str)>) -> Self {
         let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .unwrap()
             .local_addr()
@@ -69,10 +79,32 @@ impl DatabaseServer {
             child: None,
             owner,
             dir,
+            tls: false,
         };
         server.initialize();
+        if let Some((certificate, key)) = tls {
+            assert_eq!(
+                flavor,
+                Flavor::Postgres,
+                "TLS is set up for PostgreSQL only"
+            );
+            for (name, pem) in [("server.crt", certificate), ("server.key", key)] {
+                let path = server.path(name);
+                std::fs::write(&path, pem).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+                if let Some(owner) = &server.owner {
+                    nix::unistd::chown(&path, Some(owner.uid), Some(owner.gid)).unwrap();
+                }
+            }
+            server.tls = true;
+        }
         server.restart();
         server
+    }
+
+    /// Which server this is.
+    pub(crate) fn flavor(&self) -> Flavor {
+        self.flavor
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -152,6 +184,18 @@ impl DatabaseServer {
                     .args(["-p", &self.port.to_string(), "-k"])
                     .arg(self.dir.path())
                     .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+                if self.tls {
+                    command.args(["-c", "ssl=on", "-c"]);
+                    command.arg(format!(
+                        "ssl_cert_file={}",
+                        self.path("server.crt").display()
+                    ));
+                    command.arg("-c");
+                    command.arg(format!(
+                        "ssl_key_file={}",
+                        self.path("server.key").display()
+                    ));
+                }
                 command
             }
             Flavor::MariaDb => {
