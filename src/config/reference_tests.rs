@@ -14,7 +14,10 @@ const REFERENCE: &str = include_str!("../../docs/config.md");
 /// The tables documented with `#### \`table.key\`` entries, and their keys.
 /// A new table key (a `[[hook]]`, say) needs its struct added here.
 fn tables() -> Vec<(&'static str, &'static [&'static str])> {
-    vec![("listener", field_names::<ListenerConfig>())]
+    vec![
+        ("listener", field_names::<ListenerConfig>()),
+        ("hook", field_names::<crate::policy::HookConfig>()),
+    ]
 }
 
 #[test]
@@ -121,7 +124,15 @@ fn the_field_names_come_from_serde() {
         [
             "listener.address",
             "listener.mode",
-            "listener.proxy_protocol"
+            "listener.proxy_protocol",
+            "hook.url",
+            "hook.name",
+            "hook.stages",
+            "hook.timeout",
+            "hook.on_error",
+            "hook.headers",
+            "hook.max_body",
+            "hook.max_concurrency"
         ]
     );
 }
