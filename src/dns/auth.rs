@@ -210,12 +210,18 @@ impl Dns {
 
         // Phase 1: DKIM and ARC.
         let deadline = self.deadline();
-        let dkim = timeout_at(
-            deadline,
-            self.inner
-                .auth
-                .verify_dkim(self.inner.caches.parameters(&message)),
-        );
+        let verify = self
+            .inner
+            .auth
+            .verify_dkim(self.inner.caches.parameters(&message));
+        let dkim = async {
+            if message.dkim_headers.is_empty() {
+                // No signature: nothing is looked up, so no timer is needed.
+                Ok(verify.await)
+            } else {
+                timeout_at(deadline, verify).await
+            }
+        };
         let (dkim, arc) = tokio::join!(dkim, self.arc(deadline, &message, &host, ip));
         let dkim = dkim.unwrap_or_else(|_| {
             message
@@ -234,25 +240,24 @@ impl Dns {
 
         // Phase 2: DMARC. The names its tree walk of the From: domain asks that
         // do not exist go into the record cache first (within the phase's time).
-        let deadline = self.deadline();
-        if let Some(from) = single_from_domain(&message) {
-            let walk = Box::pin(self.cache_missing_dmarc_records(from));
-            let _ = timeout_at(deadline, walk).await;
-        }
         let params = DmarcParameters::new(&message, &dkim, spf_from_domain, &spf_mail_from);
-        let dmarc = timeout_at(
-            deadline,
+        let dmarc = async {
+            if let Some(from) = single_from_domain(&message) {
+                Box::pin(self.cache_missing_dmarc_records(from)).await;
+            }
             self.inner
                 .auth
-                .verify_dmarc(self.inner.caches.parameters(params)),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            let from = message.from().rsplit_once('@').map_or("", |(_, d)| d);
-            DmarcOutput::new(from.to_ascii_lowercase())
-                .with_spf_result(DmarcResult::TempError(timed_out()))
-                .with_dkim_result(DmarcResult::TempError(timed_out()))
-        });
+                .verify_dmarc(self.inner.caches.parameters(params))
+                .await
+        };
+        let dmarc = timeout_at(self.deadline(), dmarc)
+            .await
+            .unwrap_or_else(|_| {
+                let from = message.from().rsplit_once('@').map_or("", |(_, d)| d);
+                DmarcOutput::new(from.to_ascii_lowercase())
+                    .with_spf_result(DmarcResult::TempError(timed_out()))
+                    .with_dkim_result(DmarcResult::TempError(timed_out()))
+            });
         if dmarc.domain().is_empty() {
             results.push("dmarc=none");
         } else {
