@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::time::Instant as StdInstant;
 use tokio::time::{Instant, timeout_at};
 
-use super::cache::{Reads, SpfKey};
+use super::cache::{MessageKey, Reads, SpfKey};
 use super::{Dns, canonical};
 
 /// The SPF results of both identities, as the lower-case RFC 7208 words `pass`,
@@ -174,6 +174,19 @@ impl Dns {
             Some(spf) => spf.clone(),
             None => self.spf(ip, helo, mail_from, cx.server_name).await,
         };
+        // A message without signatures authenticates as the last one with the
+        // same session facts and From: did, while the DNS answers behind it live.
+        let parsed = AuthenticatedMessage::parse(raw);
+        let key = parsed
+            .as_ref()
+            .and_then(|m| MessageKey::unsigned(m, cx, ip, helo, mail_from, &spf));
+        let cache = &self.inner.findings.messages;
+        if let Some(found) = key
+            .as_ref()
+            .and_then(|k| cache.get_at(k, StdInstant::now()))
+        {
+            return found;
+        }
         let host = authserv_id(cx.server_name);
         let mut results = Results::new(&host);
 
@@ -196,7 +209,7 @@ impl Dns {
                 .with_spf_mailfrom_result(&spf_mail_from, ip, mail_from.unwrap_or(""), helo),
         );
 
-        let Some(message) = AuthenticatedMessage::parse(raw) else {
+        let Some(message) = parsed else {
             results.push("dkim=none (message not parsed)");
             results.push("arc=none");
             results.push("dmarc=none");
@@ -210,12 +223,18 @@ impl Dns {
 
         // Phase 1: DKIM and ARC.
         let deadline = self.deadline();
-        let dkim = timeout_at(
-            deadline,
-            self.inner
-                .auth
-                .verify_dkim(self.inner.caches.parameters(&message)),
-        );
+        let verify = self
+            .inner
+            .auth
+            .verify_dkim(self.inner.caches.parameters(&message));
+        let dkim = async {
+            if message.dkim_headers.is_empty() {
+                // No signature: nothing is looked up, so no timer is needed.
+                Ok(verify.await)
+            } else {
+                timeout_at(deadline, verify).await
+            }
+        };
         let (dkim, arc) = tokio::join!(dkim, self.arc(deadline, &message, &host, ip));
         let dkim = dkim.unwrap_or_else(|_| {
             message
@@ -234,20 +253,21 @@ impl Dns {
 
         // Phase 2: DMARC. The names its tree walk of the From: domain asks that
         // do not exist go into the record cache first (within the phase's time).
-        let deadline = self.deadline();
-        if let Some(from) = single_from_domain(&message) {
-            let walk = Box::pin(self.cache_missing_dmarc_records(from));
-            let _ = timeout_at(deadline, walk).await;
-        }
         let params = DmarcParameters::new(&message, &dkim, spf_from_domain, &spf_mail_from);
-        let dmarc = timeout_at(
-            deadline,
+        let reads = Reads::default();
+        let tracked = self.inner.caches.tracked(&reads);
+        let dmarc = async {
+            if let Some(from) = single_from_domain(&message) {
+                Box::pin(self.cache_missing_dmarc_records(from)).await;
+            }
             self.inner
                 .auth
-                .verify_dmarc(self.inner.caches.parameters(params)),
-        )
-        .await
-        .unwrap_or_else(|_| {
+                .verify_dmarc(tracked.parameters(params))
+                .await
+        };
+        let dmarc = timeout_at(self.deadline(), dmarc).await;
+        let complete = dmarc.is_ok();
+        let dmarc = dmarc.unwrap_or_else(|_| {
             let from = message.from().rsplit_once('@').map_or("", |(_, d)| d);
             DmarcOutput::new(from.to_ascii_lowercase())
                 .with_spf_result(DmarcResult::TempError(timed_out()))
@@ -259,7 +279,7 @@ impl Dns {
             results.add(AuthenticationResults::new(&host).with_dmarc_result(&dmarc));
         }
 
-        MessageAuth {
+        let found = MessageAuth {
             dkim: dkim.iter().map(dkim_finding).collect(),
             dmarc: dmarc_word(&dmarc.result()).into(),
             dmarc_policy: dmarc
@@ -268,7 +288,14 @@ impl Dns {
             dmarc_domain: Some(dmarc.domain().to_owned()).filter(|d| !d.is_empty()),
             arc,
             authentication_results: results.finish(),
+        };
+        if let Some(key) = key
+            && complete
+            && let Some(until) = reads.valid_until()
+        {
+            cache.insert_at(key, found.clone(), until, StdInstant::now());
         }
+        found
     }
 }
 

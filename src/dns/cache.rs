@@ -26,6 +26,9 @@ use std::time::Instant;
 
 use mail_auth::{MX, Parameters, RecordSet, ResolverCache, SpfResult, Txt};
 
+use mail_auth::AuthenticatedMessage;
+
+use super::auth::{AuthContext, MessageAuth, SpfFindings};
 use super::lookups::{DomainFindings, EhloFindings, Reverse};
 
 /// Entries per cache before it is pruned.
@@ -327,6 +330,9 @@ pub(crate) struct Findings {
     pub(crate) ehlo: TtlCache<(Box<str>, IpAddr), EhloFindings>,
     /// One SPF `check_host()`, by everything its result can depend on.
     pub(crate) spf: TtlCache<SpfKey, SpfResult>,
+    /// [`super::Dns::authenticate_message`] of a message without DKIM or ARC
+    /// fields, by everything else its result can depend on.
+    pub(crate) messages: TtlCache<MessageKey, MessageAuth>,
 }
 
 impl Findings {
@@ -336,6 +342,7 @@ impl Findings {
             reverse: TtlCache::new(capacity),
             ehlo: TtlCache::new(capacity),
             spf: TtlCache::new(capacity),
+            messages: TtlCache::new(capacity),
         }
     }
 }
@@ -355,6 +362,68 @@ pub(crate) struct SpfKey {
     pub(crate) host: Box<str>,
     /// The MAIL FROM address; `None` for the HELO identity.
     pub(crate) sender: Option<Box<str>>,
+}
+
+/// What the authentication of a message without DKIM-Signature and ARC fields
+/// (and without malformed ones) depends on besides the DNS: the session's
+/// identities and SPF results (the `Authentication-Results` header's iprev and
+/// spf parts, DMARC's SPF alignment), our name, and the From: addresses
+/// (DMARC). Such a message's body plays no part: there is no signature to check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct MessageKey {
+    ip: IpAddr,
+    helo: Box<str>,
+    mail_from: Option<Box<str>>,
+    server_name: Box<str>,
+    iprev: Option<Box<str>>,
+    spf: (Box<str>, Box<str>),
+    from: Box<[Box<str>]>,
+}
+
+impl MessageKey {
+    /// The key of `message` if it carries no DKIM or ARC field (nor a malformed
+    /// one, nor any other parse error); `None` otherwise.
+    pub(crate) fn unsigned(
+        message: &AuthenticatedMessage<'_>,
+        cx: &AuthContext<'_>,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: Option<&str>,
+        spf: &SpfFindings,
+    ) -> Option<Self> {
+        let unsigned = message.dkim_headers.is_empty()
+            && message.dkim2_signatures.is_empty()
+            && message.errors.is_empty()
+            && !message.has_dkim_errors
+            && without_arc(message);
+        unsigned.then(|| MessageKey {
+            ip,
+            helo: helo.into(),
+            mail_from: mail_from.map(Into::into),
+            server_name: cx.server_name.into(),
+            iprev: cx.iprev.map(Into::into),
+            spf: (spf.mail_from.as_str().into(), spf.helo.as_str().into()),
+            from: message.from.iter().map(|f| f.as_str().into()).collect(),
+        })
+    }
+}
+
+/// Whether `message` has no ARC field (nor a malformed one).
+#[cfg(feature = "arc")]
+fn without_arc(message: &AuthenticatedMessage<'_>) -> bool {
+    message.ams_headers.is_empty()
+        && message.as_headers.is_empty()
+        && message.aar_headers.is_empty()
+        && !message.has_arc_errors
+}
+
+/// Whether `message` has no ARC-Seal (all that ARC looks at without the feature).
+#[cfg(not(feature = "arc"))]
+fn without_arc(message: &AuthenticatedMessage<'_>) -> bool {
+    !message
+        .raw_parsed_headers()
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(b"ARC-Seal"))
 }
 
 #[cfg(test)]

@@ -2,8 +2,11 @@
 //!
 //! One [`Dns`] is built at start-up from a [`DnsConfig`] and shared by all sessions
 //! (it is a cheap `Clone` around an `Arc`). It holds one hickory resolver — with its
-//! answer cache — and the `mail-auth` record caches. Its methods fill the mail
-//! structure's DNS fields and the new authentication results:
+//! answer cache — the `mail-auth` record caches, and the caches of whole findings
+//! (see `cache.rs`: each kept until the first TTL of the answers behind it, never
+//! after a failure), so that the next message or session asks nothing the DNS
+//! already said. Its methods fill the mail structure's DNS fields and the new
+//! authentication results:
 //!
 //! | method | fills |
 //! |---|---|

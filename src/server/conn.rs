@@ -13,10 +13,14 @@
 //! the handshake and must never be read as if encrypted, CVE-2011-0411), and the
 //! handshake runs on the bare socket.
 
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 
 use super::Shared;
@@ -27,10 +31,13 @@ use crate::protocol::{ConnectionOptions, Event, Machine};
 use crate::receiver::Receiver;
 use crate::session::{ConnectionInfo, Session, TlsFacts};
 
-/// The read buffer starts this small (an idle session holds little) ...
-const FIRST_READ: usize = 1024;
-/// ... and grows, doubling, to at most this much room per read.
+/// Room for one read: a whole 4 KiB message (or a burst of pipelined commands)
+/// in one system call. The room is the worker thread's, shared by its
+/// connections (see [`read_some`]), so an idle session holds none of it.
 const READ_CHUNK: usize = 16 * 1024;
+/// A session's own buffer keeps this much room between reads at most: more is
+/// given back once its bytes are consumed.
+const KEPT_INPUT: usize = 1024;
 /// Handle at most this many events before writing what is queued, so a client that
 /// pipelines without reading cannot grow our output without bound.
 const MAX_EVENTS_PER_FLUSH: usize = 256;
@@ -341,18 +348,15 @@ impl<R: Receiver> Connection<R> {
                 }
                 return Ok(Ending::Closed);
             }
-            if input.is_empty() && input.capacity() > READ_CHUNK {
+            if input.is_empty() && input.capacity() > KEPT_INPUT {
                 // A burst (DATA) is over: an idle session gives the memory back.
-                *input = Vec::with_capacity(FIRST_READ);
-            }
-            if input.capacity() - input.len() < FIRST_READ / 2 {
-                input.reserve(input.capacity().clamp(FIRST_READ, READ_CHUNK));
+                *input = Vec::new();
             }
             let deadline = machine
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + machine.limits().command_timeout);
             let read = tokio::select! {
-                read = stream.read_buf(input) => read?,
+                read = read_some(stream, input) => read?,
                 () = tokio::time::sleep_until(deadline.into()) => {
                     machine.handle_timeout(Instant::now());
                     if machine.is_closed() {
@@ -377,6 +381,33 @@ impl<R: Receiver> Connection<R> {
             }
         }
     }
+}
+
+thread_local! {
+    /// The room every read of this thread's connections goes through.
+    static READ_ROOM: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Reads what `stream` has (up to [`READ_CHUNK`] bytes) and appends it to
+/// `input`; `Ok(0)` at end of input. The bytes land first in the thread's
+/// shared room, borrowed only within one poll, and only what was read is
+/// copied to the session's own buffer: one system call per burst, however
+/// small the session's buffer.
+async fn read_some<S: AsyncRead + Unpin>(stream: &mut S, input: &mut Vec<u8>) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        READ_ROOM.with_borrow_mut(|room| {
+            let mut buf = ReadBuf::new(room);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) => {
+                    input.extend_from_slice(buf.filled());
+                    Poll::Ready(Ok(buf.filled().len()))
+                }
+                Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 async fn flush<W: AsyncWrite + Unpin>(

@@ -349,7 +349,9 @@ async fn connection<R: Receiver>(
     } else {
         spec.addr
     };
-    let _ = stream.set_nodelay(true);
+    if !accept::NODELAY_INHERITED {
+        let _ = stream.set_nodelay(true);
+    }
     let info = ConnectionInfo {
         local,
         remote,
@@ -501,6 +503,21 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 4 * 1024, "the connection future takes {size} bytes");
         Ok(())
+    }
+
+    /// Replies are never held back by Nagle's algorithm: every accepted socket
+    /// has `TCP_NODELAY`, inherited from the listener where the system hands it
+    /// down (no `setsockopt` per connection), else set on each.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        if !accept::NODELAY_INHERITED {
+            accepted.set_nodelay(true).unwrap();
+        }
+        assert!(accepted.nodelay().unwrap());
     }
 
     /// 300 clients connect before the server accepts any: all complete their

@@ -132,9 +132,7 @@ impl<R: Receiver> Session<R> {
             remote_hostname: None,
             remote_ip: remote_ip.clone(),
             id: id::new_mail_id(),
-            time: chrono::Utc::now()
-                .format("%Y-%m-%d %H:%M:%S %z")
-                .to_string(),
+            time: crate::mail::trace::seed_time(&chrono::Utc::now().fixed_offset()),
             connect: Connect {
                 value: remote_ip,
                 ..Connect::default()
