@@ -46,7 +46,7 @@
 #      processes), peak RSS (VmHWM), and for idle: (VmRSS while the sessions are
 #      held - VmRSS before) / sessions. The durable servers are checked to have
 #      stored every message (spool: once its delivery to the Maildir is done).
-#   5. A separate, untimed pass counts fsync + fdatasync calls per accepted
+#   5. A separate, untimed pass counts fsync + fdatasync + syncfs calls per accepted
 #      message for each server and both shapes (FSYNC_MSGS messages, the server
 #      under `strace -f -c`), so the timed runs are not slowed.
 #   6. Prints one table: medians over the runs per server, and the ratios
@@ -336,7 +336,7 @@ measure() {
   log "run $run $shape/$server: $(awk '{ printf "%s=%.1f ", $3, $4 }' "$WORK/current")"
 }
 
-# The untimed pass: fsync + fdatasync calls per accepted message, the server
+# The untimed pass: fsync + fdatasync + syncfs calls per accepted message, the server
 # (Postfix: its master and every process it starts) under strace -f -c.
 count_fsyncs() { # $1 shape, $2 server
   local shape=$1 server=$2 target calls _ rc=0
@@ -344,7 +344,7 @@ count_fsyncs() { # $1 shape, $2 server
   start_server "$server"
   target=$SERVER_PID
   [ "$server" = postfix ] && target=$(postfix_master_pid)
-  "$STRACE" -f -c -e trace=fsync,fdatasync -o "$WORK/strace.out" -p "$target" 2>"$WORK/strace.err" &
+  "$STRACE" -f -c -e trace=fsync,fdatasync,syncfs -o "$WORK/strace.out" -p "$target" 2>"$WORK/strace.err" &
   STRACE_PID=$!
   for _ in $(seq 100); do grep -q attached "$WORK/strace.err" && break; sleep 0.1; done
   grep -q attached "$WORK/strace.err" || fail "strace did not attach to $server: $(head -c 300 "$WORK/strace.err")"
@@ -355,7 +355,7 @@ count_fsyncs() { # $1 shape, $2 server
   for _ in $(seq 100); do kill -0 "$STRACE_PID" 2>/dev/null || break; sleep 0.1; done
   stop_pid "$STRACE_PID" strace
   STRACE_PID=""
-  calls=$(awk '$NF == "fsync" || $NF == "fdatasync" { n += $4 } END { print n + 0 }' "$WORK/strace.out")
+  calls=$(awk '$NF == "fsync" || $NF == "fdatasync" || $NF == "syncfs" { n += $4 } END { print n + 0 }' "$WORK/strace.out")
   record "$shape" "$server" fsyncs_per_msg "$(calc "$calls / $FSYNC_MSGS")"
   log "fsync pass $shape/$server: $calls calls for $FSYNC_MSGS messages"
 }
