@@ -82,12 +82,21 @@ pub(crate) fn request_body(
             truncated: sent.len() < raw.len(),
         }
     });
-    serde_json::to_vec(&Request {
-        stage: stage.as_str(),
-        mail,
-        command,
-        message,
-    })
+    // The message twice (its lines in `mail.data.text`, then base64) and the
+    // structure's few KiB: sized once, not grown by copying.
+    let message_len = message.as_ref().map_or(0, |m| m.raw_base64.len());
+    let text_len = mail.data.as_ref().map_or(0, |d| d.text.as_bytes().len());
+    let mut body = Vec::with_capacity(4096 + message_len + text_len + text_len / 8);
+    serde_json::to_writer(
+        &mut body,
+        &Request {
+            stage: stage.as_str(),
+            mail,
+            command,
+            message,
+        },
+    )?;
+    Ok(body)
 }
 
 /// What a hook may answer with `200` (unknown keys are ignored, so a hook
