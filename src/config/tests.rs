@@ -225,7 +225,10 @@ fn hook_tables_parse_with_their_defaults() {
          headers = { Authorization = \"Bearer x\" }\nmax_body = 100\nmax_concurrency = 3\n",
     )
     .unwrap();
-    assert_eq!(config.hooks[0], HookConfig::with_url("http://127.0.0.1:8025/"));
+    assert_eq!(
+        config.hooks[0],
+        HookConfig::with_url("http://127.0.0.1:8025/")
+    );
     assert_eq!(config.hooks[0].stages, [Stage::Data]);
     let second = &config.hooks[1];
     assert_eq!(second.name.as_deref(), Some("grey"));
@@ -235,9 +238,18 @@ fn hook_tables_parse_with_their_defaults() {
     assert_eq!((second.max_body, second.max_concurrency), (100, 3));
 
     for (text, culprit) in [
-        ("[[hook]]\nurl = \"http://a/\"\nstage = [\"data\"]\n", "hook.stage"),
-        ("[[hook]]\nurl = \"http://a/\"\nstages = [\"dat\"]\n", "hook.stages"),
-        ("[[hook]]\nurl = \"http://a/\"\non_error = \"ignore\"\n", "hook.on_error"),
+        (
+            "[[hook]]\nurl = \"http://a/\"\nstage = [\"data\"]\n",
+            "hook.stage",
+        ),
+        (
+            "[[hook]]\nurl = \"http://a/\"\nstages = [\"dat\"]\n",
+            "hook.stages",
+        ),
+        (
+            "[[hook]]\nurl = \"http://a/\"\non_error = \"ignore\"\n",
+            "hook.on_error",
+        ),
         ("[[hook]]\nname = \"x\"\n", "missing field `url`"),
     ] {
         let e = Config::parse(text).unwrap_err();

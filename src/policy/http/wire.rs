@@ -50,23 +50,11 @@ pub(crate) enum Command<'a> {
     RcptTo(&'a RcptTo),
 }
 
-#[derive(Serialize)]
-struct Request<'a> {
-    stage: &'static str,
-    mail: &'a Mail,
-    command: Command<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<Message>,
-}
-
-#[derive(Serialize)]
-struct Message {
-    raw_base64: String,
-    size: usize,
-    truncated: bool,
-}
-
 /// The JSON body of a hook request; `raw` (data only) is cut to `max_body` bytes.
+///
+/// Written by hand around serde's output for `mail` and `command`: the base64
+/// of the message needs no escaping, so it goes into the body as it is encoded
+/// (serde would scan every byte of it for characters to escape).
 pub(crate) fn request_body(
     stage: Stage,
     mail: &Mail,
@@ -74,28 +62,34 @@ pub(crate) fn request_body(
     raw: Option<&[u8]>,
     max_body: usize,
 ) -> serde_json::Result<Vec<u8>> {
-    let message = raw.map(|raw| {
-        let sent = raw.get(..max_body).unwrap_or(raw);
-        Message {
-            raw_base64: base64::engine::general_purpose::STANDARD.encode(sent),
-            size: raw.len(),
-            truncated: sent.len() < raw.len(),
-        }
-    });
     // The message twice (its lines in `mail.data.text`, then base64) and the
     // structure's few KiB: sized once, not grown by copying.
-    let message_len = message.as_ref().map_or(0, |m| m.raw_base64.len());
+    let sent = raw.map(|raw| raw.get(..max_body).unwrap_or(raw));
+    let base64_len = sent.map_or(0, |s| s.len().div_ceil(3) * 4);
     let text_len = mail.data.as_ref().map_or(0, |d| d.text.as_bytes().len());
-    let mut body = Vec::with_capacity(4096 + message_len + text_len + text_len / 8);
-    serde_json::to_writer(
-        &mut body,
-        &Request {
-            stage: stage.as_str(),
-            mail,
-            command,
-            message,
-        },
-    )?;
+    let mut body = Vec::with_capacity(4096 + base64_len + text_len + text_len / 8);
+    body.extend_from_slice(b"{\"stage\":\"");
+    body.extend_from_slice(stage.as_str().as_bytes());
+    body.extend_from_slice(b"\",\"mail\":");
+    serde_json::to_writer(&mut body, mail)?;
+    body.extend_from_slice(b",\"command\":");
+    serde_json::to_writer(&mut body, &command)?;
+    if let (Some(raw), Some(sent)) = (raw, sent) {
+        body.extend_from_slice(b",\"message\":{\"raw_base64\":\"");
+        let at = body.len();
+        body.resize(at + base64_len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(sent, &mut body[at..])
+            .map_err(|e| <serde_json::Error as serde::ser::Error>::custom(e.to_string()))?;
+        body.truncate(at + written);
+        let tail = format!(
+            "\",\"size\":{},\"truncated\":{}}}",
+            raw.len(),
+            sent.len() < raw.len()
+        );
+        body.extend_from_slice(tail.as_bytes());
+    }
+    body.push(b'}');
     Ok(body)
 }
 

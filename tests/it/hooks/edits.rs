@@ -163,7 +163,7 @@ fn extensions_reach_the_mail_structure_and_the_receiver() {
     assert_eq!(Value::Object(mail.extensions.clone()), expected);
     assert_eq!(
         recorder.layer_extensions(),
-        [mail.extensions.clone()],
+        std::slice::from_ref(&mail.extensions),
         "cx.extensions holds the same"
     );
     let line: Value = serde_json::from_str(&mail.to_json()).expect("json");
