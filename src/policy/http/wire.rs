@@ -210,19 +210,19 @@ fn default_tempfail(stage: Stage) -> Reply {
 }
 
 /// The reply a hook gave, checked against its action's class: `accept` takes
-/// the stage's success code (220 at connect, 235 at auth, 250 elsewhere),
-/// `reject` 5xx, `tempfail` 4xx, `disconnect` 4xx or 5xx; the other actions
-/// ignore a reply, but it must still be well formed.
+/// a 2xx code, and at connect, ehlo and auth the one code clients expect there
+/// (220, 250, 235); `reject` 5xx, `tempfail` 4xx, `disconnect` 4xx or 5xx; the
+/// other actions ignore a reply, but it must still be well formed. Without a
+/// text, the action's default text.
 fn reply(spec: ReplySpec, action: HookAction, stage: Stage) -> Result<Reply, String> {
     let code = spec.code;
     let class_ok = match action {
-        HookAction::Accept => {
-            code == match stage {
-                Stage::Connect => 220,
-                Stage::Auth => 235,
-                _ => 250,
-            }
-        }
+        HookAction::Accept => match stage {
+            Stage::Connect => code == 220,
+            Stage::Ehlo => code == 250,
+            Stage::Auth => code == 235,
+            Stage::MailFrom | Stage::RcptTo | Stage::Data => (200..=299).contains(&code),
+        },
         HookAction::Reject => (500..=599).contains(&code),
         HookAction::Tempfail => (400..=499).contains(&code),
         HookAction::Disconnect => (400..=599).contains(&code),
@@ -236,7 +236,15 @@ fn reply(spec: ReplySpec, action: HookAction, stage: Stage) -> Result<Reply, Str
             stage.as_str()
         ));
     }
-    let text = spec.text.unwrap_or_else(|| "OK".to_owned());
+    let text = spec.text.unwrap_or_else(|| {
+        match action {
+            HookAction::Reject => "Refused by policy",
+            HookAction::Tempfail => "Try again later",
+            HookAction::Disconnect => "Closing connection by policy",
+            _ => "OK",
+        }
+        .to_owned()
+    });
     if text.len() > MAX_REPLY_TEXT {
         return Err(format!("reply text over {MAX_REPLY_TEXT} bytes"));
     }
