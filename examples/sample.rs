@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use net_receiver::auth::Password;
+use net_receiver::auth::{AuthUnavailable, Password};
 use net_receiver::{Config, Context, DeliveryError, MailFrom, Receiver, Reply, Server, defaults};
 
 /// The sample's `class Receiver < Net::ReceiverCore`.
@@ -37,8 +37,12 @@ struct SampleReceiver {
 
 impl Receiver for SampleReceiver {
     /// `#(4)`: the password of a user, for AUTH.
-    async fn password(&self, _cx: &mut Context<'_>, username: &str) -> Option<Password> {
-        self.mailboxes.get(username).cloned().map(Password::Plain)
+    async fn password(
+        &self,
+        _cx: &mut Context<'_>,
+        username: &str,
+    ) -> Result<Option<Password>, AuthUnavailable> {
+        Ok(self.mailboxes.get(username).cloned().map(Password::Plain))
     }
 
     /// The README's override: refuse unauthenticated or unencrypted traffic on the

@@ -1,8 +1,9 @@
 //! The `net-receiver` binary: flags and the config file in, a running receiver
 //! out. The serving is one library call, [`Server::from_config`]; this file does
 //! only what a process must do for itself: detach (`--daemon`), enter the working
-//! directory, set up logging and the JSON-lines output, and handle signals
-//! (SIGTERM/SIGINT stop, SIGHUP reloads).
+//! directory, set up logging and the JSON-lines output, handle signals
+//! (SIGTERM/SIGINT stop, SIGHUP reloads), and speak to systemd (sockets passed
+//! by socket activation, `READY=1`, `STOPPING=1`, watchdog pings).
 //!
 //! Each accepted mail is stored in a Maildir and printed as one JSON line on
 //! stdout or to `json_file` (the seed's sample printed `mail.pretty_inspect`);
@@ -15,14 +16,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use net_receiver::server::process;
+use net_receiver::server::{InheritedListener, process};
 use net_receiver::{Config, Server, logging};
 
 use cli::json_lines::{self, ReopenHandle};
-use cli::{Args, PrintingReceiver, Subcommand};
+use cli::{Args, PrintingReceiver, Subcommand, systemd};
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.generate_man.is_some() || args.generate_completions.is_some() {
+        return generate(&args);
+    }
     if let Some(Subcommand::HashPassword) = args.command {
         return match cli::hash_password_command() {
             Ok(hash) => {
@@ -35,12 +39,20 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Taken while this is the only thread: it edits the environment.
+    let inherited = match cli::systemd::inherited_listeners() {
+        Ok(inherited) => inherited,
+        Err(error) => {
+            eprintln!("net-receiver: error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // A daemon child leaves its parent's session before anything else happens.
     if let Err(error) = process::become_daemon_child() {
         eprintln!("net-receiver: error: {error}");
         return ExitCode::FAILURE;
     }
-    match run(&args) {
+    match run(&args, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let message = format!("{error:#}");
@@ -52,11 +64,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--generate-man DIR`, `--generate-completions DIR`: writes them, names each file.
+fn generate(args: &Args) -> ExitCode {
+    let man = args.generate_man.as_deref().map(cli::generate::man_pages);
+    let completions = args
+        .generate_completions
+        .as_deref()
+        .map(cli::generate::completions);
+    for result in [man, completions].into_iter().flatten() {
+        match result {
+            Ok(files) => files.iter().for_each(|f| println!("{}", f.display())),
+            Err(error) => {
+                eprintln!("net-receiver: error: {error:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 /// Process duties in the order that keeps them right — detach (still in the
 /// directory we were started from, so a relative `--config` names the same file
 /// for the daemon), enter the working directory, log — then the server.
-fn run(args: &Args) -> anyhow::Result<()> {
+fn run(args: &Args, inherited: Vec<InheritedListener>) -> anyhow::Result<()> {
     let mut config = cli::configure(args)?;
+    if config.daemon && !inherited.is_empty() {
+        anyhow::bail!(
+            "daemon = true cannot keep the sockets of socket activation: \
+             let the service manager run it in the foreground"
+        );
+    }
     if config.daemon && !process::is_daemon_child() {
         let log_file = config
             .log_file
@@ -79,29 +116,31 @@ fn run(args: &Args) -> anyhow::Result<()> {
         process::enter_working_directory(&dir)?;
     }
     let default_log = if config.quiet { "warn" } else { "info" };
-    let _log = logging::init(config.log_file.as_deref(), default_log).with_context(|| {
-        let file = config.log_file.as_deref().unwrap_or(Path::new("-"));
-        format!("cannot open log file {}", file.display())
-    })?;
+    let _log = logging::init(config.log_file.as_deref(), default_log, config.log_format)
+        .with_context(|| {
+            let file = config.log_file.as_deref().unwrap_or(Path::new("-"));
+            format!("cannot open log file {}", file.display())
+        })?;
     cli::check_open_files(config.max_connections);
     // Signals, reloads and start-up run here; connections on the worker threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, inherited))
 }
 
 /// Starts the output, builds the server from the configuration and serves until
 /// SIGTERM or SIGINT.
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, inherited: Vec<InheritedListener>) -> anyhow::Result<()> {
     let (lines, writer, reopen) = json_lines::json_output(&config)?;
     // Signal handlers are in place before anyone can learn we are listening
     // (`from_config` logs it).
     let shutdown = net_receiver::server::stop_signal().context("cannot handle SIGTERM/SIGINT")?;
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
-    let server = Server::from_config(&config, PrintingReceiver { lines }).await?;
+    let server =
+        Server::from_config_with_listeners(&config, PrintingReceiver { lines }, inherited).await?;
     let (destination, warning) = json_lines::json_destination(&config);
     match warning {
         Some(warning) => tracing::warn!("{warning}"),
@@ -109,7 +148,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tokio::spawn(reload_on_hangup(hangup, server.reloader(), reopen));
     process::notify_ready();
-    server.run_until(shutdown).await;
+    systemd::notify_ready();
+    systemd::spawn_watchdog();
+    server
+        .run_until(async {
+            shutdown.await;
+            systemd::notify_stopping();
+        })
+        .await;
     // Every session is over: the lines still queued are written out.
     if let Some(writer) = writer
         && !writer.finish(std::time::Duration::from_secs(10))

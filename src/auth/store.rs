@@ -2,7 +2,7 @@
 //!
 //! This module owns *finding* a user's stored secret — a Dovecot-style passwd file
 //! ([`PasswdFile`], `--passwd-file`) or an SQLite database ([`SqliteStore`],
-//! `password_db`). What a secret means and how a password is checked against it is
+//! `password_db`); a database server is [`super::db_server`]'s. What a secret means and how a password is checked against it is
 //! [`super::password`]'s business: a store hands back the stored string as written
 //! (`{PLAIN}…`, `$argon2id$…`, …) and never interprets it.
 //!
@@ -78,6 +78,42 @@ pub enum StoreError {
         path: PathBuf,
         /// Why.
         source: rusqlite::Error,
+    },
+    /// `password_db` is not a usable database URL (the password is not shown).
+    #[error("password_db {url}: {reason}")]
+    BadUrl {
+        /// The URL without its password.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database server refuses to prepare the query, or it has the wrong shape.
+    #[error("password database {url}: query {query:?} {reason}")]
+    ServerQuery {
+        /// The URL without its password.
+        url: String,
+        /// The query.
+        query: String,
+        /// What is wrong with it (the server's complaint).
+        reason: String,
+    },
+    /// The database server cannot be reached, refuses the login, or the lookup
+    /// failed there.
+    #[error("password database {url} unavailable")]
+    Unavailable {
+        /// The URL without its password.
+        url: String,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// The database server did not answer within the time limit (connections
+    /// refused until then count here too).
+    #[error("password database {url}: no answer within {timeout:?} (down, unreachable or slow)")]
+    Timeout {
+        /// The URL without its password.
+        url: String,
+        /// The time limit (`password_db_timeout`).
+        timeout: std::time::Duration,
     },
     /// The blocking task running the lookup did not finish (runtime shutting down).
     #[error("password database {path}: lookup task did not finish")]

@@ -1,15 +1,18 @@
 //! The binary's own parts (not the library's API): command-line flags overlaid on
-//! the configuration file, the JSON-lines output, the open-files limit and the
-//! receiver that prints each mail.
+//! the configuration file, the JSON-lines output, the open-files limit, systemd
+//! (socket activation, notifications) and the receiver that prints each mail.
 
+pub(crate) mod generate;
 pub(crate) mod json_lines;
 pub(crate) mod open_files;
+pub(crate) mod systemd;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
 use net_receiver::config::{ListenerConfig, ListenerMode};
+use net_receiver::logging::LogFormat;
 use net_receiver::{Config, Context, DeliveryError, Receiver, defaults};
 
 use json_lines::JsonLines;
@@ -19,7 +22,8 @@ use json_lines::JsonLines;
 #[derive(Debug, Parser)]
 #[command(name = "net-receiver", version, about)]
 pub(crate) struct Args {
-    /// TOML configuration file (keys: see README).
+    /// TOML configuration file (every key: docs/config.md, installed in
+    /// /usr/share/doc/net-receiver).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Listen for plain SMTP with STARTTLS (repeatable): `127.0.0.1:2525`,
@@ -89,6 +93,9 @@ pub(crate) struct Args {
     /// Dovecot-style passwd file for AUTH (`user:{SCHEME}secret`), re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     pub(crate) passwd_file: Option<PathBuf>,
+    /// Log lines as `seed` (text, the default) or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", value_parser = ["seed", "json"])]
+    pub(crate) log_format: Option<String>,
     /// Serve Prometheus metrics at `GET /metrics` on this address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub(crate) metrics_listen: Option<String>,
@@ -97,6 +104,12 @@ pub(crate) struct Args {
     /// `http://127.0.0.1:8080/hook`.
     #[arg(long = "hook", value_name = "URL")]
     pub(crate) hook: Vec<String>,
+    /// Write the man pages into DIR and exit (for packagers).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub(crate) generate_man: Option<PathBuf>,
+    /// Write bash, zsh and fish completions into DIR and exit (for packagers).
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub(crate) generate_completions: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Option<Subcommand>,
 }
@@ -187,6 +200,11 @@ pub(crate) fn configure(args: &Args) -> anyhow::Result<Config> {
             .iter()
             .map(net_receiver::policy::HookConfig::with_url),
     );
+    match args.log_format.as_deref() {
+        Some("json") => config.log_format = LogFormat::Json,
+        Some(_) => config.log_format = LogFormat::Seed,
+        None => {}
+    }
     if let Some(workers) = args.workers {
         config.workers = workers;
     }
@@ -206,7 +224,7 @@ impl Receiver for PrintingReceiver {
     async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
         defaults::received(cx).await?;
         let from = cx.mail.reverse_path();
-        tracing::info!(id = %cx.mail.id, from = %net_receiver::logging::Escaped(&from), "received mail");
+        tracing::info!(name: "message_accepted", code = 250u16, id = %cx.mail.id, from = %net_receiver::logging::Escaped(&from), "received mail");
         if let Some(lines) = &self.lines {
             lines.print(cx.mail).await;
         }

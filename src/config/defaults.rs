@@ -33,6 +33,7 @@ impl Default for Config {
             no_deliver: false,
             spool_dir: None,
             spool_max_bytes: 1 << 30,
+            deliver: Vec::new(),
             json_file: None,
             listeners: Vec::new(),
             certificate: None,
@@ -54,6 +55,7 @@ impl Default for Config {
             hooks: Vec::new(),
             daemon: false,
             log_file: None,
+            log_format: crate::logging::LogFormat::Seed,
             max_failed_msgs_per_period: 3,
             lockout_period: 600.0,
             lockout_store: None,
@@ -68,6 +70,7 @@ impl Default for Config {
             passwd_file: None,
             password_db: None,
             password_query: None,
+            password_db_timeout: 5.0,
             auth_failure_delay: 1.0,
             lockout_counts: vec![
                 FailureKind::Auth,

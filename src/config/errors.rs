@@ -2,7 +2,9 @@
 //! the parser's span, put in front of its message (`line 3, column 10, key
 //! daemon: invalid type: string "yes", expected a boolean`). The file name is
 //! added by `Config::load`; errors found after parsing name their key in
-//! `ConfigError::Invalid`.
+//! `ConfigError::Invalid`. [`ConfigError`] itself is here too.
+
+use std::path::PathBuf;
 
 /// The parser's message with the line, column and key it is about, found from
 /// the error's span: `line 3, column 10, key listener.mode: unknown variant …`.
@@ -84,4 +86,34 @@ fn assignment(row: &str) -> Option<(&str, &str)> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
     is_key.then_some((name, value.trim()))
+}
+
+/// A configuration that cannot be used; the message names the culprit.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a value of the wrong type.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid {key}: {reason}")]
+    Invalid {
+        /// The option.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -17,14 +17,6 @@ use crate::lockout::Policy;
 use crate::protocol::machine::ehlo_keywords;
 use crate::protocol::{BareLineEnding, Limits};
 
-/// Parses the CIDRs of option `key`.
-fn cidrs(key: &'static str, networks: &[String]) -> Result<Vec<Cidr>, ConfigError> {
-    networks
-        .iter()
-        .map(|n| Cidr::parse(n).ok_or_else(|| invalid(key, format!("{n:?} is not ADDR/PREFIX"))))
-        .collect()
-}
-
 /// The most worker threads `workers` may ask for.
 pub const MAX_WORKERS: usize = 1024;
 
@@ -79,6 +71,10 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     /// Bytes of spool on disk beyond which mail gets 452 4.3.1. Default: 1073741824.
     pub spool_max_bytes: u64,
+    /// The delivery chain (`[[deliver]]` tables: `kind = "maildir" | "lmtp"`, see
+    /// [`DeliverConfig`]). Default: none — the Maildir at `maildir`.
+    #[serde(rename = "deliver")]
+    pub deliver: Vec<DeliverConfig>,
     /// Append each received mail's JSON line to this file instead of stdout;
     /// reopened on SIGHUP (for log rotation). Read by the binary only. Default:
     /// none (stdout; a daemon's stdout is `/dev/null`).
@@ -136,6 +132,9 @@ pub struct Config {
     /// Log to this file (rotated daily) instead of stderr. Read by the binary only
     /// (a library program installs its own `tracing` subscriber).
     pub log_file: Option<PathBuf>,
+    /// Log lines as `seed` (the gem's text lines, default) or `json` (one object
+    /// per line, stable field names) (`--log-format`). Read by the binary only.
+    pub log_format: crate::logging::LogFormat,
     /// Failures within `lockout_period` that lock a client IP out, or a login out for
     /// one client, for `lockout_period` (seed option; the seed never read it); `0`
     /// turns the lockout off. Default: 3.
@@ -155,12 +154,16 @@ pub struct Config {
     /// Dovecot-style passwd file (`user:{SCHEME}secret` or `user:$argon2id$…`),
     /// re-read on SIGHUP.
     pub passwd_file: Option<PathBuf>,
-    /// SQLite database of users (table `users (username TEXT PRIMARY KEY,
-    /// password TEXT NOT NULL)`).
+    /// Database of users: an SQLite file, or a `postgres://…`, `mysql://…` or
+    /// `mariadb://…` URL (table `users (username, password)`; README, AUTH).
     pub password_db: Option<PathBuf>,
-    /// The query for `password_db`, the user name is `?1`. Default:
-    /// `SELECT password FROM users WHERE username = ?1`.
+    /// The query for `password_db`; the user name is `?1` (SQLite), `$1`
+    /// (PostgreSQL) or `?` (MySQL). Default: `SELECT password FROM users WHERE
+    /// username = ?1` (`$1`, `?`).
     pub password_query: Option<String>,
+    /// Seconds a lookup in a PostgreSQL/MySQL `password_db` may take; longer, or
+    /// the database down, answers AUTH with 454 4.7.0. Default: 5.
+    pub password_db_timeout: f64,
     /// Seconds the reply to the first failed AUTH of a session waits; each further
     /// failure doubles it (1, 2, 4, … up to 30). Default: 1.
     pub auth_failure_delay: f64,
@@ -224,36 +227,6 @@ pub enum LineEndingPolicy {
     Reject,
     /// Turn each bare CR or LF into CRLF.
     Normalize,
-}
-
-/// A configuration that cannot be used; the message names the culprit.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has an unknown key or a value of the wrong type.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (it names the key).
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("invalid {key}: {reason}")]
-    Invalid {
-        /// The option.
-        key: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
 }
 
 /// What the running server and the hooks see.
@@ -361,6 +334,11 @@ impl Config {
             .as_deref()
             .map(|a| listen_addr(key, a))
             .transpose()
+    }
+
+    /// `password_db_timeout`, checked.
+    pub fn password_db_timeout(&self) -> Result<Duration, ConfigError> {
+        seconds("password_db_timeout", self.password_db_timeout)
     }
 
     /// The DNS set-up, or `None` when no name server is configured (no lookups).
@@ -538,28 +516,17 @@ fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
         .ok_or_else(|| invalid(key, format!("{value} is not a positive number of seconds")))
 }
 
-fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
-    parse_listen_addr(text).ok_or_else(|| {
-        let mut reason = format!("{text:?} is not PORT, ADDR:PORT or [IPV6]:PORT");
-        // `::1:2525`: an IPv6 address and a port without the brackets.
-        if let Some((ip, port)) = text.trim().rsplit_once(':')
-            && ip.parse::<std::net::Ipv6Addr>().is_ok()
-            && port.parse::<u16>().is_ok()
-        {
-            reason.push_str(&format!(
-                "; an IPv6 address takes brackets: write \"[{ip}]:{port}\""
-            ));
-        }
-        invalid(key, reason)
-    })
-}
-
 mod defaults;
+mod deliver;
 mod errors;
-pub use errors::describe_toml_error;
+pub use deliver::DeliverConfig;
+pub use errors::{ConfigError, describe_toml_error};
 
 mod network;
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
+use network::{cidrs, listen_addr};
 
+#[cfg(test)]
+mod reference_tests;
 #[cfg(test)]
 mod tests;

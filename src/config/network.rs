@@ -5,6 +5,16 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use serde::Deserialize;
 
+use super::{ConfigError, invalid};
+
+/// Parses the CIDRs of option `key`.
+pub(super) fn cidrs(key: &'static str, networks: &[String]) -> Result<Vec<Cidr>, ConfigError> {
+    networks
+        .iter()
+        .map(|n| Cidr::parse(n).ok_or_else(|| invalid(key, format!("{n:?} is not ADDR/PREFIX"))))
+        .collect()
+}
+
 /// One `[[listener]]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,4 +153,22 @@ pub fn parse_listen_addr(text: &str) -> Option<SocketAddr> {
         return Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port));
     }
     text.parse().ok()
+}
+
+/// `text` as a listening address, or the error for `key` (with the fix for
+/// an IPv6 address written without brackets).
+pub(super) fn listen_addr(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    parse_listen_addr(text).ok_or_else(|| {
+        let mut reason = format!("{text:?} is not PORT, ADDR:PORT or [IPV6]:PORT");
+        // `::1:2525`: an IPv6 address and a port without the brackets.
+        if let Some((ip, port)) = text.trim().rsplit_once(':')
+            && ip.parse::<std::net::Ipv6Addr>().is_ok()
+            && port.parse::<u16>().is_ok()
+        {
+            reason.push_str(&format!(
+                "; an IPv6 address takes brackets: write \"[{ip}]:{port}\""
+            ));
+        }
+        invalid(key, reason)
+    })
 }

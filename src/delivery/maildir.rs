@@ -15,6 +15,8 @@
 //!
 //! A whole-message target: one stored copy serves every recipient, so it keeps
 //! the default [`Deliver::deliver_each`] (the one result for all of them).
+//! [`Deliver::deliver_batch`] (the spool's delivery thread) shares one fsync of
+//! `new/` across a batch: `maildir_batch.rs`.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -24,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::tmp_cleanup::{self, TmpCleanup};
-use super::{Deliver, DeliverFuture, DeliveryError};
+use super::{BatchFuture, Deliver, DeliverFuture, DeliveryError};
 use crate::mail::Mail;
 use crate::mail::trace;
 
@@ -198,7 +200,7 @@ impl Maildir {
     }
 
     /// Creates a new, uniquely named file in `dir/tmp/`.
-    fn create_tmp(&self, dir: &Path, size: usize) -> io::Result<(String, File)> {
+    pub(super) fn create_tmp(&self, dir: &Path, size: usize) -> io::Result<(String, File)> {
         let mut last_err = io::Error::new(io::ErrorKind::AlreadyExists, "no unique name");
         for _ in 0..NAME_ATTEMPTS {
             let name = unique_name(&self.hostname, size);
@@ -251,6 +253,14 @@ impl Deliver for Maildir {
                 ))),
             }
         })
+    }
+
+    /// Writes the whole batch with one fsync of `new/` (`maildir_batch.rs`) on
+    /// the blocking pool; each mail's one result goes to all its accepted
+    /// recipients. A mail without a message is refused for good; one without
+    /// accepted recipients gets an empty report.
+    fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
+        Box::pin(self.deliver_batch_reports(mails))
     }
 }
 

@@ -32,15 +32,19 @@
 //! | every recipient refused permanently | `554 5.3.0` | |
 //! | some stored, the rest refused permanently | `554 5.3.0` | a 250 would silently lose the refused recipients' copy unless a bounce is sent; the client retrying gives the stored ones a second copy |
 //!
-//! The last row changes with the spool (issue 18): once the message is durable
-//! in the spool, the answer becomes 250 plus a bounce (DSN) for the refused
-//! recipients, as an MTA does.
+//! With the spool (`crate::spool`) the 250 comes once the message is durable
+//! there, before any target sees it; a target's later permanent refusal makes
+//! the message a dead letter in the spool's `dead/` directory (logged, never
+//! dropped; the receiver sends no bounce).
 //!
 //! ## Where things go
 //!
-//! One target per file in this folder: `maildir.rs` (here now), and the coming
-//! `lmtp.rs`, `webhook.rs`, `nats.rs` — each a type implementing [`Deliver`]
-//! plus its config table; nothing else should need to change. Durability (a
+//! One target per file in this folder: `maildir.rs` (with its batch delivery
+//! in `maildir_batch.rs`) and `lmtp.rs` (here now: [`Maildir`], [`Lmtp`] — a
+//! per-recipient target speaking the sans-IO [`crate::protocol::lmtp`]
+//! client) and `nats.rs` ([`Nats`], JetStream), and the coming `webhook.rs` — each a type implementing
+//! [`Deliver`] plus its config table; nothing else should need to change.
+//! Durability (a
 //! spool that keeps the message until every required target acknowledged it,
 //! and retries) sits below the targets, in `spool/`; targets never answer the
 //! client themselves. [`TmpCleanup`] is the Maildir's start-up clean-up of what
@@ -51,10 +55,17 @@ use std::pin::Pin;
 
 use crate::mail::Mail;
 
+pub mod chain;
+pub mod lmtp;
 pub mod maildir;
+mod maildir_batch;
+pub mod nats;
 mod outcome;
 mod tmp_cleanup;
+pub use chain::{Chain, Link};
+pub use lmtp::{Lmtp, LmtpAddress};
 pub use maildir::Maildir;
+pub use nats::Nats;
 pub use outcome::{DeliveryReport, RecipientOutcome, accepted_recipients, record_unrecorded};
 pub use tmp_cleanup::TmpCleanup;
 
@@ -124,6 +135,9 @@ pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryErro
 /// The future returned by [`Deliver::deliver_each`].
 pub type ReportFuture<'a> = Pin<Box<dyn Future<Output = DeliveryReport> + Send + 'a>>;
 
+/// The future returned by [`Deliver::deliver_batch`]: one report per mail, in order.
+pub type BatchFuture<'a> = Pin<Box<dyn Future<Output = Vec<DeliveryReport>> + Send + 'a>>;
+
 /// A delivery target: where accepted mail goes (see the module doc). Object-safe
 /// (the server stores `Arc<dyn Deliver>`).
 pub trait Deliver: Send + Sync + 'static {
@@ -145,6 +159,33 @@ pub trait Deliver: Send + Sync + 'static {
             let result = self.deliver(mail).await;
             DeliveryReport::same_for_all(mail, &result)
         })
+    }
+
+    /// [`Deliver::deliver_each`] for several mails at once, one report per
+    /// mail in their order (the spool's delivery thread hands over what it
+    /// has queued this way). The default runs `deliver_each` for all of them
+    /// concurrently; a target that can share the cost of durability across
+    /// messages overrides it (the [`Maildir`]: one `fsync` of `new/` per
+    /// batch).
+    fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
+        Box::pin(futures_util::future::join_all(
+            mails.iter().map(|mail| self.deliver_each(mail)),
+        ))
+    }
+}
+
+/// A shared target is a target (a chain's links, the spool's target).
+impl<D: Deliver + ?Sized> Deliver for std::sync::Arc<D> {
+    fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
+        (**self).deliver(mail)
+    }
+
+    fn deliver_each<'a>(&'a self, mail: &'a Mail) -> ReportFuture<'a> {
+        (**self).deliver_each(mail)
+    }
+
+    fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
+        (**self).deliver_batch(mails)
     }
 }
 

@@ -59,7 +59,7 @@ impl DeliveryReport {
     ///   whole message, so recipients already stored may get it twice);
     /// - otherwise any permanent failure → the first one (554), whether or not
     ///   other recipients were stored (a 250 would need a bounce for the refused
-    ///   ones, which only a spool can send);
+    ///   ones, and this receiver sends none);
     /// - no outcome at all → permanent: there was nobody to deliver to.
     pub fn result(&self) -> Result<(), DeliveryError> {
         let errors = || self.outcomes.iter().filter_map(|o| o.result.as_ref().err());

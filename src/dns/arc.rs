@@ -28,11 +28,17 @@ impl Dns {
             .inner
             .auth
             .verify_arc(self.inner.caches.parameters(message));
-        let output = tokio::time::timeout_at(deadline, verify)
-            .await
-            .unwrap_or_else(|_| {
-                ArcOutput::default().with_result(DkimResult::TempError(super::auth::timed_out()))
-            });
+        let output = if message.has_arc_errors || message.ams_headers.is_empty() {
+            // Decided without a lookup (no ARC set, or a broken one): no timer.
+            verify.await
+        } else {
+            tokio::time::timeout_at(deadline, verify)
+                .await
+                .unwrap_or_else(|_| {
+                    ArcOutput::default()
+                        .with_result(DkimResult::TempError(super::auth::timed_out()))
+                })
+        };
         let part = AuthenticationResults::new(host).with_arc_result(&output, ip);
         (
             super::auth::dkim_word(output.result()).into(),

@@ -16,8 +16,10 @@ use mail_auth::{
     Error as AuthError, IprevOutput, IprevResult, SpfOutput, SpfResult,
 };
 use serde::Serialize;
+use std::time::Instant as StdInstant;
 use tokio::time::{Instant, timeout_at};
 
+use super::cache::{MessageKey, Reads, SpfKey};
 use super::{Dns, canonical};
 
 /// The SPF results of both identities, as the lower-case RFC 7208 words `pass`,
@@ -90,14 +92,28 @@ impl Dns {
         let ip = canonical(ip);
         let deadline = self.deadline();
         let helo = helo.trim();
+        let helo_key = SpfKey {
+            ip,
+            domain: helo.into(),
+            helo: helo.into(),
+            host: server_name.into(),
+            sender: None,
+        };
         let helo_params = SpfParameters::verify_ehlo(ip, helo, server_name);
-        let helo_check = self.check_host(deadline, helo, helo_params);
+        let helo_check = self.check_host(deadline, helo_key, helo_params);
         match sender(mail_from) {
             Some(sender) => {
                 let domain = sender.rsplit_once('@').map_or(helo, |(_, domain)| domain);
+                let key = SpfKey {
+                    ip,
+                    domain: domain.into(),
+                    helo: helo.into(),
+                    host: server_name.into(),
+                    sender: Some(sender.into()),
+                };
                 let params = SpfParameters::verify_mail_from(ip, helo, server_name, sender);
                 let (helo, mail_from) =
-                    tokio::join!(helo_check, self.check_host(deadline, domain, params));
+                    tokio::join!(helo_check, self.check_host(deadline, key, params));
                 SpfFindings {
                     mail_from: spf_word(mail_from).into(),
                     helo: spf_word(helo).into(),
@@ -113,25 +129,36 @@ impl Dns {
         }
     }
 
-    /// `check_host()` of `domain` (RFC 7208 §4): `none` at once for a domain that is
-    /// malformed or has a single label (§4.3), e.g. an address literal.
+    /// `check_host()` of `key.domain` (RFC 7208 §4): `none` at once for a domain
+    /// that is malformed or has a single label (§4.3), e.g. an address literal. A
+    /// result is kept (by `key`) as long as every record it was built from.
     async fn check_host(
         &self,
         deadline: Instant,
-        domain: &str,
+        key: SpfKey,
         params: SpfParameters<'_>,
     ) -> SpfResult {
-        if !is_domain_name(domain) {
+        if !is_domain_name(&key.domain) {
             return SpfResult::None;
         }
-        let check = self
-            .inner
-            .auth
-            .check_host(self.inner.caches.parameters(params));
-        match timeout_at(deadline, check).await {
-            Ok(output) => output.result(),
-            Err(_) => SpfResult::TempError,
+        let cache = &self.inner.findings.spf;
+        if let Some(result) = cache.get_at(&key, StdInstant::now()) {
+            return result;
         }
+        let reads = Reads::default();
+        let tracked = self.inner.caches.tracked(&reads);
+        let check = self.inner.auth.check_host(tracked.parameters(params));
+        // Boxed: a cached result should not carry room for the check.
+        let result = match timeout_at(deadline, Box::pin(check)).await {
+            Ok(output) => output.result(),
+            Err(_) => return SpfResult::TempError,
+        };
+        if result != SpfResult::TempError
+            && let Some(until) = reads.valid_until()
+        {
+            cache.insert_at(key, result, until, StdInstant::now());
+        }
+        result
     }
 
     /// DKIM (every signature) and ARC concurrently, then DMARC from the SPF MAIL
@@ -147,6 +174,19 @@ impl Dns {
             Some(spf) => spf.clone(),
             None => self.spf(ip, helo, mail_from, cx.server_name).await,
         };
+        // A message without signatures authenticates as the last one with the
+        // same session facts and From: did, while the DNS answers behind it live.
+        let parsed = AuthenticatedMessage::parse(raw);
+        let key = parsed
+            .as_ref()
+            .and_then(|m| MessageKey::unsigned(m, cx, ip, helo, mail_from, &spf));
+        let cache = &self.inner.findings.messages;
+        if let Some(found) = key
+            .as_ref()
+            .and_then(|k| cache.get_at(k, StdInstant::now()))
+        {
+            return found;
+        }
         let host = authserv_id(cx.server_name);
         let mut results = Results::new(&host);
 
@@ -169,7 +209,7 @@ impl Dns {
                 .with_spf_mailfrom_result(&spf_mail_from, ip, mail_from.unwrap_or(""), helo),
         );
 
-        let Some(message) = AuthenticatedMessage::parse(raw) else {
+        let Some(message) = parsed else {
             results.push("dkim=none (message not parsed)");
             results.push("arc=none");
             results.push("dmarc=none");
@@ -183,12 +223,18 @@ impl Dns {
 
         // Phase 1: DKIM and ARC.
         let deadline = self.deadline();
-        let dkim = timeout_at(
-            deadline,
-            self.inner
-                .auth
-                .verify_dkim(self.inner.caches.parameters(&message)),
-        );
+        let verify = self
+            .inner
+            .auth
+            .verify_dkim(self.inner.caches.parameters(&message));
+        let dkim = async {
+            if message.dkim_headers.is_empty() {
+                // No signature: nothing is looked up, so no timer is needed.
+                Ok(verify.await)
+            } else {
+                timeout_at(deadline, verify).await
+            }
+        };
         let (dkim, arc) = tokio::join!(dkim, self.arc(deadline, &message, &host, ip));
         let dkim = dkim.unwrap_or_else(|_| {
             message
@@ -205,16 +251,23 @@ impl Dns {
         let (arc, arc_part) = arc;
         results.push_raw(&arc_part);
 
-        // Phase 2: DMARC.
+        // Phase 2: DMARC. The names its tree walk of the From: domain asks that
+        // do not exist go into the record cache first (within the phase's time).
         let params = DmarcParameters::new(&message, &dkim, spf_from_domain, &spf_mail_from);
-        let dmarc = timeout_at(
-            self.deadline(),
+        let reads = Reads::default();
+        let tracked = self.inner.caches.tracked(&reads);
+        let dmarc = async {
+            if let Some(from) = single_from_domain(&message) {
+                Box::pin(self.cache_missing_dmarc_records(from)).await;
+            }
             self.inner
                 .auth
-                .verify_dmarc(self.inner.caches.parameters(params)),
-        )
-        .await
-        .unwrap_or_else(|_| {
+                .verify_dmarc(tracked.parameters(params))
+                .await
+        };
+        let dmarc = timeout_at(self.deadline(), dmarc).await;
+        let complete = dmarc.is_ok();
+        let dmarc = dmarc.unwrap_or_else(|_| {
             let from = message.from().rsplit_once('@').map_or("", |(_, d)| d);
             DmarcOutput::new(from.to_ascii_lowercase())
                 .with_spf_result(DmarcResult::TempError(timed_out()))
@@ -226,7 +279,7 @@ impl Dns {
             results.add(AuthenticationResults::new(&host).with_dmarc_result(&dmarc));
         }
 
-        MessageAuth {
+        let found = MessageAuth {
             dkim: dkim.iter().map(dkim_finding).collect(),
             dmarc: dmarc_word(&dmarc.result()).into(),
             dmarc_policy: dmarc
@@ -235,7 +288,14 @@ impl Dns {
             dmarc_domain: Some(dmarc.domain().to_owned()).filter(|d| !d.is_empty()),
             arc,
             authentication_results: results.finish(),
+        };
+        if let Some(key) = key
+            && complete
+            && let Some(until) = reads.valid_until()
+        {
+            cache.insert_at(key, found.clone(), until, StdInstant::now());
         }
+        found
     }
 }
 
@@ -319,6 +379,19 @@ fn is_domain_name(name: &str) -> bool {
         labels += 1;
     }
     labels >= 2 && name.len() <= 253
+}
+
+/// The domain of the RFC 5322 From: addresses when there is exactly one (DMARC
+/// evaluates no other message).
+fn single_from_domain<'m>(message: &'m AuthenticatedMessage<'_>) -> Option<&'m str> {
+    let mut domains = message
+        .from
+        .iter()
+        .filter_map(|from| from.rsplit_once('@').map(|(_, domain)| domain));
+    let first = domains.next()?;
+    domains
+        .all(|d| d.eq_ignore_ascii_case(first))
+        .then_some(first)
 }
 
 /// The MAIL FROM address, or `None` for the null reverse path.

@@ -1,17 +1,23 @@
-//! The plain lookups: connect PTR with iprev, the EHLO check, MAIL/RCPT domains
-//! (MX, A, AAAA, null MX, implicit MX) and DNSBLs. All go straight to the hickory
-//! resolver; SPF and message authentication are in `auth.rs`.
+//! The plain checks: connect PTR with iprev, the EHLO check, MAIL/RCPT domains
+//! (MX, A, AAAA, null MX, implicit MX) and DNSBLs, built on the record lookups of
+//! `records.rs`; SPF and message authentication are in `auth.rs`.
+//!
+//! The findings of the first three are cached (`Findings` in `cache.rs`: per
+//! client IP, per EHLO name and client, per domain) until the earliest TTL of the
+//! answers they were built from, and not at all when one of those answers was a
+//! failure: a cached finding is the one the check would find again. DNSBL
+//! listings are left to the resolver's cache.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant as StdInstant;
 
-use futures_util::StreamExt as _;
 use futures_util::future::join_all;
-use hickory_resolver::net::DnsHandle as _;
-use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use mail_auth::common::resolver::ToReverseName;
 use serde::Serialize;
+use tokio::time::Instant;
 
+use super::cache::Reads;
 use super::{Dns, Failure, bounded, canonical};
 
 /// At most this many PTR names are forward-checked (iprev) and this many MX hosts
@@ -105,11 +111,26 @@ impl DomainFindings {
 
 impl Dns {
     /// Connect: the PTR names of the client IP, each (up to 10, concurrently)
-    /// checked to resolve back to the IP — the iprev method of RFC 8601.
+    /// checked to resolve back to the IP — the iprev method of RFC 8601. The
+    /// findings are kept per IP as long as the answers behind them.
     pub async fn reverse(&self, ip: IpAddr) -> Reverse {
         let ip = canonical(ip);
+        let cache = &self.inner.findings.reverse;
+        if let Some(found) = cache.get_at(&ip, StdInstant::now()) {
+            return found;
+        }
+        let reads = Reads::default();
+        // Boxed: a cached answer should not carry room for the lookups.
+        let found = Box::pin(self.look_up_reverse(ip, &reads)).await;
+        if let Some(until) = reads.valid_until() {
+            cache.insert_at(ip, found.clone(), until, StdInstant::now());
+        }
+        found
+    }
+
+    async fn look_up_reverse(&self, ip: IpAddr, reads: &Reads) -> Reverse {
         let deadline = self.deadline();
-        let names = match bounded(deadline, self.ptr(ip)).await {
+        let names = match within(reads, deadline, self.ptr(ip, reads)).await {
             Ok(names) => names,
             Err(failure) => {
                 let iprev = if failure.is_negative() {
@@ -127,7 +148,7 @@ impl Dns {
         let checks = names
             .iter()
             .take(MAX_NAMES)
-            .map(|name| bounded(deadline, self.addresses(name, ip)));
+            .map(|name| within(reads, deadline, self.addresses(name, ip, reads)));
         let results = join_all(checks).await;
         let mut error = None;
         let mut domain = None;
@@ -160,11 +181,25 @@ impl Dns {
     /// The seed's EHLO check — `rip` = A (else AAAA) of the name, `domain` = PTR of
     /// `rip`, `fip` = address of `domain` — plus whether the name resolves to
     /// `client`. An address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`) is its
-    /// own `rip`; anything else that is not a domain name finds nothing.
+    /// own `rip`; anything else that is not a domain name finds nothing. The
+    /// findings are kept per name and client as long as the answers behind them.
     pub async fn ehlo(&self, name: &str, client: IpAddr) -> EhloFindings {
         let client = canonical(client);
+        let key = (Box::<str>::from(name.trim()), client);
+        let cache = &self.inner.findings.ehlo;
+        if let Some(found) = cache.get_at(&key, StdInstant::now()) {
+            return found;
+        }
+        let reads = Reads::default();
+        let found = Box::pin(self.look_up_ehlo(&key.0, client, &reads)).await;
+        if let Some(until) = reads.valid_until() {
+            cache.insert_at(key, found.clone(), until, StdInstant::now());
+        }
+        found
+    }
+
+    async fn look_up_ehlo(&self, name: &str, client: IpAddr, reads: &Reads) -> EhloFindings {
         let deadline = self.deadline();
-        let name = name.trim();
         let mut out = EhloFindings::default();
         let rip = if name.starts_with('[') {
             match address_literal(name) {
@@ -180,8 +215,8 @@ impl Dns {
             }
         } else {
             let (v4, v6) = tokio::join!(
-                bounded(deadline, self.a(name)),
-                bounded(deadline, self.aaaa(name))
+                within(reads, deadline, self.a(name, reads)),
+                within(reads, deadline, self.aaaa(name, reads))
             );
             let all: Vec<IpAddr> = v4
                 .iter()
@@ -210,7 +245,7 @@ impl Dns {
             }
         };
         out.rip = Some(rip.to_string());
-        let domain = match bounded(deadline, self.ptr(rip)).await {
+        let domain = match within(reads, deadline, self.ptr(rip, reads)).await {
             Ok(names) => names.into_iter().next(),
             Err(f) => {
                 out.error = Some(f.to_string());
@@ -220,7 +255,7 @@ impl Dns {
         let Some(domain) = domain else {
             return out;
         };
-        match bounded(deadline, self.addresses(&domain, rip)).await {
+        match within(reads, deadline, self.addresses(&domain, rip, reads)).await {
             Ok(addrs) => out.fip = addrs.first().map(IpAddr::to_string),
             Err(f) => out.error = Some(f.to_string()),
         }
@@ -229,13 +264,28 @@ impl Dns {
     }
 
     /// A MAIL FROM / RCPT TO domain: MX, A and AAAA concurrently, then the first
-    /// address of each MX host (up to 10) concurrently.
+    /// address of each MX host (up to 10) concurrently. The findings are kept per
+    /// domain as long as the answers behind them, so the next message from or to
+    /// the same domain asks nothing.
     pub async fn domain(&self, domain: &str) -> DomainFindings {
-        let deadline = self.deadline();
         let domain = normalize(domain);
+        let cache = &self.inner.findings.domains;
+        if let Some(found) = cache.get_at(domain.as_str(), StdInstant::now()) {
+            return found;
+        }
+        let reads = Reads::default();
+        let found = Box::pin(self.look_up_domain(&domain, &reads)).await;
+        if let Some(until) = reads.valid_until() {
+            cache.insert_at(domain.into(), found.clone(), until, StdInstant::now());
+        }
+        found
+    }
+
+    async fn look_up_domain(&self, domain: &str, reads: &Reads) -> DomainFindings {
+        let deadline = self.deadline();
         let mut out = DomainFindings::default();
         if domain.starts_with('[') {
-            match address_literal(&domain) {
+            match address_literal(domain) {
                 Some(IpAddr::V4(v4)) => out.ip = Some(v4.to_string()),
                 Some(IpAddr::V6(v6)) => out.ipv6 = vec![v6.to_string()],
                 None => out.error = Some(Failure::InvalidName.to_string()),
@@ -243,9 +293,9 @@ impl Dns {
             return out;
         }
         let (mx, v4, v6) = tokio::join!(
-            bounded(deadline, self.mx(&domain)),
-            bounded(deadline, self.a(&domain)),
-            bounded(deadline, self.aaaa(&domain)),
+            within(reads, deadline, self.mx(domain, reads)),
+            within(reads, deadline, self.a(domain, reads)),
+            within(reads, deadline, self.aaaa(domain, reads)),
         );
         out.ip = v4
             .as_ref()
@@ -274,7 +324,7 @@ impl Dns {
                     .collect();
                 let firsts = hosts
                     .iter()
-                    .map(|host| bounded(deadline, self.first_address(host)));
+                    .map(|host| within(reads, deadline, self.first_address(host, reads)));
                 let ips = join_all(firsts).await;
                 out.ips = Some(ips.into_iter().map(Result::ok).collect());
                 out.mxs = Some(hosts);
@@ -283,7 +333,7 @@ impl Dns {
                 let first = out.ip.clone().or_else(|| out.ipv6.first().cloned());
                 if first.is_some() {
                     out.implicit_mx = true;
-                    out.mxs = Some(vec![domain]);
+                    out.mxs = Some(vec![domain.to_owned()]);
                     out.ips = Some(vec![first]);
                 } else if out.error.is_none() {
                     out.error = Some(Failure::NoData.to_string());
@@ -300,6 +350,9 @@ impl Dns {
         let ip = canonical(ip);
         let deadline = self.deadline();
         let reversed = ip.to_reverse_name();
+        // Not cached beyond the resolver's own cache: a listing is per client.
+        let reads = Reads::default();
+        let reads = &reads;
         let checks = self.inner.dnsbl_zones.iter().map(|zone| {
             let query = format!("{reversed}.{zone}");
             async move {
@@ -307,7 +360,7 @@ impl Dns {
                     zone: zone.clone(),
                     ..DnsblFinding::default()
                 };
-                match bounded(deadline, self.a(&query)).await {
+                match bounded(deadline, self.a(&query, reads)).await {
                     Ok(addrs) => {
                         let listed = |a: &&Ipv4Addr| a.octets()[0] == 127;
                         let codes: Vec<&Ipv4Addr> = addrs.iter().filter(listed).collect();
@@ -316,7 +369,7 @@ impl Dns {
                         } else if !codes.is_empty() {
                             out.listed = true;
                             out.codes = codes.iter().map(|a| a.to_string()).collect();
-                            out.reason = bounded(deadline, self.txt(&query))
+                            out.reason = bounded(deadline, self.txt(&query, reads))
                                 .await
                                 .ok()
                                 .and_then(|t| t.into_iter().next());
@@ -330,129 +383,20 @@ impl Dns {
         });
         join_all(checks).await
     }
+}
 
-    /// A records of `name`, in DNS order.
-    async fn a(&self, name: &str) -> Result<Vec<Ipv4Addr>, Failure> {
-        let lookup = self
-            .resolver()
-            .ipv4_lookup(absolute(name)?)
-            .await
-            .map_err(|e| Failure::from_net(&e))?;
-        let addrs = lookup.answers().iter().filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        });
-        non_empty(addrs.collect())
+/// `fut` bounded by `deadline`; running out of time makes `reads` uncacheable
+/// (the lookup was dropped before it could say).
+async fn within<T>(
+    reads: &Reads,
+    deadline: Instant,
+    fut: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    let result = bounded(deadline, fut).await;
+    if matches!(result, Err(Failure::Timeout)) {
+        reads.uncacheable();
     }
-
-    /// AAAA records of `name`, in DNS order.
-    async fn aaaa(&self, name: &str) -> Result<Vec<Ipv6Addr>, Failure> {
-        let lookup = self
-            .resolver()
-            .ipv6_lookup(absolute(name)?)
-            .await
-            .map_err(|e| Failure::from_net(&e))?;
-        let addrs = lookup.answers().iter().filter_map(|r| match &r.data {
-            RData::AAAA(a) => Some(a.0),
-            _ => None,
-        });
-        non_empty(addrs.collect())
-    }
-
-    /// MX records of `name` as (preference, host), in DNS order; the root (null
-    /// MX) is the empty host.
-    async fn mx(&self, name: &str) -> Result<Vec<(u16, String)>, Failure> {
-        let lookup = self
-            .resolver()
-            .mx_lookup(absolute(name)?)
-            .await
-            .map_err(|e| Failure::from_net(&e))?;
-        let records = lookup.answers().iter().filter_map(|r| match &r.data {
-            RData::MX(mx) => Some((mx.preference, name_text(&mx.exchange))),
-            _ => None,
-        });
-        non_empty(records.collect())
-    }
-
-    /// PTR names of `ip`, in DNS order.
-    async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, Failure> {
-        if ip.is_loopback() {
-            return self.direct_ptr(ip).await;
-        }
-        let lookup = self
-            .resolver()
-            .reverse_lookup(ip)
-            .await
-            .map_err(|e| Failure::from_net(&e))?;
-        let names = lookup.answers().iter().filter_map(|r| match &r.data {
-            RData::PTR(ptr) if !ptr.0.is_root() => Some(name_text(&ptr.0)),
-            _ => None,
-        });
-        non_empty(names.collect())
-    }
-
-    /// PTR names of a loopback `ip` asked of the name servers themselves:
-    /// hickory's resolver would answer `localhost.` without asking (RFC 6761).
-    async fn direct_ptr(&self, ip: IpAddr) -> Result<Vec<String>, Failure> {
-        let query = Query::query(Name::from(ip), RecordType::PTR);
-        let mut answers = self
-            .inner
-            .direct
-            .lookup(query, DnsRequestOptions::default());
-        let response = match answers.next().await {
-            Some(Ok(response)) => response,
-            Some(Err(e)) => return Err(Failure::from_net(&e)),
-            None => return Err(Failure::Other),
-        };
-        match response.metadata.response_code {
-            ResponseCode::NoError => {}
-            code => return Err(Failure::from_code(code)),
-        }
-        let names = response.answers.iter().filter_map(|r| match &r.data {
-            RData::PTR(ptr) if !ptr.0.is_root() => Some(name_text(&ptr.0)),
-            _ => None,
-        });
-        non_empty(names.collect())
-    }
-
-    /// TXT records of `name`, each one's strings joined.
-    async fn txt(&self, name: &str) -> Result<Vec<String>, Failure> {
-        let lookup = self
-            .resolver()
-            .txt_lookup(absolute(name)?)
-            .await
-            .map_err(|e| Failure::from_net(&e))?;
-        let texts = lookup.answers().iter().filter_map(|r| match &r.data {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|part| String::from_utf8_lossy(part))
-                    .collect::<String>(),
-            ),
-            _ => None,
-        });
-        non_empty(texts.collect())
-    }
-
-    /// The addresses of `name` in the family of `like` (A for IPv4, AAAA for IPv6).
-    async fn addresses(&self, name: &str, like: IpAddr) -> Result<Vec<IpAddr>, Failure> {
-        Ok(match like {
-            IpAddr::V4(_) => self.a(name).await?.into_iter().map(IpAddr::V4).collect(),
-            IpAddr::V6(_) => self.aaaa(name).await?.into_iter().map(IpAddr::V6).collect(),
-        })
-    }
-
-    /// The first A record of `host`, else its first AAAA record.
-    async fn first_address(&self, host: &str) -> Result<String, Failure> {
-        let (v4, v6) = tokio::join!(self.a(host), self.aaaa(host));
-        match (v4, v6) {
-            (Ok(a), _) if !a.is_empty() => Ok(a[0].to_string()),
-            (_, Ok(a)) if !a.is_empty() => Ok(a[0].to_string()),
-            (Err(f), _) => Err(f),
-            (_, Err(f)) => Err(f),
-            _ => Err(Failure::NoData),
-        }
-    }
+    result
 }
 
 /// The error kind of `result` unless it is a success or a plain "no such record".
@@ -461,34 +405,6 @@ fn hard<T>(result: &Result<T, Failure>) -> Option<String> {
         Err(f) if *f != Failure::NoData => Some(f.to_string()),
         _ => None,
     }
-}
-
-/// `Ok(items)`, or [`Failure::NoData`] for an answer without records of the type
-/// (e.g. only a CNAME).
-fn non_empty<T>(items: Vec<T>) -> Result<Vec<T>, Failure> {
-    if items.is_empty() {
-        Err(Failure::NoData)
-    } else {
-        Ok(items)
-    }
-}
-
-/// `name` as an absolute DNS name (never expanded with search domains).
-fn absolute(name: &str) -> Result<Name, Failure> {
-    let name = name.trim().trim_end_matches('.');
-    if name.is_empty() || name.len() > 253 || name.starts_with('.') {
-        return Err(Failure::InvalidName);
-    }
-    let mut parsed = Name::from_utf8(name).map_err(|_| Failure::InvalidName)?;
-    parsed.set_fqdn(true);
-    Ok(parsed)
-}
-
-/// A DNS name as findings show it: lower case ASCII, no trailing dot (`""` for
-/// the root).
-fn name_text(name: &Name) -> String {
-    let text = name.to_lowercase().to_ascii();
-    text.trim_end_matches('.').to_owned()
 }
 
 /// A domain as given by a client, trimmed, lower case, without the trailing dot.
@@ -534,14 +450,6 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(absolute("Mail.Example.").unwrap().is_fqdn());
-        assert_eq!(absolute(""), Err(Failure::InvalidName));
-        assert_eq!(absolute("."), Err(Failure::InvalidName));
-        assert_eq!(absolute(".a.example"), Err(Failure::InvalidName));
-        assert_eq!(absolute(&"a".repeat(64)), Err(Failure::InvalidName));
-        let name = Name::from_ascii("MX1.Example.").unwrap();
-        assert_eq!(name_text(&name), "mx1.example");
-        assert_eq!(name_text(&Name::root()), "");
         assert_eq!(normalize(" Example.COM. "), "example.com");
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! One [`Dns`] is built at start-up from a [`DnsConfig`] and shared by all sessions
 //! (it is a cheap `Clone` around an `Arc`). It holds one hickory resolver — with its
-//! answer cache — and the `mail-auth` record caches. Its methods fill the mail
-//! structure's DNS fields and the new authentication results:
+//! answer cache — the `mail-auth` record caches, and the caches of whole findings
+//! (see `cache.rs`: each kept until the first TTL of the answers behind it, never
+//! after a failure), so that the next message or session asks nothing the DNS
+//! already said. Its methods fill the mail structure's DNS fields and the new
+//! authentication results:
 //!
 //! | method | fills |
 //! |---|---|
@@ -56,6 +59,7 @@ mod auth;
 mod cache;
 mod headers;
 mod lookups;
+mod records;
 
 use std::fmt;
 use std::future::Future;
@@ -144,6 +148,7 @@ struct Inner {
     /// for the queries those shortcuts would answer locally (see `lookups.rs`).
     direct: NameServerPool<TokioRuntimeProvider>,
     caches: cache::Caches,
+    findings: cache::Findings,
     timeout: Duration,
     dnsbl_zones: Vec<String>,
 }
@@ -201,6 +206,7 @@ impl Dns {
                 auth,
                 direct,
                 caches: cache::Caches::new(cache::CAPACITY),
+                findings: cache::Findings::new(cache::CAPACITY),
                 timeout: config.timeout,
                 dnsbl_zones: config
                     .dnsbl_zones

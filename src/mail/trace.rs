@@ -20,7 +20,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, Datelike as _, FixedOffset, Timelike as _};
 
 /// Longest text (in characters) [`sanitize_header_text`] lets through.
 pub const MAX_HEADER_TEXT: usize = 255;
@@ -182,9 +182,71 @@ pub fn return_path_header(reverse_path: &str) -> String {
     format!("Return-Path: <{path}>\r\n")
 }
 
-/// An RFC 5322 date-time, e.g. `Wed, 05 Oct 2016 14:51:46 +0000`.
+/// An RFC 5322 date-time, e.g. `Wed, 05 Oct 2016 14:51:46 +0000` (chrono's
+/// `%a, %d %b %Y %H:%M:%S %z`, written directly: one per message, and chrono
+/// parses its format string on every call).
 pub fn rfc5322_date(time: &DateTime<FixedOffset>) -> String {
-    time.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut out = String::with_capacity(31);
+    out.push_str(DAYS[time.weekday().num_days_from_monday() as usize % 7]);
+    out.push_str(", ");
+    push_digits(&mut out, time.day(), 2);
+    out.push(' ');
+    out.push_str(MONTHS[time.month0() as usize % 12]);
+    out.push(' ');
+    push_year(&mut out, time.year());
+    out.push(' ');
+    push_clock_and_offset(&mut out, time);
+    out
+}
+
+/// The seed's `time` field, `2016-10-05 14:51:46 +0000` (chrono's `%Y-%m-%d
+/// %H:%M:%S %z`, written directly: one per connection).
+pub fn seed_time(time: &DateTime<FixedOffset>) -> String {
+    let mut out = String::with_capacity(25);
+    push_year(&mut out, time.year());
+    out.push('-');
+    push_digits(&mut out, time.month(), 2);
+    out.push('-');
+    push_digits(&mut out, time.day(), 2);
+    out.push(' ');
+    push_clock_and_offset(&mut out, time);
+    out
+}
+
+/// `hh:mm:ss +hhmm` (chrono's `%H:%M:%S %z`).
+fn push_clock_and_offset(out: &mut String, time: &DateTime<FixedOffset>) {
+    push_digits(out, time.hour(), 2);
+    out.push(':');
+    push_digits(out, time.minute(), 2);
+    out.push(':');
+    push_digits(out, time.second(), 2);
+    out.push(' ');
+    let offset = time.offset().local_minus_utc();
+    out.push(if offset < 0 { '-' } else { '+' });
+    let minutes = offset.unsigned_abs() / 60;
+    push_digits(out, minutes / 60, 2);
+    push_digits(out, minutes % 60, 2);
+}
+
+/// A year as chrono's `%Y` writes it: four digits from 0 to 9999, else with its sign.
+fn push_year(out: &mut String, year: i32) {
+    if (0..=9999).contains(&year) {
+        push_digits(out, year.unsigned_abs(), 4);
+    } else {
+        out.push_str(&format!("{year:+05}"));
+    }
+}
+
+/// The last `width` decimal digits of `n`, zero-padded.
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 #[cfg(test)]
@@ -439,5 +501,33 @@ mod tests {
             .with_ymd_and_hms(2016, 1, 3, 4, 5, 6)
             .unwrap();
         assert_eq!(rfc5322_date(&pdt), "Sun, 03 Jan 2016 04:05:06 -0700");
+    }
+
+    /// The dates written by hand are chrono's, for every weekday and month,
+    /// offsets east and west (with minutes), and single-digit fields.
+    #[test]
+    fn dates_match_chrono() {
+        use chrono::TimeZone as _;
+        for (offset, (y, mo, d, h, mi, sec)) in [
+            (0, (2016, 10, 5, 14, 51, 46)),
+            (-7 * 3600, (2016, 1, 3, 4, 5, 6)),
+            (5 * 3600 + 45 * 60, (2026, 12, 31, 23, 59, 59)),
+            (-(9 * 3600 + 30 * 60), (1999, 2, 28, 0, 0, 0)),
+            (14 * 3600, (2024, 2, 29, 12, 1, 9)),
+        ] {
+            let zone = FixedOffset::east_opt(offset).unwrap();
+            for extra_days in 0..40 {
+                let time = zone.with_ymd_and_hms(y, mo, d, h, mi, sec).unwrap()
+                    + chrono::Duration::days(extra_days * 9);
+                assert_eq!(
+                    rfc5322_date(&time),
+                    time.format("%a, %d %b %Y %H:%M:%S %z").to_string()
+                );
+                assert_eq!(
+                    seed_time(&time),
+                    time.format("%Y-%m-%d %H:%M:%S %z").to_string()
+                );
+            }
+        }
     }
 }

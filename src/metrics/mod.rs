@@ -15,6 +15,7 @@
 //! README's "Metrics" section.
 
 mod http;
+mod spool;
 #[cfg(test)]
 mod tests;
 
@@ -386,6 +387,13 @@ impl Metrics {
             tls_versions,
             tls_failures,
         }
+    }
+
+    /// Adds the spool's metrics (`net_receiver_spool_*`, see the README),
+    /// read from `spool` at each scrape.
+    pub fn register_spool(&mut self, spool: crate::spool::StatsHandle) {
+        self.registry
+            .register_collector(Box::new(spool::SpoolCollector(spool)));
     }
 
     /// A connection was admitted; the session counts as open while the

@@ -8,6 +8,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod lmtp;
 pub mod machine;
 pub mod proxy;
 pub mod reply;
@@ -15,7 +16,7 @@ pub mod reply;
 pub use address::{Mailbox, Path};
 pub use data::{BareLineEnding, DataOutcome};
 pub use machine::{
-    Body, ConnectionOptions, Credentials, Event, Limits, Machine, Mechanism, MessageEnd,
-    PathRequest, Progress, Refusal, Secret,
+    Body, ConnectionOptions, Credentials, Event, Facts, Greeting, Limits, Machine, Mechanism,
+    MessageEnd, PathRequest, Progress, Refusal, Secret,
 };
 pub use reply::{Enhanced, Reply};

@@ -2,7 +2,7 @@
 //! gem's `super`). Each one is what `impl Receiver for Mine {}` does.
 
 use crate::auth::password::scheme_of;
-use crate::auth::{Password, verify_password_bounded};
+use crate::auth::{AuthUnavailable, Password, verify_password_bounded};
 use crate::delivery::{DeliveryError, DeliveryReport};
 use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::protocol::{Credentials, Reply};
@@ -116,15 +116,24 @@ pub async fn quit(cx: &mut Context<'_>) -> Reply {
     )
 }
 
-/// The stored secret from the server's password store (passwd file, SQLite); no
-/// store or a store error means no user.
-pub async fn password(cx: &mut Context<'_>, username: &str) -> Option<Password> {
-    let store = cx.passwords()?;
+/// The stored secret from the server's password store (passwd file, SQLite,
+/// PostgreSQL, MySQL/MariaDB); no store means no user; a store that cannot answer
+/// (down, too slow, broken) is [`AuthUnavailable`] (454 4.7.0), logged as an error.
+pub async fn password(
+    cx: &mut Context<'_>,
+    username: &str,
+) -> Result<Option<Password>, AuthUnavailable> {
+    let Some(store) = cx.passwords() else {
+        return Ok(None);
+    };
     match store.lookup(username).await {
-        Ok(secret) => secret.map(Password::Hashed),
+        Ok(secret) => Ok(secret.map(Password::Hashed)),
         Err(error) => {
-            tracing::error!("password lookup failed: {error}");
-            None
+            tracing::error!(
+                "password lookup failed, AUTH answered 454: {}",
+                crate::auth::error_chain(&error)
+            );
+            Err(AuthUnavailable)
         }
     }
 }

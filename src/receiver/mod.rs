@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 pub use extensions::Extensions;
 
-use crate::auth::{Password, PasswordLookup};
+use crate::auth::{AuthUnavailable, Password, PasswordLookup};
 use crate::config::Settings;
 use crate::delivery::{Deliver, DeliveryError};
 use crate::dns::Dns;
@@ -200,31 +200,33 @@ pub trait Receiver: Send + Sync + 'static {
         defaults::quit(cx)
     }
 
-    /// The secret of `username`, for AUTH (the seed's `password`); `None` = no
+    /// The secret of `username`, for AUTH (the seed's `password`); `Ok(None)` = no
     /// such user. Return [`Password::Plain`] for the password itself (what the
     /// seed's hook returned) or [`Password::Hashed`] for a stored hash
-    /// (`$argon2id$…`, `$2b$…`, `$6$…`, `{PLAIN}…`: see [`crate::auth::password`]).
-    /// The default asks the server's password store (`passwd_file`,
+    /// (`$argon2id$…`, `$2b$…`, `$6$…`, `{PLAIN}…`: see [`crate::auth::password`]);
+    /// `Err(AuthUnavailable)` when the secret cannot be had now (the client gets
+    /// 454 4.7.0). The default asks the server's password store (`passwd_file`,
     /// `password_db`). AUTH is offered when `auth = true` or a store is configured.
     fn password(
         &self,
         cx: &mut Context<'_>,
         username: &str,
-    ) -> impl Future<Output = Option<Password>> + Send {
+    ) -> impl Future<Output = Result<Option<Password>, AuthUnavailable>> + Send {
         defaults::password(cx, username)
     }
 
-    /// AUTH: are these credentials good? The default gets the stored secret from
+    /// AUTH: are these credentials good (235) or not (535)? `Err(AuthUnavailable)`:
+    /// cannot tell now (454 4.7.0). The default gets the stored secret from
     /// [`Receiver::password`] and checks the password against it in constant time.
     /// Override it to use any other backend.
     fn authenticate(
         &self,
         cx: &mut Context<'_>,
         credentials: &Credentials,
-    ) -> impl Future<Output = bool> + Send {
+    ) -> impl Future<Output = Result<bool, AuthUnavailable>> + Send {
         async move {
-            let stored = self.password(cx, &credentials.username).await;
-            defaults::authenticate(cx, credentials, stored.as_ref()).await
+            let stored = self.password(cx, &credentials.username).await?;
+            Ok(defaults::authenticate(cx, credentials, stored.as_ref()).await)
         }
     }
 

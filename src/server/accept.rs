@@ -141,7 +141,11 @@ pub(super) async fn serve_listeners<R: Receiver>(
 /// got their 421; in a flood of 10,000, half got nothing within 20 s.
 const LISTEN_BACKLOG: u32 = 1024;
 
-/// A listening socket on `addr` (address reuse on, as `TcpListener::bind` does).
+/// A listening socket on `addr` (address reuse on, as `TcpListener::bind` does),
+/// with `TCP_NODELAY`: replies go out at once, even to a pipelining client
+/// whose ACK of the previous reply is still delayed. Linux hands the option
+/// down to every accepted socket, which spares a `setsockopt` per connection
+/// (see [`NODELAY_INHERITED`]).
 pub(super) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -149,6 +153,12 @@ pub(super) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }
+
+/// Whether an accepted socket inherits `TCP_NODELAY` from its listener (Linux
+/// copies the listener's options into each new connection); elsewhere each
+/// connection sets it itself.
+pub(super) const NODELAY_INHERITED: bool = cfg!(target_os = "linux");

@@ -3,8 +3,10 @@
 //!
 //! [`Server::from_config`] honours every key of the configuration file in the order
 //! that keeps a start safe: working directory, every setting checked, TLS (files
-//! or a generated certificate), the AUTH password store, the DNS resolver, the
-//! lockout store, then binding, the pid file, the privilege drop, and only then
+//! or a generated certificate), the AUTH password store (a database server's
+//! query checked if it answers), the DNS resolver, the lockout store, then
+//! binding (or taking sockets bound by others, such as systemd passes), the pid
+//! file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
 //! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
 //! as policy layers after the DNS checks, in the order given. Each failure is a [`ServerError`] that
@@ -20,10 +22,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::process::{self, PidFile};
-use super::{Server, ServerError, TlsHandle};
-use crate::auth::{PasswdFile, PasswordLookup, SqliteStore};
+use super::{InheritedListener, Server, ServerError, TlsHandle};
+use crate::auth::{DbServerStore, PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
-use crate::delivery::{DeliverFuture, Maildir};
+use crate::config::{ConfigError, DeliverConfig};
+use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats};
 use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
@@ -53,6 +56,20 @@ impl<R: Receiver> Server<R> {
     /// or `group_name` the process drops its privileges after binding, so this
     /// must be called from a process that may do so (and only once).
     pub async fn from_config(config: &Config, receiver: R) -> Result<Self, ServerError> {
+        Self::from_config_with_listeners(config, receiver, Vec::new()).await
+    }
+
+    /// [`Server::from_config`], but serving `inherited` — sockets bound already,
+    /// such as systemd's socket activation passes — instead of binding the
+    /// configuration's listeners (when `inherited` is empty, those are bound as
+    /// usual). Each socket's mode is its name's, else that of the configured
+    /// listener with the same address, else its port's (see
+    /// [`InheritedListener::spec`]).
+    pub async fn from_config_with_listeners(
+        config: &Config,
+        receiver: R,
+        inherited: Vec<InheritedListener>,
+    ) -> Result<Self, ServerError> {
         if config.daemon {
             return Err(ServerError::Unsupported(
                 "daemon = true: a process must detach before its async runtime starts; \
@@ -75,7 +92,7 @@ impl<R: Receiver> Server<R> {
             &settings.server_name,
         )?)?);
         log_certificate(&tls);
-        let passwords = password_store(config)?;
+        let passwords = password_store(config).await?;
         let dns = match config.dns()? {
             Some(dns) => Some(Arc::new(Dns::new(&dns)?)),
             None => None,
@@ -90,7 +107,12 @@ impl<R: Receiver> Server<R> {
             .map(HttpHook::new)
             .collect::<Result<Vec<_>, _>>()?;
         let metrics_addr = config.metrics_listen()?;
-        let server = Server::bind(&listeners, settings, receiver).await?;
+        let server_name = settings.server_name.clone();
+        let server = if inherited.is_empty() {
+            Server::bind(&listeners, settings, receiver).await?
+        } else {
+            Server::from_inherited(inherited, &listeners, settings, receiver)?
+        };
         // Bound before the privilege drop, like the SMTP listeners.
         let metrics_listener = match metrics_addr {
             Some(addr) => Some(
@@ -113,6 +135,7 @@ impl<R: Receiver> Server<R> {
             process::drop_privileges(identity)?;
             tracing::info!(uid = %identity.uid, gid = %identity.gid, "privileges dropped");
         }
+        let mut spool_stats = None;
         let (server, destination) = if config.no_deliver {
             (
                 server.with_delivery(Discard),
@@ -120,33 +143,21 @@ impl<R: Receiver> Server<R> {
             )
         } else {
             // Opened as the final user, so it is that user's and known writable.
-            let maildir =
-                Maildir::open(&config.maildir).map_err(|source| ServerError::Maildir {
-                    path: config.maildir.clone(),
-                    source,
-                })?;
+            let (target, target_name) = delivery_target(config, &server_name).await?;
             match &config.spool_dir {
-                None => (
-                    server.with_delivery(maildir),
-                    config.maildir.display().to_string(),
-                ),
+                None => (server.with_delivery(target), target_name),
                 Some(dir) => {
                     let mut options = SpoolOptions::new(dir);
                     options.max_bytes = config.spool_max_bytes;
                     let spooled =
-                        Spooled::start(&options, Arc::new(maildir)).map_err(|source| {
-                            ServerError::Spool {
-                                path: dir.clone(),
-                                source,
-                            }
+                        Spooled::start(&options, target).map_err(|source| ServerError::Spool {
+                            path: dir.clone(),
+                            source,
                         })?;
+                    spool_stats = Some(spooled.spool().stats_handle());
                     (
                         server.with_delivery(spooled),
-                        format!(
-                            "{} through the spool {}",
-                            config.maildir.display(),
-                            dir.display()
-                        ),
+                        format!("{target_name} through the spool {}", dir.display()),
                     )
                 }
             }
@@ -174,18 +185,90 @@ impl<R: Receiver> Server<R> {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("metrics on {addr}");
             }
+            let mut metrics = Metrics::new();
+            if let Some(spool) = spool_stats {
+                metrics.register_spool(spool);
+            }
             server = server
-                .with_metrics(Arc::new(Metrics::new()))
+                .with_metrics(Arc::new(metrics))
                 .with_metrics_listener(listener);
         }
         for (addr, (_, spec)) in server.local_addrs().into_iter().zip(&server.listeners) {
             tracing::info!(
+                name: "listening",
                 mode = %spec.mode.as_str(),
                 "listening on {addr}, delivering to {destination}"
             );
         }
         Ok(server)
     }
+}
+
+/// Where accepted mail goes: the `[[deliver]]` chain, or without one the
+/// Maildir at `maildir`; with its name for the start-up log line.
+async fn delivery_target(
+    config: &Config,
+    server_name: &str,
+) -> Result<(Arc<dyn Deliver>, String), ServerError> {
+    let open_maildir = |path: &std::path::Path| {
+        Maildir::open(path).map_err(|source| ServerError::Maildir {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    if config.deliver.is_empty() {
+        let maildir = open_maildir(&config.maildir)?;
+        return Ok((Arc::new(maildir), config.maildir.display().to_string()));
+    }
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: "deliver",
+        reason,
+    };
+    let mut links = Vec::new();
+    for table in &config.deliver {
+        let (name, target): (String, Arc<dyn Deliver>) = match table {
+            DeliverConfig::Maildir { path, .. } => (
+                format!("maildir {}", path.display()),
+                Arc::new(open_maildir(path)?),
+            ),
+            DeliverConfig::Lmtp {
+                address, timeout, ..
+            } => {
+                let parsed: LmtpAddress = address.parse().map_err(invalid)?;
+                let timeout = std::time::Duration::try_from_secs_f64(*timeout)
+                    .ok()
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| invalid(format!("lmtp timeout {timeout} is not positive")))?;
+                let lmtp =
+                    Lmtp::new(parsed, server_name).with_timeouts(timeout, timeout, timeout * 2);
+                (format!("lmtp {address}"), Arc::new(lmtp))
+            }
+            DeliverConfig::Nats {
+                url,
+                subject,
+                stream,
+                timeout,
+                ..
+            } => {
+                let timeout = std::time::Duration::try_from_secs_f64(*timeout)
+                    .ok()
+                    .filter(|t| !t.is_zero())
+                    .ok_or_else(|| invalid(format!("nats timeout {timeout} is not positive")))?;
+                let nats = Nats::connect(url, subject, stream.clone(), timeout)
+                    .await
+                    .map_err(invalid)?;
+                (format!("nats {url} {subject}"), Arc::new(nats))
+            }
+        };
+        links.push(Link {
+            name,
+            target,
+            required: table.required(),
+        });
+    }
+    let chain = Chain::new(links).map_err(invalid)?;
+    let name = chain.describe();
+    Ok((Arc::new(chain), name))
 }
 
 /// The `no_deliver` delivery (benchmarks): accepts every mail and keeps none.
@@ -241,8 +324,10 @@ fn certificate_source(
     }
 }
 
-/// The AUTH password store the configuration names, if any.
-fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+/// The AUTH password store the configuration names, if any: a `password_db` with
+/// a URL is a database server, else an SQLite file.
+async fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+    let timeout = config.password_db_timeout()?;
     match (&config.passwd_file, &config.password_db) {
         (Some(_), Some(_)) => Err(ServerError::Unsupported(
             "passwd_file and password_db cannot both be set",
@@ -253,6 +338,17 @@ fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, Se
             Ok(Some(Arc::new(store)))
         }
         (None, Some(db)) => {
+            let url = db.to_str().filter(|text| text.contains("://"));
+            if let Some(url) = url {
+                let store =
+                    DbServerStore::open(url, config.password_query.clone(), timeout).await?;
+                tracing::info!(
+                    "AUTH users from {} {} (lookups within {timeout:?})",
+                    store.kind().name(),
+                    store.shown_url()
+                );
+                return Ok(Some(Arc::new(store)));
+            }
             let store = SqliteStore::open(db, config.password_query.clone())?;
             tracing::info!("AUTH users from SQLite {}", db.display());
             Ok(Some(Arc::new(store)))

@@ -7,6 +7,7 @@
 mod accept;
 mod build;
 mod conn;
+mod inherited;
 mod limits;
 pub mod process;
 mod proxy;
@@ -15,7 +16,7 @@ pub mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,11 +28,12 @@ use crate::delivery::Deliver;
 use crate::dns::Dns;
 use crate::lockout::Lockout;
 use crate::metrics::{self, Metrics};
-use crate::protocol::{ConnectionOptions, Machine, Reply};
+use crate::protocol::Reply;
 use crate::receiver::{Receiver, Services};
-use crate::session::{ConnectionInfo, Session};
+use crate::session::ConnectionInfo;
 use accept::{listen, serve_listeners, spawn_workers};
 pub use build::{Reloader, default_workers, stop_signal};
+pub use inherited::{InheritedListener, mode_named};
 use limits::ConnectionLimits;
 pub use tls::{CertificateSource, TlsError, TlsHandle};
 
@@ -140,6 +142,11 @@ impl<R: Receiver> Server<R> {
             })?;
             bound.push((listener, spec));
         }
+        Ok(Self::serving(bound, settings, receiver))
+    }
+
+    /// A server on listeners that are bound already.
+    fn serving(bound: Vec<(TcpListener, ListenerSpec)>, settings: Settings, receiver: R) -> Self {
         let limits = ConnectionLimits::new(
             settings.max_connections,
             settings.max_connections_per_ip,
@@ -147,7 +154,7 @@ impl<R: Receiver> Server<R> {
         )
         .with_ipv6_prefix_length(settings.ipv6_prefix_length);
         let lockout = Lockout::in_memory(settings.lockout_policy);
-        Ok(Self {
+        Self {
             shared: Arc::new(Shared {
                 receiver: Arc::new(receiver),
                 settings: Arc::new(settings),
@@ -167,7 +174,7 @@ impl<R: Receiver> Server<R> {
             worker_threads: 0,
             pid_file: None,
             metrics_listener: None,
-        })
+        }
     }
 
     /// Serves connections on `threads` threads of their own, each running a
@@ -342,7 +349,9 @@ async fn connection<R: Receiver>(
     } else {
         spec.addr
     };
-    let _ = stream.set_nodelay(true);
+    if !accept::NODELAY_INHERITED {
+        let _ = stream.set_nodelay(true);
+    }
     let info = ConnectionInfo {
         local,
         remote,
@@ -412,6 +421,10 @@ async fn handle<R, S>(
         count_refusal(&shared, metrics::Refused::TooManyConnections);
         if let Some(suppressed) = shared.refusal_log.admit() {
             tracing::warn!(
+                name: "refused",
+                remote = %remote.ip(),
+                // An implicit-TLS client gets no 421, just the close.
+                code = (spec.mode != ListenerMode::Smtps).then_some(421u16),
                 "connection from {remote} refused: too many connections \
                  ({suppressed} more refused since the last such line)"
             );
@@ -433,69 +446,13 @@ async fn handle<R, S>(
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&out)).await;
         return;
     };
-    let _open = shared
-        .services
-        .metrics
-        .as_ref()
-        .map(|m| m.connection_accepted());
-    tracing::info!(
-        "connection accepted on port {} from {remote}",
-        info.local.port()
-    );
-    let options = ConnectionOptions {
-        starttls: shared.tls.is_some() && spec.mode != ListenerMode::Smtps,
-        tls_active: spec.mode == ListenerMode::Smtps,
-        require_auth: spec.mode == ListenerMode::Submission,
-        auth: settings.auth,
-        allow_plaintext_auth: settings.allow_plaintext_auth,
-    };
-    let machine = Machine::with_options(
-        Arc::clone(&settings.limits),
-        Arc::clone(&settings.ehlo_keywords),
-        options,
-        Instant::now(),
-    );
-    let mut session = Session::new(
-        Arc::clone(&shared.receiver),
-        Arc::clone(settings),
-        shared.services.clone(),
-        info,
-    );
-    let starttls = shared.tls.clone().filter(|_| options.starttls);
-    let timeout = settings.tls_handshake_timeout;
-    if spec.mode == ListenerMode::Smtps {
-        let Some(tls) = &shared.tls else {
-            tracing::error!("implicit-TLS listener {} has no certificate", spec.addr);
-            return;
-        };
-        let metrics = shared.services.metrics.as_deref();
-        // Boxed so that plaintext sessions do not carry room for the TLS state.
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let facts = conn::tls_facts(stream.get_ref().1);
-                    if let Some(m) = metrics {
-                        m.tls_handshake(facts.version.as_deref());
-                    }
-                    session.tls_established(facts);
-                    conn::serve(stream, session, machine, None, timeout, stop).await;
-                }
-                Ok(Err(error)) => {
-                    tls_failure(metrics, false);
-                    tls::log_handshake_failure(&remote.ip(), &error);
-                }
-                Err(_) => {
-                    tls_failure(metrics, true);
-                    tls::log_handshake_failure(&remote.ip(), &"timed out");
-                }
-            }
-        })
-        .await;
-    } else {
-        conn::serve(stream, session, machine, starttls, timeout, stop).await;
-    }
-    tracing::info!("connection from {remote} closed");
+    let conn_id = NEXT_CONNECTION_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let span = tracing::info_span!("connection", conn_id, remote_ip = %remote.ip());
+    tracing::Instrument::instrument(conn::admitted(stream, info, spec, shared, stop), span).await;
 }
+
+/// The `conn_id` of the next connection (in the JSON logs).
+static NEXT_CONNECTION_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 fn count_refusal<R>(shared: &Shared<R>, reason: metrics::Refused) {
     if let Some(m) = &shared.services.metrics {
         m.connection_refused(reason);
@@ -546,6 +503,21 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 4 * 1024, "the connection future takes {size} bytes");
         Ok(())
+    }
+
+    /// Replies are never held back by Nagle's algorithm: every accepted socket
+    /// has `TCP_NODELAY`, inherited from the listener where the system hands it
+    /// down (no `setsockopt` per connection), else set on each.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        if !accept::NODELAY_INHERITED {
+            accepted.set_nodelay(true).unwrap();
+        }
+        assert!(accepted.nodelay().unwrap());
     }
 
     /// 300 clients connect before the server accepts any: all complete their

@@ -220,7 +220,7 @@ pub(crate) fn log_handshake_failure(
     remote_ip: &dyn std::fmt::Display,
     why: &dyn std::fmt::Display,
 ) {
-    tracing::info!(remote = %remote_ip, "TLS handshake failed: {why}");
+    tracing::info!(name: "tls_failed", remote = %remote_ip, "TLS handshake failed: {why}");
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), TlsError> {

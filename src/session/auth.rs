@@ -1,6 +1,7 @@
 //! AUTH and the lockout for one session: the credentials checked through the
-//! `authenticate` hook under the login rules of [`crate::lockout`], and failures
-//! counted against the client's network.
+//! `authenticate` hook under the login rules of [`crate::lockout`] (235, 535, or
+//! 454 when the hook cannot tell now), and failures counted against the client's
+//! network.
 
 use super::{Session, internal_error, layers, prohibited};
 use crate::config::FailureKind;
@@ -38,7 +39,7 @@ impl<R: Receiver> Session<R> {
     /// The machine closed the session for too many errors: counted against the
     /// client (`abuse` in `lockout_counts`) unless it is exempt.
     pub async fn protocol_abuse(&mut self) {
-        tracing::info!(remote = %self.mail.remote_ip, "closed for too many errors");
+        tracing::info!(name: "too_many_errors", remote = %self.mail.remote_ip, "closed for too many errors");
         self.count_failure(FailureKind::Abuse).await;
     }
 
@@ -60,7 +61,7 @@ impl<R: Receiver> Session<R> {
         }
         let status = lockout.record_failure(&self.ip_subject()).await;
         if status.locked {
-            tracing::warn!(remote = %self.mail.remote_ip, failures = status.failures, "locked out");
+            tracing::warn!(name: "lockout", remote = %self.mail.remote_ip, failures = status.failures, "locked out");
             if let Some(m) = self.metrics() {
                 m.lockout();
             }
@@ -87,12 +88,18 @@ impl<R: Receiver> Session<R> {
             login_refused = lockout.login_refused(&name, *client).await;
         }
         // The check runs even for a refused login, so its answer takes as long.
-        let Ok(verified) = hook!(self, authenticate, &credentials) else {
-            return internal_error();
-        };
-        let accepted = verified && !login_refused;
         let remote = self.mail.remote_ip.clone();
         let mechanism = credentials.mechanism.as_str();
+        let verified = match hook!(self, authenticate, &credentials) {
+            Ok(Ok(verified)) => verified,
+            // Neither a success nor a failure: nothing counted, no delay.
+            Ok(Err(unavailable)) => {
+                tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH temporarily unavailable");
+                return unavailable.into();
+            }
+            Err(_) => return internal_error(),
+        };
+        let accepted = verified && !login_refused;
         if let Some(m) = self.metrics() {
             m.auth(accepted);
         }
@@ -107,11 +114,11 @@ impl<R: Receiver> Session<R> {
                 tracing::info!(%remote, user = %crate::logging::Escaped(&name), mechanism, "AUTH refused by policy");
                 return refusal;
             }
-            tracing::info!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
+            tracing::info!(name: "auth_succeeded", %remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH succeeded");
             self.mail.authenticated = Some(credentials.username);
             return outcome.answer(Reply::new(235, (2, 7, 0), "Authentication successful"));
         }
-        tracing::warn!(%remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
+        tracing::warn!(name: "auth_failed", %remote, user = %crate::logging::Escaped(&credentials.username), mechanism, "AUTH failed");
         self.failed_auths = self.failed_auths.saturating_add(1);
         let mut ip_locked = false;
         if let Some((lockout, client)) = &guard

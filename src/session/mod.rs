@@ -24,7 +24,7 @@ use crate::metrics::{self, DeliveryFailure, MessageRefused, Metrics, Verb};
 use crate::policy::{Stage, Verdict};
 use crate::protocol::DataOutcome;
 use crate::protocol::address::analyze_local_part;
-use crate::protocol::{Event, MessageEnd, Path, PathRequest, Reply};
+use crate::protocol::{Event, Facts, Greeting, MessageEnd, Path, PathRequest, Reply};
 use crate::receiver::{Context, Extensions, Receiver, Services};
 
 /// Finished transactions kept for `closed`; older ones are dropped.
@@ -135,9 +135,7 @@ impl<R: Receiver> Session<R> {
             remote_hostname: None,
             remote_ip: remote_ip.clone(),
             id: id::new_mail_id(),
-            time: chrono::Utc::now()
-                .format("%Y-%m-%d %H:%M:%S %z")
-                .to_string(),
+            time: crate::mail::trace::seed_time(&chrono::Utc::now().fixed_offset()),
             connect: Connect {
                 value: remote_ip,
                 ..Connect::default()
@@ -179,7 +177,7 @@ impl<R: Receiver> Session<R> {
             && lockout.is_locked(&self.ip_subject()).await
         {
             self.mail.prohibited = true;
-            tracing::warn!(remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
+            tracing::warn!(name: "locked_out", remote = %self.mail.remote_ip, "refused: locked out after repeated failures");
             if let Some(m) = self.metrics() {
                 m.connection_refused(metrics::Refused::LockedOut);
             }
@@ -224,7 +222,7 @@ impl<R: Receiver> Session<R> {
             Event::MailFrom(request) => self.mail_from(request).await,
             Event::RcptTo(request) => self.rcpt_to(request).await,
             Event::DataStart { .. } => hook!(self, data).unwrap_or_else(|_| internal_error()),
-            Event::Message(end) => self.message(end).await,
+            Event::Message { end, facts } => self.message(end, facts).await,
             Event::Rset => {
                 let reply = hook!(self, rset).unwrap_or_else(|_| internal_error());
                 if reply.is_positive() {
@@ -262,6 +260,9 @@ impl<R: Receiver> Session<R> {
 
     /// TLS is up (implicit, or after STARTTLS): recorded in the mail structure; the
     /// session starts over as just connected (any transaction and EHLO are gone).
+    /// Call it once the machine says so ([`Facts::tls`]): the machine owns the
+    /// fact and sequences commands by it; `encrypted`, `tls_version` and
+    /// `tls_cipher` are the mail structure's record of it.
     pub fn tls_established(&mut self, facts: TlsFacts) {
         self.archive();
         self.mail.ehlo = None;
@@ -339,7 +340,7 @@ impl<R: Receiver> Session<R> {
 
     /// The end of DATA or BDAT, alike: a refused message is recorded (its size)
     /// and kept for `closed`; a complete one goes to `received`.
-    async fn message(&mut self, end: MessageEnd) -> Reply {
+    async fn message(&mut self, end: MessageEnd, facts: Facts) -> Reply {
         let raw = match end {
             MessageEnd::Complete(raw) => raw,
             MessageEnd::Refused(refusal) => {
@@ -364,7 +365,7 @@ impl<R: Receiver> Session<R> {
         let delivered =
             crate::dns::strip_forged_authentication_results(&original, &self.settings.server_name)
                 .map_or_else(|| original.clone(), bytes::Bytes::from);
-        let received = self.received_header();
+        let received = self.received_header(facts);
         self.mail.data = Some(Data::from_bytes(delivered, received));
         let mut outcome = layers!(self, Stage::Data, message, &original);
         drop(original);
@@ -411,30 +412,30 @@ impl<R: Receiver> Session<R> {
                 format!("OK id={}", self.mail.id),
             )),
             Err(error) => {
-                tracing::warn!(id = %self.mail.id, "delivery failed: {error}");
-                delivery_error_reply(&error)
+                let reply = delivery_error_reply(&error);
+                tracing::warn!(name: "delivery_failed", code = reply.code, id = %self.mail.id, "delivery failed: {error}");
+                reply
             }
         };
         self.archive();
         reply
     }
 
-    fn received_header(&self) -> String {
+    /// The trace header; its `with` keyword comes from the machine's facts (the
+    /// greeting in force, TLS, SMTP AUTH), not from the mail record, which hooks
+    /// may change.
+    fn received_header(&self, facts: Facts) -> String {
         let mail = &self.mail;
         let ehlo = mail.ehlo.as_ref();
         let smtputf8 = mail.mailfrom.as_ref().is_some_and(|m| m.smtputf8);
         // RFC 3848 / RFC 6531 "with" keywords: ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP…
-        let extended = ehlo.is_some_and(|e| e.verb == "EHLO");
+        let extended = facts.greeting == Some(Greeting::Ehlo);
         let protocol = if extended || smtputf8 {
             format!(
                 "{}{}{}",
                 if smtputf8 { "UTF8SMTP" } else { "ESMTP" },
-                if mail.encrypted { "S" } else { "" },
-                if mail.authenticated.is_some() {
-                    "A"
-                } else {
-                    ""
-                },
+                if facts.tls { "S" } else { "" },
+                if facts.authenticated { "A" } else { "" },
             )
         } else {
             "SMTP".to_owned()
@@ -519,7 +520,7 @@ fn verb(event: &Event) -> Option<Verb> {
         Event::RcptTo(_) => Verb::Rcpt,
         Event::DataStart { bdat: false } => Verb::Data,
         Event::DataStart { bdat: true } => Verb::Bdat,
-        Event::Message(_) => return None,
+        Event::Message { .. } => return None,
         Event::Rset => Verb::Rset,
         Event::Noop => Verb::Noop,
         Event::Help(_) => Verb::Help,

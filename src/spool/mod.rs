@@ -23,7 +23,7 @@
 //! ## Group commit
 //!
 //! One writer thread (`writer.rs`) owns the files. [`Spool::append`] queues the
-//! encoded record and waits; the thread writes everything queued as one batch
+//! encoded record (its head; the raw message is shared, not copied) and waits; the thread writes everything queued as one batch
 //! and calls `fdatasync` once for it; requests that arrive meanwhile form the
 //! next batch. No timer: an idle disk flushes a lone message at once, a busy one
 //! covers many messages per flush ([`FlushStats`], logged at `info`). An appender
@@ -37,7 +37,9 @@
 //! [`Spool::open`] reads every segment back (`recover.rs`): a torn tail is cut
 //! off and logged, and each message without a done mark is returned for
 //! delivery again — at least once; a crash between the target storing a message
-//! and its done mark being durable repeats it, with the same mail id.
+//! and its done mark being durable repeats it, with the same mail id. A
+//! recipient a target refuses for good makes the message a dead letter, kept
+//! in `dead/` (`dead.rs`) before its done mark: never dropped silently.
 //! [`Spooled`] (`spooled.rs`) is the [`crate::Deliver`] that puts it together.
 
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -53,6 +55,7 @@ use tokio::sync::oneshot;
 use crate::delivery::DeliveryError;
 use crate::mail::Mail;
 
+mod dead;
 mod record;
 mod recover;
 mod spooled;
@@ -107,6 +110,28 @@ pub struct FlushStats {
     pub done: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Delivery attempts that failed transiently and were scheduled again.
+    pub retries: u64,
+    /// Batches handed to the target by the delivery thread.
+    pub delivery_batches: u64,
+    /// Messages some recipient of which was refused for good, kept in `dead/`.
+    pub dead_letters: u64,
+    /// Messages in the spool not yet done (the spool's depth), now.
+    pub pending: u64,
+    /// Bytes of the segments on disk (what `spool_max_bytes` limits), now.
+    pub disk_bytes: u64,
+}
+
+/// A read-only view of a spool's [`FlushStats`] that does not keep the spool
+/// open (for the metrics endpoint).
+#[derive(Debug, Clone)]
+pub struct StatsHandle(Arc<Counters>);
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn stats(&self) -> FlushStats {
+        self.0.snapshot()
+    }
 }
 
 /// A handle on an open spool (cheap to clone; the writer thread ends when the
@@ -140,15 +165,19 @@ impl Spool {
             .create(&options.dir)?;
         let lock = lock(&options.dir)?;
         let found = recover::recover(&options.dir)?;
-        let file = create_segment(&options.dir, found.next_segment)?;
+        create_segment(&options.dir, found.next_segment)?;
         let mut live = found.live;
         live.insert(found.next_segment, writer::Segment::default());
         let counters = Arc::new(Counters::default());
+        counters.pending.store(
+            found.pending.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut writer = Writer {
             dir: options.dir.clone(),
-            file,
             segment: found.next_segment,
             len: 0,
+            tail_unknown: false,
             segment_bytes: options.segment_bytes.max(1),
             max_bytes: options.max_bytes,
             live,
@@ -178,17 +207,13 @@ impl Spool {
     /// Appends `mail` (envelope, structure and raw message) and returns once it
     /// is durable, with its place. Never blocks the calling thread.
     pub async fn append(&self, mail: &Mail) -> Result<Place, DeliveryError> {
-        let payload = record::message_payload(mail)
+        // The raw message is shared with the writer, not copied: the session's
+        // buffer is the only copy of the body (issue 18, 25 MiB messages).
+        let (head, body) = record::encode_message(mail)
             .map_err(|e| DeliveryError::Temporary(format!("cannot encode the mail: {e}")))?;
-        let mut framed = Vec::new();
-        record::encode(record::Kind::Message, &payload, &mut framed);
-        drop(payload);
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request::Append {
-                record: framed,
-                reply,
-            })
+            .send(Request::Append { head, body, reply })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -201,9 +226,35 @@ impl Spool {
         }
     }
 
+    /// Counts a batch handed to the target.
+    pub(crate) fn count_delivery_batch(&self) {
+        self.counters
+            .delivery_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a message kept as a dead letter.
+    pub(crate) fn count_dead_letter(&self) {
+        self.counters
+            .dead_letters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a delivery attempt that will be retried.
+    pub(crate) fn count_retry(&self) {
+        self.counters
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The group-commit counters so far.
     pub fn stats(&self) -> FlushStats {
         self.counters.snapshot()
+    }
+
+    /// A view of [`Spool::stats`] that outlives the spool without keeping it open.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.counters))
     }
 }
 
@@ -218,12 +269,18 @@ fn stopped() -> DeliveryError {
 fn lock(dir: &Path) -> io::Result<nix::fcntl::Flock<File>> {
     use nix::fcntl::{Flock, FlockArg};
     let path = dir.join("lock");
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
+    // Created, then held open read-only (flock needs no write access), so
+    // the spool's file system may still be remounted read-only.
+    if let Err(error) = OpenOptions::new()
+        .create_new(true)
         .write(true)
         .mode(0o600)
-        .open(&path)?;
+        .open(&path)
+        && error.kind() != io::ErrorKind::AlreadyExists
+    {
+        return Err(error);
+    }
+    let mut file = File::open(&path)?;
     for _ in 0..50 {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
@@ -245,16 +302,15 @@ pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:016x}.seg"))
 }
 
-/// Creates segment `number` (append-only, mode 0600) and makes its name durable.
-pub(crate) fn create_segment(dir: &Path, number: u64) -> io::Result<File> {
+/// Creates segment `number` (empty, mode 0600) and makes its name durable.
+pub(crate) fn create_segment(dir: &Path, number: u64) -> io::Result<()> {
     DirBuilder::new().recursive(true).create(dir)?;
-    let file = OpenOptions::new()
+    OpenOptions::new()
         .append(true)
         .create_new(true)
         .mode(0o600)
         .open(segment_path(dir, number))?;
-    sync_dir(dir)?;
-    Ok(file)
+    sync_dir(dir)
 }
 
 /// fsyncs a directory (its entries become durable).

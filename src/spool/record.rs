@@ -120,7 +120,43 @@ pub(crate) fn decode(buf: &[u8], at: usize) -> Decoded<'_> {
     }
 }
 
-/// The payload of a message record for `mail` (see the module doc).
+/// The whole message record for `mail` in two parts, so the raw message is
+/// never copied: the head (record header, JSON length and the JSON) and the
+/// body (the raw message, shared). Written one after the other they are
+/// exactly `encode(Kind::Message, message_payload(mail))`.
+pub(crate) fn encode_message(mail: &Mail) -> Result<(Vec<u8>, Bytes), serde_json::Error> {
+    let mut envelope = mail.clone();
+    let raw = match envelope.data.as_mut() {
+        Some(data) => {
+            let raw = data.raw.clone();
+            data.forget_message();
+            raw
+        }
+        None => Bytes::new(),
+    };
+    let json = serde_json::to_vec(&envelope)?;
+    let json_len = u32::try_from(json.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let payload_len = 4 + json.len() + raw.len();
+    let len = u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes();
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[Kind::Message as u8]);
+    crc.update(&len);
+    crc.update(&json_len);
+    crc.update(&json);
+    crc.update(&raw);
+    let mut head = Vec::with_capacity(HEADER + 4 + json.len());
+    head.extend_from_slice(&MAGIC);
+    head.push(Kind::Message as u8);
+    head.extend_from_slice(&len);
+    head.extend_from_slice(&crc.finalize().to_le_bytes());
+    head.extend_from_slice(&json_len);
+    head.extend_from_slice(&json);
+    Ok((head, raw))
+}
+
+/// The payload of a message record for `mail` (see the module doc): the
+/// reference [`encode_message`] is checked against.
+#[cfg(test)]
 pub(crate) fn message_payload(mail: &Mail) -> Result<Vec<u8>, serde_json::Error> {
     let mut envelope = mail.clone();
     let raw = match envelope.data.as_mut() {
@@ -246,6 +282,19 @@ mod tests {
                 offset: 99
             })
         );
+    }
+
+    #[test]
+    fn the_split_encoding_is_the_record_byte_for_byte() {
+        for mail in [sample(), Mail::default()] {
+            let mut whole = Vec::new();
+            encode(Kind::Message, &message_payload(&mail).unwrap(), &mut whole);
+            let (head, body) = encode_message(&mail).unwrap();
+            assert_eq!([head.as_slice(), &body[..]].concat(), whole);
+            if let Some(data) = &mail.data {
+                assert_eq!(body.as_ptr(), data.raw.as_ptr(), "the body is shared");
+            }
+        }
     }
 
     #[test]

@@ -2,29 +2,49 @@
 //! (what allows the 250) and hands it to the real target afterwards, on a
 //! thread of its own.
 //!
-//! The delivery thread runs a small current-thread runtime. Each message is
-//! given to the target with [`Deliver::deliver_each`]; recipients stored or
-//! refused for good are settled, and while any recipient failed transiently the
-//! message is tried again (for those recipients) after a wait that doubles from
-//! `retry_min` to `retry_max`, for as long as the process runs. Only then is the
-//! done mark written. A permanent refusal is logged at `error` (no bounce is
-//! sent yet). Messages found in the spool at start-up are delivered first.
+//! The delivery thread runs a small current-thread runtime and delivers in
+//! batches, the way the writer flushes: it takes every message queued (up to
+//! 64 messages or 32 MiB) and gives them to the target at once
+//! with [`Deliver::deliver_batch`] — the Maildir writes every file, fsyncs
+//! them, renames them in one pass and fsyncs `new/` once — while the messages
+//! that arrive meanwhile make the next batch. Recipients stored or refused for
+//! good are settled; while any recipient failed transiently the message goes
+//! back to the queue (for those recipients) after a wait that doubles from
+//! `retry_min` to `retry_max`, for as long as the process runs. A message's
+//! done mark is written only once the target reported every recipient settled,
+//! which for the Maildir is after the fsync of `new/`. A recipient refused for
+//! good makes the message a dead letter (`dead.rs`: kept in `dead/`, logged
+//! at `error`, no bounce) before it is done. Messages found in the spool at
+//! start-up are delivered first.
+//!
+//! Dropping the [`Spooled`] (at shutdown) lets the batch being delivered
+//! finish (waiting at most 10 s) and stops; what is still queued
+//! or waiting for a retry stays in the spool for the next start.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 
+use super::dead::{self, Refusal};
 use super::{Place, Spool, SpoolOptions};
-use crate::delivery::{Deliver, DeliverFuture, DeliveryError};
+use crate::delivery::{Deliver, DeliverFuture, DeliveryError, DeliveryReport};
 use crate::mail::Mail;
 
-/// Messages handed to the target at once.
-const CONCURRENT_DELIVERIES: usize = 16;
+/// Messages handed to the target in one batch at most.
+const BATCH_MESSAGES: usize = 64;
+/// Message bytes in one batch at most (a batch holds at least one message).
+const BATCH_BYTES: usize = 32 << 20;
+/// How long a drop waits for the batch in progress.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// One spooled message on its way to the target.
 struct Job {
     place: Place,
     mail: Mail,
+    /// The wait before its next attempt, should this one fail.
+    wait: Duration,
 }
 
 /// A [`Deliver`] that answers once the message is in the spool; see the module
@@ -32,6 +52,11 @@ struct Job {
 pub struct Spooled {
     spool: Spool,
     jobs: mpsc::UnboundedSender<Job>,
+    retry_min: Duration,
+    /// Tells the delivery thread to stop after its current batch.
+    stop: Arc<Notify>,
+    /// Closed when the delivery thread has ended.
+    ended: Mutex<std::sync::mpsc::Receiver<()>>,
 }
 
 impl std::fmt::Debug for Spooled {
@@ -50,21 +75,38 @@ impl Spooled {
         let (jobs, queue) = mpsc::unbounded_channel();
         for (place, mail) in pending {
             // The receiver is alive: it is moved into the thread below.
-            let _ = jobs.send(Job { place, mail });
+            let _ = jobs.send(Job {
+                place,
+                mail,
+                wait: options.retry_min,
+            });
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()?;
+        let stop = Arc::new(Notify::new());
         let worker = Worker {
             spool: spool.clone(),
             target,
-            retry_min: options.retry_min,
             retry_max: options.retry_max.max(options.retry_min),
+            requeue: jobs.downgrade(),
+            dead_letters: options.dir.join("dead"),
         };
+        let (ending, ended) = std::sync::mpsc::channel::<()>();
+        let stopping = Arc::clone(&stop);
         std::thread::Builder::new()
             .name("spool-delivery".into())
-            .spawn(move || runtime.block_on(worker.run(queue)))?;
-        Ok(Self { spool, jobs })
+            .spawn(move || {
+                runtime.block_on(worker.run(queue, &stopping));
+                drop(ending);
+            })?;
+        Ok(Self {
+            spool,
+            jobs,
+            retry_min: options.retry_min,
+            stop,
+            ended: Mutex::new(ended),
+        })
     }
 
     /// The spool underneath (for its [`Spool::stats`]).
@@ -74,8 +116,20 @@ impl Spooled {
 }
 
 impl Drop for Spooled {
-    /// Logs the flush statistics of the whole run (at shutdown).
+    /// Stops the delivery thread after its current batch (waiting at most
+    /// `SHUTDOWN_LIMIT`) and logs the flush statistics of the whole run.
     fn drop(&mut self) {
+        self.stop.notify_one();
+        // Nothing is ever sent: the channel closes when the thread ends.
+        if let Ok(ended) = self.ended.lock()
+            && let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                ended.recv_timeout(SHUTDOWN_LIMIT)
+        {
+            tracing::warn!(
+                "spool delivery still busy after {SHUTDOWN_LIMIT:?}: its messages \
+                 are delivered again at the next start"
+            );
+        }
         super::writer::log_stats(&self.spool.stats(), &super::FlushStats::default());
     }
 }
@@ -91,6 +145,7 @@ impl Deliver for Spooled {
                 .send(Job {
                     place,
                     mail: mail.clone(),
+                    wait: self.retry_min,
                 })
                 .is_err()
             {
@@ -103,63 +158,158 @@ impl Deliver for Spooled {
 }
 
 /// The delivery thread's state.
-#[derive(Clone)]
 struct Worker {
     spool: Spool,
     target: Arc<dyn Deliver>,
-    retry_min: std::time::Duration,
-    retry_max: std::time::Duration,
+    retry_max: Duration,
+    /// Where a message goes back for its retry (weak: the queue ends when the
+    /// [`Spooled`] is gone, whatever waits for a retry).
+    requeue: mpsc::WeakUnboundedSender<Job>,
+    /// Where dead letters go (`<spool_dir>/dead`).
+    dead_letters: PathBuf,
 }
 
 impl Worker {
-    async fn run(self, mut queue: mpsc::UnboundedReceiver<Job>) {
-        let slots = Arc::new(Semaphore::new(CONCURRENT_DELIVERIES));
-        while let Some(job) = queue.recv().await {
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                break;
+    /// Delivers batch after batch until stopped or the queue ends.
+    async fn run(self, mut queue: mpsc::UnboundedReceiver<Job>, stop: &Notify) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = stop.notified() => break,
+                job = queue.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
             };
-            let worker = self.clone();
-            tokio::spawn(async move {
-                worker.deliver(job).await;
-                drop(slot);
-            });
+            let mut bytes = message_bytes(&first);
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+                let Ok(job) = queue.try_recv() else { break };
+                bytes += message_bytes(&job);
+                batch.push(job);
+            }
+            self.deliver(batch).await;
         }
     }
 
-    /// Delivers one message until no recipient is left to retry, then marks it done.
-    async fn deliver(&self, job: Job) {
-        let Job { place, mut mail } = job;
-        let mut wait = self.retry_min;
-        loop {
-            let report = self.target.deliver_each(&mail).await;
-            let mut retry: Option<DeliveryError> = None;
-            for outcome in report.outcomes {
-                match outcome.result {
-                    Ok(()) => {}
-                    Err(error) if error.is_permanent() => tracing::error!(
-                        id = %mail.id,
-                        recipient = %crate::logging::Escaped(&outcome.recipient),
-                        "spooled message refused for good: {error}"
-                    ),
-                    Err(error) => {
-                        retry.get_or_insert(error);
-                        continue;
+    /// Delivers one batch; settles, retries or marks done each message.
+    async fn deliver(&self, batch: Vec<Job>) {
+        self.spool.count_delivery_batch();
+        let mails: Vec<&Mail> = batch.iter().map(|job| &job.mail).collect();
+        let reports = self.target.deliver_batch(&mails).await;
+        drop(mails);
+        let mut reports = reports.into_iter();
+        for mut job in batch {
+            let retry = match reports.next() {
+                Some(report) => {
+                    let (refused, retry) = settle(&mut job.mail, report);
+                    match self.bury(&mut job, refused).await {
+                        Ok(()) => retry,
+                        Err(error) => Some(retry.unwrap_or(error)),
                     }
                 }
-                // Settled for this recipient: not delivered again.
+                None => Some(DeliveryError::Temporary(
+                    "the target reported on fewer messages than it was given".into(),
+                )),
+            };
+            match retry {
+                None => self.spool.mark_done(job.place),
+                Some(error) => self.retry_later(job, &error),
+            }
+        }
+    }
+
+    /// Keeps `job`'s message as a dead letter for the recipients `refused`
+    /// for good (nothing to do when there are none) and settles them; on
+    /// failure they stay pending, to be tried again.
+    async fn bury(&self, job: &mut Job, refused: Vec<Refusal>) -> Result<(), DeliveryError> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let refusals = refused.clone();
+        let (dir, place, mail) = (self.dead_letters.clone(), job.place, job.mail.clone());
+        let written =
+            tokio::task::spawn_blocking(move || dead::write(&dir, place, &mail, &refusals))
+                .await
+                .map_err(|e| DeliveryError::Temporary(format!("dead letter task failed: {e}")))?;
+        match written {
+            Ok(path) => {
+                for refusal in &refused {
+                    tracing::error!(
+                        id = %job.mail.id,
+                        recipient = %crate::logging::Escaped(&refusal.recipient),
+                        "spooled message refused for good: {}; kept as the dead letter {}",
+                        crate::logging::Escaped(&refusal.reason),
+                        path.display()
+                    );
+                    if let Some(rcpt) = job.mail.rcptto.get_mut(refusal.index) {
+                        rcpt.accepted = false;
+                    }
+                }
+                self.spool.count_dead_letter();
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(
+                    id = %job.mail.id,
+                    "spooled message refused for good by {} recipient(s), and its dead \
+                     letter cannot be written in {}: {error}; trying again later",
+                    refused.len(),
+                    self.dead_letters.display()
+                );
+                Err(DeliveryError::Io(error))
+            }
+        }
+    }
+
+    /// Puts `job` back on the queue after its wait, which then doubles.
+    fn retry_later(&self, mut job: Job, error: &DeliveryError) {
+        self.spool.count_retry();
+        let wait = job.wait;
+        tracing::warn!(
+            id = %job.mail.id,
+            "spooled message not delivered ({error}); retrying in {wait:?}"
+        );
+        job.wait = (wait * 2).min(self.retry_max);
+        let requeue = self.requeue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            // Gone at shutdown: the message stays in the spool for the next start.
+            if let Some(queue) = requeue.upgrade() {
+                let _ = queue.send(job);
+            }
+        });
+    }
+}
+
+/// The octets of a job's message.
+fn message_bytes(job: &Job) -> usize {
+    job.mail.data.as_ref().map_or(0, |data| data.raw.len())
+}
+
+/// Applies a report to `mail`: recipients stored are settled (no longer
+/// accepted, so not delivered again). Returns the recipients refused for good
+/// (settled once their dead letter is written) and the first transient failure
+/// when some recipient is to be tried again.
+fn settle(mail: &mut Mail, report: DeliveryReport) -> (Vec<Refusal>, Option<DeliveryError>) {
+    let mut refused = Vec::new();
+    let mut retry: Option<DeliveryError> = None;
+    for outcome in report.outcomes {
+        match outcome.result {
+            Ok(()) => {
                 if let Some(rcpt) = mail.rcptto.get_mut(outcome.index) {
                     rcpt.accepted = false;
                 }
             }
-            let Some(error) = retry else { break };
-            tracing::warn!(
-                id = %mail.id,
-                "spooled message not delivered ({error}); retrying in {:?}",
-                wait
-            );
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(self.retry_max);
+            Err(error) if error.is_permanent() => refused.push(Refusal {
+                index: outcome.index,
+                recipient: outcome.recipient,
+                reason: error.to_string(),
+            }),
+            Err(error) => {
+                retry.get_or_insert(error);
+            }
         }
-        self.spool.mark_done(place);
     }
+    (refused, retry)
 }

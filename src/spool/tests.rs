@@ -197,6 +197,49 @@ async fn spooled_retries_then_marks_done() {
     assert!(pending.is_empty(), "done is not delivered again");
 }
 
+/// The Maildir behind the spool gets its messages in batches, and each done
+/// mark follows its file into `new/`: after the last done mark every message
+/// is there once, and a reopened spool has nothing left to deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_delivers_to_the_maildir_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path().join("spool"));
+    let maildir = crate::delivery::Maildir::open(dir.path().join("Maildir")).unwrap();
+    let spooled = Arc::new(Spooled::start(&options, Arc::new(maildir)).unwrap());
+    let appends: Vec<_> = (0..300)
+        .map(|i| {
+            let spooled = Arc::clone(&spooled);
+            tokio::spawn(async move { spooled.deliver(&mail(&format!("B{i}"))).await })
+        })
+        .collect();
+    for append in appends {
+        append.await.unwrap().unwrap();
+    }
+    for _ in 0..1000 {
+        if spooled.spool().stats().done == 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = spooled.spool().stats();
+    assert_eq!(stats.done, 300, "{stats:?}");
+    let new = std::fs::read_dir(dir.path().join("Maildir/new"))
+        .unwrap()
+        .count();
+    assert_eq!(new, 300);
+    eprintln!(
+        "delivery: 300 messages in {} batches",
+        stats.delivery_batches
+    );
+    assert!(
+        stats.delivery_batches < 150,
+        "{stats:?}: at least two messages per batch on average"
+    );
+    drop(spooled);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert!(pending.is_empty(), "{} not done", pending.len());
+}
+
 /// [`Spooled::start`] hands the recovered messages to the target.
 #[tokio::test]
 async fn spooled_delivers_recovered_messages() {
@@ -220,13 +263,14 @@ async fn spooled_delivers_recovered_messages() {
     drop(spooled);
 }
 
-/// A tmpfs of `size` on `dir`, unmounted when dropped; `None` when this
-/// process may not mount (not root): the test then says so and passes.
+/// A tmpfs of `size` on `dir`, unmounted when dropped.
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        let status = std::process::Command::new("mount")
+    /// Mounts it, or panics saying why: the test needs root (CI runs it as
+    /// root) and never passes without checking anything.
+    fn mount(dir: &Path, size: &str) -> Self {
+        let output = std::process::Command::new("mount")
             .args([
                 "-t",
                 "tmpfs",
@@ -235,10 +279,14 @@ impl Tmpfs {
                 "nr-spool-full",
             ])
             .arg(dir)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Tmpfs(dir.to_owned()))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run mount: {e}"));
+        assert!(
+            output.status.success(),
+            "this test mounts a tmpfs and needs root: mount failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Tmpfs(dir.to_owned())
     }
 }
 
@@ -251,10 +299,7 @@ impl Drop for Tmpfs {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_fails_the_whole_batch_and_keeps_going() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(_tmpfs) = Tmpfs::mount(dir.path(), "256k") else {
-        eprintln!("skipped: cannot mount a tmpfs (needs root)");
-        return;
-    };
+    let _tmpfs = Tmpfs::mount(dir.path(), "256k");
     let options = SpoolOptions::new(dir.path());
     let (spool, _) = Spool::open(&options).unwrap();
     let big = |id: &str| {
@@ -293,4 +338,151 @@ async fn full_disk_fails_the_whole_batch_and_keeps_going() {
     drop(spool);
     let (_, pending) = Spool::open(&options).unwrap();
     assert_eq!(pending.len(), acked + 1, "exactly the acknowledged ones");
+}
+
+/// A per-recipient target (LMTP's shape): refuses for good every recipient
+/// whose address contains `bad`, stores the others.
+#[derive(Default)]
+struct RefusesBad {
+    stored: Mutex<Vec<(String, String)>>,
+}
+
+impl Deliver for RefusesBad {
+    fn deliver<'a>(&'a self, _mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(async { Err(DeliveryError::Temporary("per recipient only".into())) })
+    }
+
+    fn deliver_each<'a>(&'a self, mail: &'a Mail) -> crate::delivery::ReportFuture<'a> {
+        Box::pin(async move {
+            let mut report = crate::delivery::DeliveryReport::default();
+            for (index, rcpt) in crate::delivery::accepted_recipients(mail) {
+                let result = if rcpt.url.contains("bad") {
+                    Err(DeliveryError::Permanent(
+                        "550 5.1.1 no such user\r\nX".into(),
+                    ))
+                } else {
+                    self.stored
+                        .lock()
+                        .unwrap()
+                        .push((mail.id.clone(), rcpt.url.clone()));
+                    Ok(())
+                };
+                report.push(index, rcpt, result);
+            }
+            report
+        })
+    }
+}
+
+fn mail_to(id: &str, recipients: &[&str]) -> Mail {
+    let mut mail = mail(id);
+    mail.rcptto = recipients
+        .iter()
+        .map(|url| {
+            RcptTo::from(Address {
+                url: (*url).into(),
+                accepted: true,
+                ..Address::default()
+            })
+        })
+        .collect();
+    mail
+}
+
+async fn wait_for_done(spooled: &Spooled, done: u64) {
+    for _ in 0..1000 {
+        if spooled.spool().stats().done >= done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never {done} done: {:?}", spooled.spool().stats());
+}
+
+fn dead_letters(spool: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(spool.join("dead")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = entries
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    found.sort();
+    found
+}
+
+/// A recipient refused for good: the others get the message, the message is
+/// kept in `dead/` naming the refused recipient and why, counted, and done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_makes_a_dead_letter_then_the_message_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path());
+    let target = Arc::new(RefusesBad::default());
+    let spooled = Spooled::start(&options, target.clone()).unwrap();
+    let two = mail_to("MIXED", &["<good@example.com>", "<bad@example.com>"]);
+    spooled.deliver(&two).await.unwrap();
+    spooled
+        .deliver(&mail_to("ALLGOOD", &["<ok@example.com>"]))
+        .await
+        .unwrap();
+    wait_for_done(&spooled, 2).await;
+    let mut stored = target.stored.lock().unwrap().clone();
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            ("ALLGOOD".to_owned(), "<ok@example.com>".to_owned()),
+            ("MIXED".to_owned(), "<good@example.com>".to_owned())
+        ]
+    );
+    let dead = dead_letters(dir.path());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].starts_with(
+            "X-Net-Receiver-Dead-Letter: <bad@example.com>; \
+             permanent delivery failure: 550 5.1.1 no such user??X\r\nReturn-Path: <>\r\n\
+             Received: test\r\nSubject: MIXED\r\n"
+        ),
+        "{:?}",
+        dead[0]
+    );
+    assert_eq!(spooled.spool().stats().dead_letters, 1);
+    drop(spooled);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert!(pending.is_empty(), "{} not done", pending.len());
+}
+
+/// While the dead letter cannot be written, the message is not done: the
+/// refused recipient is tried again until it can, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_dead_letter_keeps_the_message_until_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SpoolOptions::new(dir.path());
+    options.retry_min = Duration::from_millis(20);
+    options.retry_max = Duration::from_millis(40);
+    // dead/ is a file: no dead letter can be written (even by root).
+    std::fs::write(dir.path().join("dead"), b"in the way").unwrap();
+    let target = Arc::new(RefusesBad::default());
+    let spooled = Spooled::start(&options, target.clone()).unwrap();
+    let mixed = mail_to("STUCK", &["<good@example.com>", "<bad@example.com>"]);
+    spooled.deliver(&mixed).await.unwrap();
+    for _ in 0..1000 {
+        if spooled.spool().stats().retries >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = spooled.spool().stats();
+    assert!(stats.retries >= 2, "{stats:?}");
+    assert_eq!((stats.done, stats.dead_letters), (0, 0), "{stats:?}");
+    std::fs::remove_file(dir.path().join("dead")).unwrap();
+    wait_for_done(&spooled, 1).await;
+    assert_eq!(dead_letters(dir.path()).len(), 1);
+    // The good recipient got it once: retries only go to the refused one.
+    assert_eq!(
+        *target.stored.lock().unwrap(),
+        [("STUCK".to_owned(), "<good@example.com>".to_owned())]
+    );
+    drop(spooled);
+    let (_, pending) = Spool::open(&options).unwrap();
+    assert!(pending.is_empty());
 }

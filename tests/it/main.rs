@@ -11,6 +11,7 @@ mod support;
 mod abuse;
 mod auth;
 mod dns;
+mod handoff;
 mod hooks;
 mod lockout;
 mod process;

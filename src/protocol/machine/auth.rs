@@ -15,7 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::commands::out_of_sequence;
-use super::{Event, Machine, Mode, Pending};
+use super::{Event, Greeting, Machine, Mode, Pending};
 use crate::protocol::Reply;
 
 /// Longest AUTH response line, CRLF included (RFC 4954 §4).
@@ -89,7 +89,7 @@ const PASSWORD_PROMPT: &str = "UGFzc3dvcmQ6"; // "Password:"
 impl Machine {
     /// True when EHLO advertises AUTH (and AUTH is accepted).
     pub fn auth_offered(&self) -> bool {
-        self.options.auth && (self.options.tls_active || self.options.allow_plaintext_auth)
+        self.options.auth && (self.facts.tls || self.options.allow_plaintext_auth)
     }
 
     /// `AUTH mechanism [initial-response]`.
@@ -102,9 +102,9 @@ impl Machine {
                 (5, 7, 11),
                 "Encryption required for requested authentication mechanism",
             ))
-        } else if self.helo != Some(true) {
+        } else if self.facts.greeting != Some(Greeting::Ehlo) {
             Some(out_of_sequence("Send EHLO first"))
-        } else if self.authenticated {
+        } else if self.facts.authenticated {
             Some(out_of_sequence("Already authenticated"))
         } else if self.tx.is_some() {
             Some(out_of_sequence(

@@ -78,7 +78,11 @@ impl Machine {
         if let Some(received) = self.chunk_overflow.take() {
             self.pending = Some(Pending::Message);
             let refusal = Refusal::new(DataOutcome::TooLarge, received, &self.limits);
-            step.event = refusal.map(|r| Event::Message(MessageEnd::Refused(r)));
+            let facts = self.facts;
+            step.event = refusal.map(|r| Event::Message {
+                end: MessageEnd::Refused(r),
+                facts,
+            });
         } else if let Some(reply) = self.deferred.take() {
             self.refuse(reply);
         } else if keep && last {

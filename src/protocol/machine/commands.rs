@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use super::{
-    Body, Event, Limits, Machine, Mode, PathRequest, Pending, RECIPIENT_OVERSHOOT_LIMIT, too_large,
+    Body, Event, Greeting, Limits, Machine, Mode, PathRequest, Pending, RECIPIENT_OVERSHOOT_LIMIT,
+    too_large,
 };
 use crate::protocol::address::{self, AddressError, PathArgument, PathKind, parameters};
 use crate::protocol::command::{Command, CommandError, parse_command};
@@ -56,11 +57,11 @@ impl Machine {
 
     /// STARTTLS (RFC 3207).
     fn starttls(&mut self) -> Option<Event> {
-        let refusal = if self.options.tls_active {
+        let refusal = if self.facts.tls {
             out_of_sequence("Already running TLS")
         } else if !self.options.starttls {
             Reply::new(454, (4, 7, 0), "TLS not available")
-        } else if self.helo != Some(true) {
+        } else if self.facts.greeting != Some(Greeting::Ehlo) {
             out_of_sequence("Send EHLO first")
         } else if self.tx.is_some() {
             out_of_sequence("STARTTLS not allowed inside a mail transaction")
@@ -73,11 +74,11 @@ impl Machine {
     }
 
     fn mail(&mut self, argument: &str) -> Option<Event> {
-        let Some(extended) = self.helo else {
+        let Some(greeting) = self.facts.greeting else {
             self.refuse(out_of_sequence("Send EHLO or HELO first"));
             return None;
         };
-        if self.options.require_auth && !self.authenticated {
+        if self.options.require_auth && !self.facts.authenticated {
             self.refuse(Reply::new(530, (5, 7, 0), "Authentication required"));
             return None;
         }
@@ -103,7 +104,7 @@ impl Machine {
                 return None;
             };
             let keyword = parameter.keyword;
-            let result = if !extended {
+            let result = if greeting == Greeting::Helo {
                 Err(Reply::new(555, (5, 5, 4), "MAIL parameters require EHLO"))
             } else if keyword.eq_ignore_ascii_case("SIZE") && size.is_none() {
                 self.size_parameter(parameter.value).map(|n| size = Some(n))

@@ -65,7 +65,13 @@ pub enum Event {
     /// chunk that pushed it over `max_message_size` — complete or refused; the
     /// answer is the final reply of the transaction (for a refused message,
     /// answer `Reply::from(refusal)` or a refusal of your own).
-    Message(MessageEnd),
+    Message {
+        /// The message, or why the machine refused it.
+        end: MessageEnd,
+        /// The session's facts as the message ended (for the trace header's
+        /// `with` keyword: ESMTP, ESMTPS, ESMTPSA…).
+        facts: Facts,
+    },
     /// RSET.
     Rset,
     /// NOOP.
@@ -84,6 +90,29 @@ pub enum Event {
     /// still buffered (RFC 3207, CVE-2011-0411), run the TLS handshake and call
     /// [`Machine::tls_established`](super::Machine::tls_established). This event gets no [`Machine::answer`](super::Machine::answer).
     StartTls,
+}
+
+/// How the client greeted ([`Facts::greeting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeting {
+    /// HELO (RFC 821 SMTP).
+    Helo,
+    /// EHLO (ESMTP).
+    Ehlo,
+}
+
+/// What the session has established, owned by the machine (it sequences the
+/// commands by them) and handed to the caller, never tracked twice: read it
+/// with [`Machine::facts`](super::Machine::facts) or from [`Event::Message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Facts {
+    /// The greeting in force: the last EHLO/HELO answered positively since the
+    /// connection (or TLS) began.
+    pub greeting: Option<Greeting>,
+    /// SMTP AUTH succeeded (since TLS began, if it did).
+    pub authenticated: bool,
+    /// The connection is encrypted (implicit TLS or after STARTTLS).
+    pub tls: bool,
 }
 
 /// How a message ended ([`Event::Message`]).

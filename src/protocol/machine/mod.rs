@@ -99,9 +99,8 @@ pub struct Machine {
     options: ConnectionOptions,
     /// The server is shutting down: close at the next idle moment.
     draining: bool,
-    /// SMTP AUTH succeeded in this session.
-    authenticated: bool,
-    helo: Option<bool>,
+    /// The one owner of EHLO vs HELO, AUTH done and TLS active.
+    facts: Facts,
     tx: Option<Transaction>,
     message: Vec<u8>,
     deferred: Option<Reply>,
@@ -137,8 +136,10 @@ impl Machine {
             refused: false,
             options,
             draining: false,
-            authenticated: false,
-            helo: None,
+            facts: Facts {
+                tls: options.tls_active,
+                ..Facts::default()
+            },
             tx: None,
             message: Vec::new(),
             deferred: None,
@@ -207,9 +208,15 @@ impl Machine {
         match Refusal::new(outcome, size, &self.limits) {
             Some(refusal) => {
                 self.message = Vec::new();
-                Event::Message(MessageEnd::Refused(refusal))
+                Event::Message {
+                    end: MessageEnd::Refused(refusal),
+                    facts: self.facts,
+                }
             }
-            None => Event::Message(MessageEnd::Complete(std::mem::take(&mut self.message))),
+            None => Event::Message {
+                end: MessageEnd::Complete(std::mem::take(&mut self.message)),
+                facts: self.facts,
+            },
         }
     }
 
@@ -262,12 +269,12 @@ impl Machine {
 
     /// True when EHLO advertises STARTTLS.
     pub fn starttls_offered(&self) -> bool {
-        self.options.starttls && !self.options.tls_active
+        self.options.starttls && !self.facts.tls
     }
 
-    /// True once the connection is encrypted.
-    pub fn is_tls_active(&self) -> bool {
-        self.options.tls_active
+    /// What the session has established: the greeting, AUTH, TLS.
+    pub fn facts(&self) -> Facts {
+        self.facts
     }
 
     /// The TLS handshake after STARTTLS succeeded: the session starts over as if
@@ -277,9 +284,11 @@ impl Machine {
             return;
         }
         self.pending = None;
-        self.options.tls_active = true;
-        self.helo = None;
-        self.authenticated = false;
+        self.facts = Facts {
+            greeting: None,
+            authenticated: false,
+            tls: true,
+        };
         self.reset_transaction();
         self.mode = Mode::Command;
         self.deadline_base = now;
@@ -439,7 +448,11 @@ impl Machine {
                 return;
             }
             Pending::Ehlo { extended } if positive => {
-                self.helo = Some(extended);
+                self.facts.greeting = Some(if extended {
+                    Greeting::Ehlo
+                } else {
+                    Greeting::Helo
+                });
                 self.reset_transaction();
                 let reply = Reply {
                     enhanced: None,
@@ -503,7 +516,7 @@ impl Machine {
                 return;
             }
             Pending::Message => self.reset_transaction(),
-            Pending::Auth if positive => self.authenticated = true,
+            Pending::Auth if positive => self.facts.authenticated = true,
             Pending::Rset if positive => self.reset_transaction(),
             Pending::Quit => {
                 self.send(reply);
@@ -576,7 +589,7 @@ pub use limits::{Limits, RECIPIENT_OVERSHOOT_LIMIT, Refusal};
 
 pub use auth::{Credentials, MAX_AUTH_LINE, Mechanism, Secret};
 
-pub use event::{Body, Event, MessageEnd, PathRequest, Progress};
+pub use event::{Body, Event, Facts, Greeting, MessageEnd, PathRequest, Progress};
 
 pub use commands::ehlo_keywords;
 use commands::line_too_long;

@@ -408,3 +408,42 @@ async fn a_server_that_never_answers_yields_nulls_in_time() {
     })
     .await;
 }
+
+/// Issue 18: the findings of a check are kept as long as the answers behind
+/// them (60 s in the test zone), so the next session or message asks nothing.
+/// With the server gone, the same client, EHLO name, domain, SPF check and
+/// unsigned message find the same as before — the loopback PTR included, which
+/// no resolver cache holds (it is asked of the server directly).
+#[tokio::test]
+async fn findings_are_reused_while_their_answers_live() {
+    let server = DnsServer::start();
+    let dns = dns(&server);
+    let loopback = ip("127.0.0.1");
+    let cx = context(Some("alice@test.example"), None);
+    let ask = || async {
+        (
+            dns.reverse(loopback).await,
+            dns.ehlo("mail.test.example", CLIENT).await,
+            dns.domain("Test.Example.").await,
+            dns.spf(CLIENT, "mail.test.example", Some("a@test.example"), SERVER)
+                .await,
+            dns.authenticate_message(MESSAGE.as_bytes(), &cx).await,
+        )
+    };
+    let first = within(ask()).await;
+    assert_eq!(
+        (first.0.domain.as_deref(), first.0.iprev.as_str()),
+        (Some("loop.test.example"), "pass")
+    );
+    assert_eq!(first.1.matches_client, Some(true));
+    assert_eq!(first.2.mxs.as_ref().map(Vec::len), Some(3));
+    assert_eq!(first.3, spf_words("pass", "pass"));
+    assert_eq!(first.4.dmarc, "pass");
+    assert!(
+        first.4.authentication_results.contains("dkim=none"),
+        "{}",
+        first.4.authentication_results
+    );
+    drop(server);
+    assert_eq!(within(ask()).await, first);
+}

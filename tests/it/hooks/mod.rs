@@ -46,8 +46,12 @@ impl HookedReceiver {
 }
 
 impl Receiver for HookedReceiver {
-    async fn password(&self, _cx: &mut Context<'_>, username: &str) -> Option<Password> {
-        (username == USER.0).then(|| Password::Plain(USER.1.to_owned()))
+    async fn password(
+        &self,
+        _cx: &mut Context<'_>,
+        username: &str,
+    ) -> Result<Option<Password>, net_receiver::auth::AuthUnavailable> {
+        Ok((username == USER.0).then(|| Password::Plain(USER.1.to_owned())))
     }
 
     async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {

@@ -59,14 +59,15 @@ fn run_quietly(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// A tmpfs mounted on a directory; unmounted when dropped.
-struct Tmpfs {
+/// A tmpfs mounted on a directory; unmounted when dropped (the spool's
+/// power-cut tests use it too).
+pub(super) struct Tmpfs {
     dir: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` on `dir` (which must exist).
-    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
+    pub(super) fn mount(dir: &Path, size: &str) -> Result<Self, String> {
         let options = format!("size={size},mode=0700");
         let target = dir.to_str().ok_or("non-UTF-8 path")?;
         run_quietly(
@@ -79,10 +80,16 @@ impl Tmpfs {
     }
 
     /// `mount -o remount,<mode>`: `ro` or `rw`.
-    fn remount(&self, mode: &str) {
-        let target = self.dir.to_str().expect("UTF-8 path");
-        run_quietly("mount", &["-o", &format!("remount,{mode}"), target])
+    pub(super) fn remount(&self, mode: &str) {
+        self.try_remount(mode)
             .unwrap_or_else(|e| panic!("remount {mode}: {e}"));
+    }
+
+    /// [`Tmpfs::remount`] that says why it failed (`ro` is refused while a
+    /// file is open for writing on it).
+    pub(super) fn try_remount(&self, mode: &str) -> Result<(), String> {
+        let target = self.dir.to_str().ok_or("non-UTF-8 path")?;
+        run_quietly("mount", &["-o", &format!("remount,{mode}"), target])
     }
 }
 

@@ -2,7 +2,7 @@
 //! the real binary's log (AUTH user names with a newline and a well-formed fake
 //! line, CR, ESC, BS, BEL, DEL, U+0085, U+009B, U+2028, U+2029; EHLO names with
 //! controls), on stderr and in the `--log-file`; that file is created without
-//! access for others.
+//! access for others. The JSON log format keeps the same guarantees (issue 16).
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -183,4 +183,60 @@ fn issue19_log_file_is_private_and_escaped_too() {
     assert_log_is_clean(&text);
     let mode = std::fs::metadata(&day_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o027, 0, "log file mode {mode:o}");
+}
+
+/// Issue 16: the same attack against `--log-format json`: every line is one
+/// valid JSON object with no raw control or separator, the forged success is
+/// only text inside the failure's `user` value, and the values read back as
+/// their escaped forms.
+#[test]
+fn issue16_json_log_lines_cannot_be_forged_or_garbled() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = write_file(dir.path(), "passwd", "root:{PLAIN}root-Secret-1\n");
+    let mut binary = start_binary(
+        dir.path(),
+        TOML,
+        "info",
+        &[
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--passwd-file".as_ref(),
+            passwd.as_os_str(),
+            "--log-format".as_ref(),
+            "json".as_ref(),
+        ],
+        1,
+    );
+    attack(binary.port("smtp"));
+    binary.wait_for_lines(r#""event":"disconnect""#, 1);
+    let (_, log) = binary.stop();
+    let mut failed = Vec::new();
+    for line in log.lines() {
+        let bad = line
+            .chars()
+            .find(|&c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}'));
+        assert_eq!(bad, None, "raw control in {line:?}");
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON line: {e}: {line:?}"));
+        assert_ne!(value["event"], "auth_succeeded", "forged: {line}");
+        if value["event"] == "auth_failed" {
+            failed.push(value);
+        }
+    }
+    assert_eq!(failed.len(), 1, "{log}");
+    assert_eq!(
+        failed[0]["user"],
+        r#"bob\x1B[2J\x08\x07\x7F\u{0085}\u{009B}\u{2028}\u{2029}end"#
+    );
+    assert!(
+        !log.contains("root"),
+        "the forging name reached the log:\n{log}"
+    );
+    let received: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "message_accepted")
+        .collect();
+    assert_eq!(received.len(), 1, "{log}");
+    assert_eq!(received[0]["from"], r#"\"a b\\\"c\"@example.com"#);
 }

@@ -285,3 +285,82 @@ fn issue16_a_real_prometheus_scrapes_the_binary_and_promql_sees_the_mix() {
     drop(prometheus);
     binary.stop();
 }
+
+/// Issue 18: with `--spool-dir` the endpoint also serves the spool's metrics,
+/// read from the spool at each scrape; without a spool there are none.
+#[test]
+fn issue18_the_spool_metrics_follow_five_messages_through_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut binary, addr) = with_metrics(dir.path(), true);
+    let port = binary.addr().port();
+    for subject in ["s1", "s2", "s3", "s4", "s5"] {
+        send_one(port, subject);
+    }
+    let deadline = Instant::now() + SETTLE;
+    let text = loop {
+        let (_, text) = http_get(addr, "/metrics", "text/plain");
+        if value(&text, "net_receiver_spool_done_total") == Some(5.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "never 5 done:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for (sample, want) in [
+        ("net_receiver_spool_messages_total", 5.0),
+        ("net_receiver_spool_pending_messages", 0.0),
+        ("net_receiver_spool_delivery_retries_total", 0.0),
+        ("net_receiver_spool_dead_letters_total", 0.0),
+    ] {
+        assert_eq!(value(&text, sample), Some(want), "{sample} in\n{text}");
+    }
+    for (sample, low, high) in [
+        ("net_receiver_spool_flushes_total", 1.0, 10.0),
+        ("net_receiver_spool_delivery_batches_total", 1.0, 5.0),
+        ("net_receiver_spool_written_bytes_total", 500.0, 1e6),
+        ("net_receiver_spool_bytes", 500.0, 1e6),
+    ] {
+        let found = value(&text, sample).unwrap_or_else(|| panic!("no {sample} in\n{text}"));
+        assert!((low..=high).contains(&found), "{sample} {found}");
+    }
+    assert!(
+        text.contains("# TYPE net_receiver_spool_pending_messages gauge"),
+        "{text}"
+    );
+    let (_, open) = http_get(addr, "/metrics", "application/openmetrics-text");
+    assert_eq!(value(&open, "net_receiver_spool_messages_total"), Some(5.0));
+    assert!(
+        open.contains("# TYPE net_receiver_spool_messages counter"),
+        "{open}"
+    );
+    binary.terminate();
+    let log = binary.log();
+    assert!(log.contains("fdatasyncs per message"), "{log}");
+
+    // No spool, no spool metrics.
+    let (mut plain, addr) = with_metrics(dir.path(), false);
+    let (_, text) = http_get(addr, "/metrics", "text/plain");
+    assert!(
+        text.contains("net_receiver_messages_accepted_total"),
+        "{text}"
+    );
+    assert!(!text.contains("net_receiver_spool_"), "{text}");
+    plain.terminate();
+}
+
+/// The binary delivering into `dir/Maildir` (through `dir/spool` when
+/// `spool`) with a metrics endpoint; and the endpoint's address.
+fn with_metrics(dir: &Path, spool: bool) -> (Binary, SocketAddr) {
+    let mut command = crate::support::running::listening_command(&dir.join("Maildir"));
+    command.args(["--metrics-listen", "127.0.0.1:0"]);
+    if spool {
+        command.arg("--spool-dir").arg(dir.join("spool"));
+    }
+    let mut binary = Binary::spawn(&mut command, 1);
+    let line = binary.wait_for_lines("metrics on ", 1).remove(0);
+    let addr = line
+        .rsplit("metrics on ")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (binary, addr)
+}

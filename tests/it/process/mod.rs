@@ -1,11 +1,15 @@
-//! The real binary as a process: privileges, daemon, signals, crashes, disk, logs.
+//! The real binary as a process: privileges, daemon, signals, crashes, disk, logs, systemd.
 
 mod binary;
 mod crash;
 mod daemon_paths;
 mod disk_full;
+mod generated_docs;
+mod json_logs;
 mod log_injection;
 mod metrics;
 mod refusal_log;
 pub(crate) mod server_process;
 mod shutdown;
+mod spool_power;
+mod systemd;

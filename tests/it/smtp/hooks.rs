@@ -55,7 +55,15 @@ fn mail_from_override_refuses_unauthenticated() {
     client.expect(250);
     client.quit();
     let files = server.expect_messages(1);
-    assert_eq!(split_stored(&files[0]).body, b"trusted\r\n");
+    let stored = split_stored(&files[0]);
+    assert_eq!(stored.body, b"trusted\r\n");
+    // The hook's `authenticated` is the mail record; the trace header's `with`
+    // keyword follows the machine's facts, and no SMTP AUTH took place.
+    assert!(
+        stored.received.contains(" with ESMTP id "),
+        "{}",
+        stored.received
+    );
 }
 
 #[test]

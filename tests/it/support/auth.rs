@@ -81,11 +81,11 @@ impl Receiver for Users {
         &self,
         _cx: &mut Context<'_>,
         username: &str,
-    ) -> Option<net_receiver::auth::Password> {
-        USERS
+    ) -> Result<Option<net_receiver::auth::Password>, net_receiver::auth::AuthUnavailable> {
+        Ok(USERS
             .iter()
             .find(|(user, _)| *user == username)
-            .map(|(_, password)| net_receiver::auth::Password::Plain((*password).to_owned()))
+            .map(|(_, password)| net_receiver::auth::Password::Plain((*password).to_owned())))
     }
 
     async fn mail_from(&self, cx: &mut Context<'_>, from: &MailFrom) -> net_receiver::Reply {

@@ -1,9 +1,13 @@
-//! Helpers all areas share: servers, clients, the binary, AUTH, TLS, DNS and Redis.
+//! Helpers all areas share: servers, clients, the binary, AUTH, TLS, DNS, Redis,
+//! PostgreSQL and MariaDB.
 
 pub(crate) mod auth;
 pub(crate) mod common;
+pub(crate) mod database_server;
 pub(crate) mod dns_server;
+pub(crate) mod dovecot;
 pub(crate) mod hook_server;
+pub(crate) mod nats_server;
 pub(crate) mod redis_server;
 pub(crate) mod running;
 pub(crate) mod tls;

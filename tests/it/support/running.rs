@@ -58,6 +58,14 @@ pub(crate) fn listening_command(maildir: &Path) -> Command {
 impl Binary {
     /// Starts `command` and waits until it logged `listeners` listening lines.
     pub(crate) fn spawn(command: &mut Command, listeners: usize) -> Self {
+        let mut binary = Self::start(command);
+        let lines = binary.wait_for_lines("listening on ", listeners);
+        binary.listening = lines.iter().map(|l| parse_listening(l)).collect();
+        binary
+    }
+
+    /// Starts `command` without waiting for anything (`listening` stays empty).
+    pub(crate) fn start(command: &mut Command) -> Self {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -84,16 +92,13 @@ impl Binary {
             writer.lines.lock().expect("log").1 = true;
             writer.changed.notify_all();
         });
-        let mut binary = Self {
+        Self {
             child,
             listening: Vec::new(),
             log,
             stdout: Some(stdout),
             stderr: Some(stderr),
-        };
-        let lines = binary.wait_for_lines("listening on ", listeners);
-        binary.listening = lines.iter().map(|l| parse_listening(l)).collect();
-        binary
+        }
     }
 
     /// The process id.
@@ -245,8 +250,15 @@ pub(crate) fn catches(pid: i32, signal: Signal) -> bool {
     mask & (1 << (signal as i32 - 1)) != 0
 }
 
-/// `... listening on 127.0.0.1:2525, delivering to DIR mode=Smtp`.
+/// `... listening on 127.0.0.1:2525, delivering to DIR mode=Smtp`, or the
+/// same as a JSON line (`"message":"listening on …","mode":"smtp"`).
 pub(crate) fn parse_listening(line: &str) -> (SocketAddr, String) {
+    if line.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        let message = value["message"].as_str().expect("message");
+        let mode = value["mode"].as_str().expect("mode");
+        return parse_listening(&format!("{message} mode={mode}"));
+    }
     let rest = line.split("listening on ").nth(1).expect("listening on");
     let addr = rest.split([',', ' ']).next().unwrap_or("");
     let addr: SocketAddr = addr

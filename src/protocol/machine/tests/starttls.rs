@@ -63,7 +63,7 @@ fn starttls_is_offered_until_tls_is_up() {
     assert!(out.ends_with("220 2.0.0 Ready to start TLS\r\n"), "{out}");
 
     machine.tls_established(Instant::now());
-    assert!(machine.is_tls_active());
+    assert!(machine.facts().tls);
     let (_, event) = feed(&mut machine, b"MAIL FROM:<a@b.c>\r\nEHLO c\r\nSTARTTLS\r\n");
     assert_eq!(event, None);
     let out = output(&mut machine);

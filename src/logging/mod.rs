@@ -1,5 +1,6 @@
 //! Logging for the binary: tracing to stderr, or to a file rotated daily, in the
-//! Ruby gem's line format `YYYY-MM-DD HH:MM:SS [LEVEL] message`.
+//! Ruby gem's line format `YYYY-MM-DD HH:MM:SS [LEVEL] message` or as JSON lines
+//! with stable field names ([`LogFormat`]; the JSON side is `json.rs`).
 //!
 //! What is logged is decided where it happens; nothing in this crate logs
 //! passwords, AUTH data or message bodies. Every value a client supplied (user
@@ -28,6 +29,20 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+mod json;
+pub use json::{JsonFields, JsonFormat};
+
+/// The `log_format` key (`--log-format`): how each log line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// The seed's lines, `2016-10-05 21:51:46 [INFO] message key=value`.
+    #[default]
+    Seed,
+    /// One JSON object per line with stable field names (see [`JsonFormat`]).
+    Json,
+}
 
 /// The seed's line format: `2016-10-05 21:51:46 [INFO] message key=value`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -115,7 +130,7 @@ fn write_escaped(
 
 /// Characters that may end a line or change what a terminal shows: controls
 /// (C0, DEL, C1), U+2028/U+2029 and the bidirectional formatting characters.
-fn breaks_a_line(c: char) -> bool {
+pub(crate) fn breaks_a_line(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -239,39 +254,37 @@ pub const LOG_FILE_MODE: u32 = 0o640;
 /// Sets up logging: `RUST_LOG` filters, and without it `default_filter` (an
 /// `EnvFilter` directive such as `"info"`, what the binary uses, or `"warn"`, what
 /// it uses with `--quiet`); with `file`, lines go to `file` with a date suffix,
-/// rotated daily; otherwise to stderr. rustls's warnings (a refused
-/// renegotiation, an alert sent) are logged whatever the filter, unless
-/// `RUST_LOG` names `rustls` itself: a `RUST_LOG=net_receiver=debug` would
-/// otherwise silence them.
-pub fn init(file: Option<&Path>, default_filter: &str) -> io::Result<LogGuard> {
+/// rotated daily; otherwise to stderr; each line in `format`. rustls's warnings
+/// (a refused renegotiation, an alert sent) are logged whatever the filter,
+/// unless `RUST_LOG` names `rustls` itself: a `RUST_LOG=net_receiver=debug`
+/// would otherwise silence them.
+pub fn init(file: Option<&Path>, default_filter: &str, format: LogFormat) -> io::Result<LogGuard> {
     let from_env = std::env::var(EnvFilter::DEFAULT_ENV).ok();
     let filter = with_tls_warnings(
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         from_env.as_deref(),
     );
+    // Written by a thread of its own: a stderr nobody reads (or a slow disk)
+    // must not stall the threads that serve sessions (lines beyond its buffer
+    // are dropped instead).
+    let (writer, guard) = match file {
+        Some(path) => tracing_appender::non_blocking(DailyFile::open(path)?),
+        None => tracing_appender::non_blocking(std::io::stderr()),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
-        .event_format(SeedFormat);
-    match file {
-        Some(path) => {
-            let (writer, guard) = tracing_appender::non_blocking(DailyFile::open(path)?);
-            let _ = builder.with_writer(writer).try_init();
-            Ok(LogGuard {
-                _flusher: Some(guard),
-            })
-        }
-        None => {
-            // Written by a thread of its own too: a stderr nobody reads must not
-            // stall the threads that serve sessions (lines beyond its buffer
-            // are dropped instead).
-            let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-            let _ = builder.with_writer(writer).try_init();
-            Ok(LogGuard {
-                _flusher: Some(guard),
-            })
-        }
-    }
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Seed => builder.event_format(SeedFormat).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(JsonFields)
+            .event_format(JsonFormat)
+            .try_init(),
+    };
+    Ok(LogGuard {
+        _flusher: Some(guard),
+    })
 }
 
 /// `filter` plus `rustls=warn`, unless the `RUST_LOG` text names rustls.

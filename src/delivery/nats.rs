@@ -1,0 +1,236 @@
+//! The NATS JetStream delivery target: each accepted mail is published to a
+//! subject of a stream, and counts as delivered only once JetStream
+//! acknowledged it (the PubAck: the stream has it, replicated as the stream
+//! says). With the spool, a message leaves the spool only after that.
+//!
+//! What is published:
+//! - the mail structure as JSON, the same keys as the JSON lines (the seed's,
+//!   with `data.text` the message's lines);
+//! - header `Nats-Msg-Id` = the mail id, so JetStream drops a repeat within the
+//!   stream's duplicate window (a retry after a lost PubAck, a restart of the
+//!   spool) — at least once from us, exactly once in the stream;
+//! - a message too big for the server's `max_payload` goes as a **claim
+//!   check**: the message itself (trace header and body as received) is put
+//!   first into the JetStream object store bucket [`Nats::bucket`] under the
+//!   mail id, then the mail structure is published without `data.text` and with
+//!   the new key `claim_check = {"bucket", "name", "size"}`; a consumer fetches
+//!   the body with any NATS client's object store `get(bucket, name)`.
+//!
+//! The connection is made once and kept (the official `async-nats` client
+//! reconnects by itself); a server that is down at start-up is retried in the
+//! background while deliveries fail with a temporary error. Any failure —
+//! not connected, no stream for the subject, no PubAck in time — is
+//! [`DeliveryError::Temporary`].
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+use super::{Deliver, DeliverFuture, DeliveryError};
+use crate::mail::Mail;
+
+/// Room kept under `max_payload` for the headers.
+const HEADER_ROOM: usize = 1024;
+
+/// The JetStream target (see the module doc).
+pub struct Nats {
+    url: String,
+    subject: String,
+    stream: Option<String>,
+    bucket: String,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    stream_ready: OnceCell<()>,
+    bodies: OnceCell<jetstream::object_store::ObjectStore>,
+}
+
+impl std::fmt::Debug for Nats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nats")
+            .field("url", &self.url)
+            .field("subject", &self.subject)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Nats {
+    /// Connects to `url` (`nats://host:port`, several separated by commas) and
+    /// publishes to `subject`. With `stream`, that stream is created for the
+    /// subject if it does not exist (file storage, a 2-minute duplicate
+    /// window); without, a stream must already take the subject. Returns at
+    /// once when the server is down (it is retried in the background).
+    pub async fn connect(
+        url: &str,
+        subject: impl Into<String>,
+        stream: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let subject = subject.into();
+        if subject.is_empty() || subject.contains(char::is_whitespace) {
+            return Err(format!("{subject:?} is not a NATS subject"));
+        }
+        let servers = url
+            .split(',')
+            .map(|one| {
+                one.trim()
+                    .parse::<async_nats::ServerAddr>()
+                    .map_err(|e| format!("NATS url {one:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(timeout)
+            .request_timeout(Some(timeout))
+            .connect(servers)
+            .await
+            .map_err(|e| format!("NATS {url}: {e}"))?;
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(timeout);
+        let bucket = format!(
+            "{}-bodies",
+            stream
+                .as_deref()
+                .unwrap_or(&subject)
+                .replace(['.', '*', '>'], "-")
+        );
+        Ok(Self {
+            url: url.to_owned(),
+            subject,
+            stream,
+            bucket,
+            client,
+            jetstream,
+            stream_ready: OnceCell::new(),
+            bodies: OnceCell::new(),
+        })
+    }
+
+    /// The object store bucket that holds claim-checked bodies.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The subject mail is published to.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    async fn ensure_stream(&self) -> Result<(), DeliveryError> {
+        let Some(name) = &self.stream else {
+            return Ok(());
+        };
+        self.stream_ready
+            .get_or_try_init(|| async {
+                self.jetstream
+                    .get_or_create_stream(jetstream::stream::Config {
+                        name: name.clone(),
+                        subjects: vec![self.subject.clone()],
+                        duplicate_window: Duration::from_secs(120),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| temporary(&self.url, "creating the stream", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn bodies(&self) -> Result<&jetstream::object_store::ObjectStore, DeliveryError> {
+        self.bodies
+            .get_or_try_init(|| async {
+                match self.jetstream.get_object_store(&self.bucket).await {
+                    Ok(store) => Ok(store),
+                    Err(_) => self
+                        .jetstream
+                        .create_object_store(jetstream::object_store::Config {
+                            bucket: self.bucket.clone(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| temporary(&self.url, "creating the body bucket", e)),
+                }
+            })
+            .await
+    }
+
+    /// The payload: the mail structure, inline or with a claim check.
+    async fn payload(&self, mail: &Mail) -> Result<Bytes, DeliveryError> {
+        let json = mail.to_json();
+        let limit = self
+            .client
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM);
+        if json.len() <= limit {
+            return Ok(Bytes::from(json));
+        }
+        let Some(data) = &mail.data else {
+            return Err(DeliveryError::Temporary(format!(
+                "the mail structure is over NATS {}'s max_payload ({limit} octets)",
+                self.url
+            )));
+        };
+        let body = [data.received.as_bytes(), &data.raw[..]].concat();
+        let size = body.len();
+        self.bodies()
+            .await?
+            .put(
+                jetstream::object_store::ObjectMetadata {
+                    name: mail.id.clone(),
+                    chunk_size: Some(limit.clamp(1024, 128 * 1024)),
+                    ..Default::default()
+                },
+                &mut body.as_slice(),
+            )
+            .await
+            .map_err(|e| temporary(&self.url, "storing the body", e))?;
+        let mut value = serde_json::to_value(mail)
+            .map_err(|e| DeliveryError::Temporary(format!("mail structure: {e}")))?;
+        if let Some(text) = value.pointer_mut("/data/text") {
+            *text = serde_json::Value::Array(Vec::new());
+        }
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "claim_check".to_owned(),
+                serde_json::json!({"bucket": self.bucket, "name": mail.id, "size": size}),
+            );
+        }
+        let json = serde_json::to_vec(&value)
+            .map_err(|e| DeliveryError::Temporary(format!("mail structure: {e}")))?;
+        if json.len() > limit {
+            return Err(DeliveryError::Temporary(format!(
+                "even without its body, the mail structure is over NATS {}'s max_payload",
+                self.url
+            )));
+        }
+        Ok(Bytes::from(json))
+    }
+}
+
+fn temporary(url: &str, what: &str, error: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Temporary(format!("NATS {url}: {what}: {error}"))
+}
+
+impl Deliver for Nats {
+    /// Publishes and waits for the PubAck.
+    fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(async move {
+            self.ensure_stream().await?;
+            let payload = self.payload(mail).await?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", mail.id.as_str());
+            let ack = self
+                .jetstream
+                .publish_with_headers(self.subject.clone(), headers, payload)
+                .await
+                .map_err(|e| temporary(&self.url, "publishing", e))?;
+            ack.await
+                .map_err(|e| temporary(&self.url, "waiting for the PubAck", e))?;
+            Ok(())
+        })
+    }
+}

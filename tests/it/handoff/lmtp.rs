@@ -1,0 +1,176 @@
+//! The LMTP target against a real Dovecot (`dovecot-lmtpd`): messages land in
+//! Dovecot's own Maildirs byte-exact (dot-stuffing, 8-bit octets), over TCP and
+//! over the unix socket; an unknown user and a full quota are refused per
+//! recipient and recorded in the mail structure; Dovecot down is a 451.
+
+use std::sync::{Arc, Mutex};
+
+use net_receiver::delivery::{Lmtp, LmtpAddress};
+use net_receiver::{Context, DeliveryError, Mail, Receiver, defaults};
+
+use crate::support::common::{Client, SERVER_NAME, TestServer, config};
+use crate::support::dovecot::Dovecot;
+
+/// Delivers like the default and keeps every mail structure, delivered or not.
+#[derive(Clone, Default)]
+struct Keep(Arc<Mutex<Vec<Mail>>>);
+
+impl Receiver for Keep {
+    async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
+        let result = defaults::received(cx).await;
+        self.0.lock().unwrap().push(cx.mail.clone());
+        result
+    }
+}
+
+fn start(address: LmtpAddress) -> (TestServer, Keep) {
+    let keep = Keep::default();
+    let lmtp = Lmtp::new(address, SERVER_NAME);
+    let server = TestServer::start_custom(
+        config(),
+        keep.clone(),
+        &[net_receiver::config::ListenerSpec {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            mode: net_receiver::config::ListenerMode::Smtp,
+            proxy_protocol: false,
+        }],
+        |server| server.with_delivery(lmtp),
+    );
+    (server, keep)
+}
+
+/// Sends one message (`body` after a Subject header) to `recipients`; the
+/// final reply's code.
+fn send(port: u16, recipients: &[&str], body: &[u8]) -> (u16, String) {
+    let mut client = Client::ehlo(port);
+    client.cmd("MAIL FROM:<sender@example.org>", 250);
+    for rcpt in recipients {
+        client.cmd(&format!("RCPT TO:<{rcpt}>"), 250);
+    }
+    client.cmd("DATA", 354);
+    // Dot-stuffed on the wire; the message itself has lines starting with a dot.
+    let mut wire = b"Subject: lmtp\r\n\r\n".to_vec();
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            wire.push(b'.');
+        }
+        wire.extend_from_slice(line);
+    }
+    wire.extend_from_slice(b".\r\n");
+    client.send(&wire);
+    let reply = client.reply();
+    client.quit();
+    (reply.code, reply.text().to_owned())
+}
+
+const BODY: &[u8] =
+    b"first line\r\n.a line with a dot\r\n..two dots\r\n.\r\n8-bit: \xc3\xa9t\xc3\xa9\r\n";
+
+/// Dovecot's file is its own headers, then exactly what we delivered: our
+/// Received header and the message as the client meant it.
+fn assert_stored(stored: &[u8], body: &[u8]) {
+    let message = [&b"Subject: lmtp\r\n\r\n"[..], body].concat();
+    assert!(
+        stored.ends_with(&message),
+        "{}",
+        String::from_utf8_lossy(stored)
+    );
+    let text = String::from_utf8_lossy(stored);
+    assert!(
+        text.starts_with("Return-Path: <sender@example.org>\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("by {SERVER_NAME} (net-receiver)")),
+        "{text}"
+    );
+}
+
+#[test]
+fn delivers_into_dovecot_byte_exact_over_tcp_and_unix_socket() {
+    let dovecot = Dovecot::start();
+    let (server, keep) = start(LmtpAddress::Tcp(format!("127.0.0.1:{}", dovecot.port)));
+    let (code, text) = send(server.port, &["alice@example.com", "bob@example.com"], BODY);
+    assert_eq!(code, 250, "{text}");
+    for user in ["alice", "bob"] {
+        let stored = dovecot.messages(user);
+        assert_eq!(stored.len(), 1, "{user}: {}", dovecot.log());
+        assert_stored(&stored[0], BODY);
+    }
+    let mail = &keep.0.lock().unwrap()[0];
+    assert_eq!(mail.delivered, Some(true));
+    assert!(
+        mail.rcptto
+            .iter()
+            .all(|r| r.delivered == Some(true) && r.delivery_error.is_none())
+    );
+    assert_eq!(server.messages_count(), 0, "nothing went to the Maildir");
+
+    let (server, _) = start(LmtpAddress::Unix(dovecot.socket()));
+    let (code, text) = send(server.port, &["alice@example.com"], b"over the socket\r\n");
+    assert_eq!(code, 250, "{text}");
+    let stored = dovecot.messages("alice");
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored
+            .iter()
+            .any(|m| m.ends_with(b"\r\n\r\nover the socket\r\n"))
+    );
+}
+
+#[test]
+fn refusals_are_per_recipient_and_recorded() {
+    let dovecot = Dovecot::start();
+    let (server, keep) = start(LmtpAddress::Tcp(format!("127.0.0.1:{}", dovecot.port)));
+    // Fill the 1 KiB quota of `full` (an empty mailbox takes any first message).
+    let big = [&[b'x'; 78][..], b"\r\n"].concat().repeat(30);
+    assert_eq!(send(server.port, &["full@example.com"], &big).0, 250);
+
+    let (code, text) = send(
+        server.port,
+        &[
+            "alice@example.com",
+            "nobody@example.com",
+            "full@example.com",
+        ],
+        b"mixed\r\n",
+    );
+    // Without a spool, a 250 would lose the refused copies: the whole message
+    // is refused (see the delivery module doc), alice's copy is stored anyway.
+    assert_eq!(code, 554, "{text}");
+    assert_eq!(dovecot.messages("alice").len(), 1);
+    let mails = keep.0.lock().unwrap();
+    let mail = mails.last().unwrap();
+    assert_eq!(mail.delivered, Some(false));
+    let outcome: Vec<(Option<bool>, String)> = mail
+        .rcptto
+        .iter()
+        .map(|r| (r.delivered, r.delivery_error.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(outcome[0].0, Some(true), "{outcome:?}");
+    assert!(
+        outcome[1].0 == Some(false) && outcome[1].1.contains("550"),
+        "{outcome:?}"
+    );
+    assert!(
+        outcome[2].0 == Some(false) && outcome[2].1.contains("5.2.2"),
+        "quota refusal at RCPT: {outcome:?}"
+    );
+}
+
+#[test]
+fn lmtp_server_down_is_a_temporary_failure() {
+    let port = {
+        let dovecot = Dovecot::start();
+        dovecot.port
+    };
+    let (server, keep) = start(LmtpAddress::Tcp(format!("127.0.0.1:{port}")));
+    let (code, text) = send(server.port, &["alice@example.com"], b"nobody home\r\n");
+    assert_eq!(code, 451, "{text}");
+    let mails = keep.0.lock().unwrap();
+    let error = mails[0].rcptto[0]
+        .delivery_error
+        .clone()
+        .unwrap_or_default();
+    assert!(error.contains("cannot connect to LMTP"), "{error}");
+}

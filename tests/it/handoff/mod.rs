@@ -1,0 +1,6 @@
+//! Hand-off to what comes after the receiver: LMTP to a real Dovecot, and the
+//! `[[deliver]]` chain in the binary.
+
+mod chain;
+mod lmtp;
+mod nats;

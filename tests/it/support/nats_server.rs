@@ -1,0 +1,129 @@
+//! Real `nats-server`s (Debian `nats-server`) with JetStream for the tests: a
+//! single node, or a cluster of three on loopback ports, each with its own
+//! store directory and config file; a node can be stopped and started again;
+//! all are killed on drop. The tests read the streams with the official
+//! `async-nats` client.
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One node.
+pub(crate) struct NatsNode {
+    pub(crate) port: u16,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl NatsNode {
+    pub(crate) fn start(&mut self) {
+        self.stop();
+        let spawned = Command::new("nats-server")
+            .arg("-c")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        self.child = Some(match spawned {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                panic!("nats-server not found: install nats-server (scripts/test does it)")
+            }
+            Err(error) => panic!("cannot start nats-server: {error}"),
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A set of nodes (one, or a cluster) with their store directories.
+pub(crate) struct Nats {
+    pub(crate) nodes: Vec<NatsNode>,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    /// One node with JetStream and a small `max_payload` (64 KiB), so the
+    /// tests reach the claim check without huge messages.
+    pub(crate) fn single() -> Self {
+        Self::cluster_of(1)
+    }
+
+    /// `n` nodes; with more than one, a cluster with routes between all.
+    pub(crate) fn cluster_of(n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let mut nodes = Vec::new();
+        for (i, (port, cluster_port)) in ports.iter().enumerate() {
+            let store = dir.path().join(format!("store{i}"));
+            let mut config = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{port}\nmax_payload: 65536\n\
+                 jetstream {{\n  store_dir: \"{}\"\n}}\n",
+                store.display()
+            );
+            if n > 1 {
+                let routes: Vec<String> = ports
+                    .iter()
+                    .map(|(_, c)| format!("nats-route://127.0.0.1:{c}"))
+                    .collect();
+                config.push_str(&format!(
+                    "cluster {{\n  name: test\n  listen: 127.0.0.1:{cluster_port}\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                ));
+            }
+            let path = dir.path().join(format!("n{i}.conf"));
+            std::fs::write(&path, config).unwrap();
+            nodes.push(NatsNode {
+                port: *port,
+                config: path,
+                child: None,
+            });
+        }
+        for node in &mut nodes {
+            node.start();
+        }
+        Self { nodes, _dir: dir }
+    }
+
+    /// The URL list of every node, for a client.
+    pub(crate) fn url(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.port))
+            .collect();
+        urls.join(",")
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+}
