@@ -42,16 +42,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a program that prints "listening on http://ADDR/" and echoes the URL.
+# start_hook VAR PROGRAM ARGS...: starts a hook that prints "listening on URL"
+# (in this shell, so the exit trap can stop it) and sets VAR to its URL.
 start_hook() {
-  local out="$work/hook.$RANDOM"
-  "$@" >"$out" &
+  local var=$1 out="$work/hook.$RANDOM"
+  shift
+  "$@" >"$out" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
-    grep -q '^listening on ' "$out" 2>/dev/null && break
+    grep -q '^listening on ' "$out" && break
     sleep 0.1
   done
-  sed -n 's/^listening on //p' "$out"
+  printf -v "$var" '%s' "$(sed -n 's/^listening on //p' "$out")"
+  [ -n "${!var}" ] || { echo "$* did not start: $(cat "$out")" >&2; exit 1; }
 }
 
 wait_port() {
@@ -65,8 +68,7 @@ cpu_us() { awk -v t="$ticks" '{printf "%.0f", ($14 + $15) * 1e6 / t}' "/proc/$1/
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
-noop_url=$(start_hook "$HOOK" 0)
-[ -n "$noop_url" ] || { echo "the no-op hook did not start" >&2; exit 1; }
+start_hook noop_url "$HOOK" 0
 echo "no-op hook at $noop_url"
 
 declare -A rates=([none]="" [hook]="") cpus=([none]="" [hook]="")
@@ -102,10 +104,10 @@ hook=$(echo "${cpus[hook]}" | median)
 awk -v n="$none" -v h="$hook" 'BEGIN {printf "median server CPU us/msg: no hook %.1f, hook %.1f, added by the hook %.1f\n", n, h, h-n}'
 
 # Part 2: a hook that never answers HELD sessions.
-stuck_url=$(start_hook "$HOOK" 0 --never-for stuck@example.com)
-[ -n "$stuck_url" ] || { echo "the hanging hook did not start" >&2; exit 1; }
+start_hook stuck_url "$HOOK" 0 --never-for stuck@example.com
 cat >"$work/stuck.toml" <<TOML
 max_connections_per_ip = $((HELD + 100))
+shutdown_grace = 1
 [[hook]]
 url = "$stuck_url"
 stages = ["mail_from"]

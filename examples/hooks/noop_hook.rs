@@ -55,6 +55,7 @@ async fn main() -> std::io::Result<()> {
     println!("listening on http://{}/", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
         let never_for = Arc::clone(&never_for);
         tokio::spawn(async move {
             let service = service_fn(move |request| answer(Arc::clone(&never_for), request));

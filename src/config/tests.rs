@@ -215,3 +215,44 @@ fn issue16_metrics_listen_is_off_by_default_and_checked() {
         .to_string();
     assert!(error.starts_with("invalid metrics_listen"), "{error}");
 }
+
+#[test]
+fn hook_tables_parse_with_their_defaults() {
+    use crate::policy::{HookConfig, OnError, Stage};
+    let config = Config::parse(
+        "[[hook]]\nurl = \"http://127.0.0.1:8025/\"\n\n[[hook]]\nurl = \"http://127.0.0.1:8026/p\"\n\
+         name = \"grey\"\nstages = [\"connect\", \"rcpt_to\"]\ntimeout = 2.5\non_error = \"accept\"\n\
+         headers = { Authorization = \"Bearer x\" }\nmax_body = 100\nmax_concurrency = 3\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.hooks[0],
+        HookConfig::with_url("http://127.0.0.1:8025/")
+    );
+    assert_eq!(config.hooks[0].stages, [Stage::Data]);
+    let second = &config.hooks[1];
+    assert_eq!(second.name.as_deref(), Some("grey"));
+    assert_eq!(second.stages, [Stage::Connect, Stage::RcptTo]);
+    assert_eq!((second.timeout, second.on_error), (2.5, OnError::Accept));
+    assert_eq!(second.headers["Authorization"], "Bearer x");
+    assert_eq!((second.max_body, second.max_concurrency), (100, 3));
+
+    for (text, culprit) in [
+        (
+            "[[hook]]\nurl = \"http://a/\"\nstage = [\"data\"]\n",
+            "hook.stage",
+        ),
+        (
+            "[[hook]]\nurl = \"http://a/\"\nstages = [\"dat\"]\n",
+            "hook.stages",
+        ),
+        (
+            "[[hook]]\nurl = \"http://a/\"\non_error = \"ignore\"\n",
+            "hook.on_error",
+        ),
+        ("[[hook]]\nname = \"x\"\n", "missing field `url`"),
+    ] {
+        let e = Config::parse(text).unwrap_err();
+        assert!(e.contains(culprit), "{text}: {e}");
+    }
+}

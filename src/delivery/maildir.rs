@@ -80,7 +80,14 @@ impl Maildir {
             root,
             hostname: local_hostname(),
         };
-        maildir.log_cleanup(maildir.clean_tmp());
+        log_cleanup(&maildir.root.join("tmp"), maildir.clean_tmp());
+        // The quarantine folder's leftovers, when it exists.
+        let quarantine_tmp = maildir.root.join(QUARANTINE_FOLDER).join("tmp");
+        if quarantine_tmp.is_dir() {
+            let now = SystemTime::now();
+            let found = tmp_cleanup::clean(&quarantine_tmp, &maildir.hostname, now);
+            log_cleanup(&quarantine_tmp, found);
+        }
         Ok(maildir)
     }
 
@@ -92,37 +99,39 @@ impl Maildir {
     pub fn clean_tmp(&self) -> io::Result<TmpCleanup> {
         tmp_cleanup::clean(&self.root.join("tmp"), &self.hostname, SystemTime::now())
     }
+}
 
-    fn log_cleanup(&self, cleanup: io::Result<TmpCleanup>) {
-        let tmp = self.root.join("tmp");
-        match cleanup {
-            Ok(found) => {
-                if found.removed > 0 {
-                    tracing::info!(
-                        "removed {} leftover file(s) from {} (their writers are gone)",
-                        found.removed,
-                        tmp.display()
-                    );
-                }
-                if found.kept > 0 {
-                    tracing::info!(
-                        "kept {} file(s) in {} (their writers may be running)",
-                        found.kept,
-                        tmp.display()
-                    );
-                }
-                if found.failed > 0 {
-                    tracing::warn!(
-                        "could not remove {} leftover file(s) from {}",
-                        found.failed,
-                        tmp.display()
-                    );
-                }
+/// Logs what a clean-up of `tmp` found.
+fn log_cleanup(tmp: &Path, cleanup: io::Result<TmpCleanup>) {
+    match cleanup {
+        Ok(found) => {
+            if found.removed > 0 {
+                tracing::info!(
+                    "removed {} leftover file(s) from {} (their writers are gone)",
+                    found.removed,
+                    tmp.display()
+                );
             }
-            Err(error) => tracing::warn!("cannot clean {}: {error}", tmp.display()),
+            if found.kept > 0 {
+                tracing::info!(
+                    "kept {} file(s) in {} (their writers may be running)",
+                    found.kept,
+                    tmp.display()
+                );
+            }
+            if found.failed > 0 {
+                tracing::warn!(
+                    "could not remove {} leftover file(s) from {}",
+                    found.failed,
+                    tmp.display()
+                );
+            }
         }
+        Err(error) => tracing::warn!("cannot clean {}: {error}", tmp.display()),
     }
+}
 
+impl Maildir {
     /// The Maildir's root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -541,6 +550,29 @@ mod tests {
         assert_eq!(list(&dir.path().join("new")).len(), 1);
         let found = again.clean_tmp().unwrap();
         assert_eq!((found.removed, found.kept, found.failed), (0, 1, 0));
+    }
+
+    #[test]
+    fn quarantined_mail_goes_to_its_folder_and_its_leftovers_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::open(dir.path()).unwrap();
+        let mut quarantined = mail("a@b", b"odd");
+        quarantined.quarantine = Some("hook said so".into());
+        let path = md.deliver_sync(&quarantined).unwrap();
+        let folder = dir.path().join(QUARANTINE_FOLDER);
+        assert_eq!(path.parent(), Some(folder.join("new").as_path()));
+        assert!(list(&dir.path().join("new")).is_empty());
+        let mut true_process = std::process::Command::new("true").spawn().unwrap();
+        true_process.wait().unwrap();
+        let leftover = format!(
+            "1700000000.M1P{}Q3.{},S=9",
+            true_process.id(),
+            local_hostname()
+        );
+        fs::write(folder.join("tmp").join(&leftover), b"half").unwrap();
+        Maildir::open(dir.path()).unwrap();
+        assert!(list(&folder.join("tmp")).is_empty());
+        assert_eq!(list(&folder.join("new")), [path]);
     }
 
     #[test]

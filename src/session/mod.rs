@@ -2,9 +2,12 @@
 //! [`Event`] into a call of the matching [`Receiver`] hook, keeps the seed's mail
 //! structure up to date, and returns the reply for [`Machine::answer`](crate::protocol::Machine::answer).
 //!
-//! This is the only caller of hooks. It catches their panics (451 for `received`,
-//! 421 for the others), applies `prohibited`, and turns `received`'s result into
-//! 250 / 451 / 554. It knows nothing of sockets: `server::conn` moves the bytes.
+//! This is the only caller of hooks and policy layers. Before each hook it runs
+//! the layers and applies their decisions (`layers.rs`: refusals, accept,
+//! discard, quarantine, header edits, recipients, extensions). It catches
+//! panics (451 for `received`, 421 for the others), applies `prohibited`, and
+//! turns `received`'s result into 250 / 451 / 554. It knows nothing of sockets:
+//! `server::conn` moves the bytes.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;

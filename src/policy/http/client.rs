@@ -35,6 +35,9 @@ pub(crate) enum CallError {
     /// The answer body was too big or broke off.
     #[error("answer body: {0}")]
     Body(String),
+    /// The request could not be made.
+    #[error("cannot build the request: {0}")]
+    Request(String),
 }
 
 /// A hook's pooled client and its limits.
@@ -72,19 +75,28 @@ impl HookClient {
         }
     }
 
-    /// POSTs `body` (JSON) and returns the status and the answer body.
-    pub(crate) async fn call(&self, body: Vec<u8>) -> Result<(u16, Bytes), CallError> {
+    /// POSTs the JSON that `body` makes and returns the status and the answer
+    /// body. `body` is called once a slot is free, so at most `max_concurrency`
+    /// request bodies of this hook are in memory, however many sessions wait.
+    pub(crate) async fn call(
+        &self,
+        body: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<(u16, Bytes), CallError> {
         tokio::time::timeout(self.timeout, self.call_unbounded(body))
             .await
             .map_err(|_| CallError::Timeout(self.timeout))?
     }
 
-    async fn call_unbounded(&self, body: Vec<u8>) -> Result<(u16, Bytes), CallError> {
+    async fn call_unbounded(
+        &self,
+        body: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<(u16, Bytes), CallError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| CallError::Http("the hook is shut down".to_owned()))?;
+        let body = body().map_err(CallError::Request)?;
         let mut request = Request::post(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(

@@ -79,10 +79,8 @@ impl HttpHook {
         command: Command<'_>,
         raw: Option<&[u8]>,
     ) -> Verdict {
-        let body = match request_body(stage, cx.mail, command, raw, self.max_body) {
-            Ok(body) => body,
-            Err(error) => return self.failed(stage, &format!("cannot build the request: {error}")),
-        };
+        let body =
+            || request_body(stage, cx.mail, command, raw, self.max_body).map_err(|e| e.to_string());
         let max_recipients = cx.settings.limits.max_recipients;
         let verdict = match self.client.call(body).await {
             Ok((status, answer)) => {

@@ -50,23 +50,11 @@ pub(crate) enum Command<'a> {
     RcptTo(&'a RcptTo),
 }
 
-#[derive(Serialize)]
-struct Request<'a> {
-    stage: &'static str,
-    mail: &'a Mail,
-    command: Command<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<Message>,
-}
-
-#[derive(Serialize)]
-struct Message {
-    raw_base64: String,
-    size: usize,
-    truncated: bool,
-}
-
 /// The JSON body of a hook request; `raw` (data only) is cut to `max_body` bytes.
+///
+/// Written by hand around serde's output for `mail` and `command`: the base64
+/// of the message needs no escaping, so it goes into the body as it is encoded
+/// (serde would scan every byte of it for characters to escape).
 pub(crate) fn request_body(
     stage: Stage,
     mail: &Mail,
@@ -74,20 +62,35 @@ pub(crate) fn request_body(
     raw: Option<&[u8]>,
     max_body: usize,
 ) -> serde_json::Result<Vec<u8>> {
-    let message = raw.map(|raw| {
-        let sent = raw.get(..max_body).unwrap_or(raw);
-        Message {
-            raw_base64: base64::engine::general_purpose::STANDARD.encode(sent),
-            size: raw.len(),
-            truncated: sent.len() < raw.len(),
-        }
-    });
-    serde_json::to_vec(&Request {
-        stage: stage.as_str(),
-        mail,
-        command,
-        message,
-    })
+    // The message twice (its lines in `mail.data.text`, then base64) and the
+    // structure's few KiB: sized once, not grown by copying.
+    let sent = raw.map(|raw| raw.get(..max_body).unwrap_or(raw));
+    let base64_len = sent.map_or(0, |s| s.len().div_ceil(3) * 4);
+    let text_len = mail.data.as_ref().map_or(0, |d| d.text.as_bytes().len());
+    let mut body = Vec::with_capacity(4096 + base64_len + text_len + text_len / 8);
+    body.extend_from_slice(b"{\"stage\":\"");
+    body.extend_from_slice(stage.as_str().as_bytes());
+    body.extend_from_slice(b"\",\"mail\":");
+    serde_json::to_writer(&mut body, mail)?;
+    body.extend_from_slice(b",\"command\":");
+    serde_json::to_writer(&mut body, &command)?;
+    if let (Some(raw), Some(sent)) = (raw, sent) {
+        body.extend_from_slice(b",\"message\":{\"raw_base64\":\"");
+        let at = body.len();
+        body.resize(at + base64_len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(sent, &mut body[at..])
+            .map_err(|e| <serde_json::Error as serde::ser::Error>::custom(e.to_string()))?;
+        body.truncate(at + written);
+        let tail = format!(
+            "\",\"size\":{},\"truncated\":{}}}",
+            raw.len(),
+            sent.len() < raw.len()
+        );
+        body.extend_from_slice(tail.as_bytes());
+    }
+    body.push(b'}');
+    Ok(body)
 }
 
 /// What a hook may answer with `200` (unknown keys are ignored, so a hook
@@ -207,19 +210,19 @@ fn default_tempfail(stage: Stage) -> Reply {
 }
 
 /// The reply a hook gave, checked against its action's class: `accept` takes
-/// the stage's success code (220 at connect, 235 at auth, 250 elsewhere),
-/// `reject` 5xx, `tempfail` 4xx, `disconnect` 4xx or 5xx; the other actions
-/// ignore a reply, but it must still be well formed.
+/// a 2xx code, and at connect, ehlo and auth the one code clients expect there
+/// (220, 250, 235); `reject` 5xx, `tempfail` 4xx, `disconnect` 4xx or 5xx; the
+/// other actions ignore a reply, but it must still be well formed. Without a
+/// text, the action's default text.
 fn reply(spec: ReplySpec, action: HookAction, stage: Stage) -> Result<Reply, String> {
     let code = spec.code;
     let class_ok = match action {
-        HookAction::Accept => {
-            code == match stage {
-                Stage::Connect => 220,
-                Stage::Auth => 235,
-                _ => 250,
-            }
-        }
+        HookAction::Accept => match stage {
+            Stage::Connect => code == 220,
+            Stage::Ehlo => code == 250,
+            Stage::Auth => code == 235,
+            Stage::MailFrom | Stage::RcptTo | Stage::Data => (200..=299).contains(&code),
+        },
         HookAction::Reject => (500..=599).contains(&code),
         HookAction::Tempfail => (400..=499).contains(&code),
         HookAction::Disconnect => (400..=599).contains(&code),
@@ -233,7 +236,15 @@ fn reply(spec: ReplySpec, action: HookAction, stage: Stage) -> Result<Reply, Str
             stage.as_str()
         ));
     }
-    let text = spec.text.unwrap_or_else(|| "OK".to_owned());
+    let text = spec.text.unwrap_or_else(|| {
+        match action {
+            HookAction::Reject => "Refused by policy",
+            HookAction::Tempfail => "Try again later",
+            HookAction::Disconnect => "Closing connection by policy",
+            _ => "OK",
+        }
+        .to_owned()
+    });
     if text.len() > MAX_REPLY_TEXT {
         return Err(format!("reply text over {MAX_REPLY_TEXT} bytes"));
     }

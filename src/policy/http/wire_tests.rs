@@ -20,6 +20,16 @@ fn actions_become_verdicts() {
     let refuse =
         |code, e: (u8, u16, u16), text: &'static str| Action::Refuse(Reply::new(code, e, text));
     let cases: Vec<(Stage, &str, Action)> = vec![
+        (
+            RcptTo,
+            r#"{"action":"accept","reply":{"code":251,"text":"will forward"}}"#,
+            Action::Accept(Some(Reply::new(251, (2, 0, 0), "will forward"))),
+        ),
+        (
+            MailFrom,
+            r#"{"action":"reject","reply":{"code":553}}"#,
+            refuse(553, (5, 7, 1), "Refused by policy"),
+        ),
         (RcptTo, r#"{"action":"accept"}"#, Action::Accept(None)),
         (
             Connect,
@@ -110,6 +120,8 @@ fn bad_answers_are_errors() {
         (Data, 200, r#"{"action":"tempfail","reply":{"code":550}}"#),
         (Data, 200, r#"{"action":"accept","reply":{"code":550}}"#),
         (Connect, 200, r#"{"action":"accept","reply":{"code":250}}"#),
+        (Auth, 200, r#"{"action":"accept","reply":{"code":250}}"#),
+        (Ehlo, 200, r#"{"action":"accept","reply":{"code":251}}"#),
         (Data, 200, r#"{"action":"disconnect","reply":{"code":250}}"#),
         (Data, 200, r#"{"action":"discard","reply":{"code":999}}"#),
         (

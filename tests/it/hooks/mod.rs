@@ -10,6 +10,7 @@ mod concurrency;
 mod edits;
 mod examples;
 mod failures;
+mod requests;
 
 use std::sync::{Arc, Mutex};
 
