@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // An HTTP stage hook for net-receiver in Node.js, standard library only: the
-// same policy as hook.py (see there and the README, "HTTP stage hooks").
+// same policy as hook.py (see there and docs/hooks.md).
 //
 //   mail_from  per-sender quota: QUOTA_PER_HOUR transactions per sender an hour
 //   rcpt_to    greylisting of (client IP, sender, recipient), GREYLIST_DELAY s

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An HTTP stage hook for net-receiver, standard library only.
 
-A small real policy, one rule per stage (see the README, "HTTP stage hooks"):
+A small real policy, one rule per stage (see docs/hooks.md):
 
   mail_from  per-sender quota: at most QUOTA_PER_HOUR transactions per sender
              address in the last hour, then 450 4.7.1 until the hour has passed

@@ -1,4 +1,4 @@
-//! The default of every configuration key (what the README's tables list), and
+//! The default of every configuration key (what docs/config.md lists), and
 //! the settings they make.
 
 use std::path::PathBuf;

@@ -67,7 +67,7 @@ pub struct Config {
     pub no_deliver: bool,
     /// Spool directory (`--spool-dir`): each accepted mail is made durable there
     /// with group commit, 250 is sent, and it goes on to the Maildir afterwards
-    /// (see the README, "Spool"). Default: none — 250 only once in the Maildir.
+    /// (see docs/delivery.md, "Spool"). Default: none — 250 only once in the Maildir.
     pub spool_dir: Option<PathBuf>,
     /// Bytes of spool on disk beyond which mail gets 452 4.3.1. Default: 1073741824.
     pub spool_max_bytes: u64,
@@ -155,7 +155,7 @@ pub struct Config {
     /// re-read on SIGHUP.
     pub passwd_file: Option<PathBuf>,
     /// Database of users: an SQLite file, or a `postgres://…`, `mysql://…` or
-    /// `mariadb://…` URL (table `users (username, password)`; README, AUTH).
+    /// `mariadb://…` URL (table `users (username, password)`; docs/security.md, AUTH).
     pub password_db: Option<PathBuf>,
     /// The query for `password_db`; the user name is `?1` (SQLite), `$1`
     /// (PostgreSQL) or `?` (MySQL). Default: `SELECT password FROM users WHERE

@@ -1,8 +1,8 @@
 //! The mail structure that comes out of a session: the seed's `ItemOfMail`
 //! hash as plain serde types, plus small helpers to fill and read it.
 //!
-//! The JSON keys are exactly the seed's names (see the README section "The
-//! Structure That Comes Out"); keys are only ever added, never renamed.
+//! The JSON keys are exactly the seed's names (see docs/receiver.md, section "The
+//! mail structure"); keys are only ever added, never renamed.
 //! Deserializing is lenient: a missing key takes its default, so JSON written
 //! before a key was added still loads.
 

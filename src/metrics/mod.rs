@@ -12,7 +12,7 @@
 //! The endpoint speaks OpenMetrics 1.0 when the scraper's `Accept` asks for
 //! `application/openmetrics-text` (Prometheus does), and the Prometheus text
 //! format 0.0.4 otherwise ([`to_text_format`]). Every metric is listed in the
-//! README's "Metrics" section.
+//! "Metrics" section of docs/operations.md.
 
 mod http;
 mod spool;
@@ -389,7 +389,7 @@ impl Metrics {
         }
     }
 
-    /// Adds the spool's metrics (`net_receiver_spool_*`, see the README),
+    /// Adds the spool's metrics (`net_receiver_spool_*`, see docs/operations.md),
     /// read from `spool` at each scrape.
     pub fn register_spool(&mut self, spool: crate::spool::StatsHandle) {
         self.registry
