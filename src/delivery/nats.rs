@@ -174,8 +174,10 @@ impl Nats {
                 self.url
             )));
         };
-        let body = [data.received.as_bytes(), &data.raw[..]].concat();
-        let size = body.len();
+        // The trace header, then the message as received: read in place, never
+        // copied whole.
+        let size = data.received.len() + data.raw.len();
+        let mut body = tokio::io::AsyncReadExt::chain(data.received.as_bytes(), &data.raw[..]);
         self.bodies()
             .await?
             .put(
@@ -184,7 +186,7 @@ impl Nats {
                     chunk_size: Some(limit.clamp(1024, 128 * 1024)),
                     ..Default::default()
                 },
-                &mut body.as_slice(),
+                &mut body,
             )
             .await
             .map_err(|e| temporary(&self.url, "storing the body", e))?;
