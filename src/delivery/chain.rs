@@ -14,7 +14,8 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 
 use super::{
-    Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture, accepted_recipients,
+    BatchFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
+    accepted_recipients,
 };
 use crate::mail::Mail;
 
@@ -59,6 +60,48 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// One mail's outcome per recipient from every link's report (in link order).
+    fn combine(&self, mail: &Mail, reports: &[&DeliveryReport]) -> DeliveryReport {
+        let mut combined = DeliveryReport::default();
+        for (index, rcpt) in accepted_recipients(mail) {
+            let mut transient: Option<DeliveryError> = None;
+            let mut permanent: Option<DeliveryError> = None;
+            for (link, report) in self.links.iter().zip(reports) {
+                let outcome = report.outcomes.iter().find(|o| o.index == index);
+                let error = match outcome.map(|o| &o.result) {
+                    Some(Ok(())) => continue,
+                    Some(Err(error)) => error.clone(),
+                    None => DeliveryError::Temporary(format!(
+                        "{} gave no outcome for this recipient",
+                        link.name
+                    )),
+                };
+                if !link.required {
+                    tracing::warn!(
+                        id = %mail.id,
+                        target = %link.name,
+                        recipient = %crate::logging::Escaped(&rcpt.url),
+                        "optional delivery target failed: {error}"
+                    );
+                    continue;
+                }
+                if error.is_permanent() {
+                    permanent.get_or_insert(error);
+                } else {
+                    transient.get_or_insert(error);
+                }
+            }
+            let result = match transient.or(permanent) {
+                Some(error) => Err(error),
+                None => Ok(()),
+            };
+            combined.push(index, rcpt, result);
+        }
+        combined
+    }
+}
+
 impl Deliver for Chain {
     fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
         Box::pin(async move { self.deliver_each(mail).await.result() })
@@ -67,42 +110,97 @@ impl Deliver for Chain {
     fn deliver_each<'a>(&'a self, mail: &'a Mail) -> ReportFuture<'a> {
         Box::pin(async move {
             let reports = join_all(self.links.iter().map(|l| l.target.deliver_each(mail))).await;
-            let mut combined = DeliveryReport::default();
-            for (index, rcpt) in accepted_recipients(mail) {
-                let mut transient: Option<DeliveryError> = None;
-                let mut permanent: Option<DeliveryError> = None;
-                for (link, report) in self.links.iter().zip(&reports) {
-                    let outcome = report.outcomes.iter().find(|o| o.index == index);
-                    let error = match outcome.map(|o| &o.result) {
-                        Some(Ok(())) => continue,
-                        Some(Err(error)) => error.clone(),
-                        None => DeliveryError::Temporary(format!(
-                            "{} gave no outcome for this recipient",
-                            link.name
-                        )),
-                    };
-                    if !link.required {
-                        tracing::warn!(
-                            id = %mail.id,
-                            target = %link.name,
-                            recipient = %crate::logging::Escaped(&rcpt.url),
-                            "optional delivery target failed: {error}"
-                        );
-                        continue;
-                    }
-                    if error.is_permanent() {
-                        permanent.get_or_insert(error);
-                    } else {
-                        transient.get_or_insert(error);
-                    }
-                }
-                let result = match transient.or(permanent) {
-                    Some(error) => Err(error),
-                    None => Ok(()),
-                };
-                combined.push(index, rcpt, result);
-            }
-            combined
+            let reports: Vec<&DeliveryReport> = reports.iter().collect();
+            self.combine(mail, &reports)
         })
+    }
+
+    /// Each link gets the whole batch (so a Maildir link keeps its one
+    /// `syncfs` per batch behind the spool), then each mail's outcomes are
+    /// combined as for one.
+    fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
+        Box::pin(async move {
+            let per_link = join_all(self.links.iter().map(|l| l.target.deliver_batch(mails))).await;
+            mails
+                .iter()
+                .enumerate()
+                .map(|(n, mail)| {
+                    let empty = DeliveryReport::default();
+                    let reports: Vec<&DeliveryReport> = per_link
+                        .iter()
+                        .map(|reports| reports.get(n).unwrap_or(&empty))
+                        .collect();
+                    self.combine(mail, &reports)
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Maildir;
+    use crate::mail::{Address, Data, RcptTo};
+
+    fn mail(body: &[u8]) -> Mail {
+        Mail {
+            rcptto: vec![RcptTo {
+                address: Address {
+                    accepted: true,
+                    url: "a@b.example".into(),
+                    ..Address::default()
+                },
+                ..RcptTo::default()
+            }],
+            data: Some(Data::from_message(body.to_vec(), "Received: x\r\n".into())),
+            ..Mail::default()
+        }
+    }
+
+    fn link(name: &str, target: impl Deliver, required: bool) -> Link {
+        Link {
+            name: name.to_owned(),
+            target: Arc::new(target),
+            required,
+        }
+    }
+
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("new")).map_or(0, Iterator::count)
+    }
+
+    #[tokio::test]
+    async fn a_batch_reaches_every_link_and_only_required_ones_decide() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let chain = Chain::new(vec![
+            link("first", Maildir::open(one.path()).unwrap(), true),
+            link("archive", Maildir::open(two.path()).unwrap(), false),
+        ])
+        .unwrap();
+        let mails = [mail(b"one\r\n"), mail(b"two\r\n"), mail(b"three\r\n")];
+        let refs: Vec<&Mail> = mails.iter().collect();
+        let reports = chain.deliver_batch(&refs).await;
+        assert_eq!(reports.len(), 3);
+        assert!(reports.iter().all(|r| r.result().is_ok()));
+        assert_eq!((count(one.path()), count(two.path())), (3, 3));
+
+        // The optional link failing (its Maildir gone) changes no outcome;
+        // the required one failing does.
+        std::fs::remove_dir_all(two.path().join("new")).unwrap();
+        assert!(chain.deliver_each(&mails[0]).await.result().is_ok());
+        let reports = chain.deliver_batch(&refs).await;
+        assert!(reports.iter().all(|r| r.result().is_ok()), "{reports:?}");
+        std::fs::remove_dir_all(one.path().join("new")).unwrap();
+        let reports = chain.deliver_batch(&refs).await;
+        assert!(reports.iter().all(|r| r.result().is_err()), "{reports:?}");
+        assert!(chain.deliver_each(&mails[0]).await.result().is_err());
+    }
+
+    #[test]
+    fn a_chain_needs_a_required_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let only_optional = vec![link("archive", Maildir::open(dir.path()).unwrap(), false)];
+        assert!(Chain::new(only_optional).is_err());
     }
 }
