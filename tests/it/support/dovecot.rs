@@ -7,8 +7,10 @@
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use super::service::spawn_quiet;
 
 pub(crate) struct Dovecot {
     pub(crate) port: u16,
@@ -63,20 +65,12 @@ impl Dovecot {
         ]
         .concat();
         std::fs::write(root.join("users"), users).unwrap();
-        let spawned = Command::new("dovecot")
-            .args(["-F", "-c"])
-            .arg(root.join("dovecot.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                panic!("dovecot not found: install dovecot-lmtpd (scripts/test does it)")
-            }
-            Err(error) => panic!("cannot start dovecot: {error}"),
-        };
+        let child = spawn_quiet(
+            Command::new("dovecot")
+                .args(["-F", "-c"])
+                .arg(root.join("dovecot.conf")),
+            "dovecot-lmtpd",
+        );
         let server = Self { port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() || !server.socket().exists()

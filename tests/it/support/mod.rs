@@ -10,4 +10,5 @@ pub(crate) mod hook_server;
 pub(crate) mod nats_server;
 pub(crate) mod redis_server;
 pub(crate) mod running;
+pub(crate) mod service;
 pub(crate) mod tls;

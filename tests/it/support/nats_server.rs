@@ -6,8 +6,10 @@
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use super::service::spawn_quiet;
 
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -27,20 +29,10 @@ pub(crate) struct NatsNode {
 impl NatsNode {
     pub(crate) fn start(&mut self) {
         self.stop();
-        let spawned = Command::new("nats-server")
-            .arg("-c")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        self.child = Some(match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                panic!("nats-server not found: install nats-server (scripts/test does it)")
-            }
-            Err(error) => panic!("cannot start nats-server: {error}"),
-        });
+        self.child = Some(spawn_quiet(
+            Command::new("nats-server").arg("-c").arg(&self.config),
+            "nats-server",
+        ));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
             assert!(

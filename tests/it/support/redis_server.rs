@@ -4,8 +4,10 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use super::service::spawn_quiet;
 
 /// A `redis-server` child process on a free loopback port, killed on drop.
 pub(crate) struct RedisServer {
@@ -33,22 +35,14 @@ impl RedisServer {
     /// Starts the server (again) on its port and waits until it answers PING.
     pub(crate) fn restart(&mut self) {
         self.stop();
-        let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                panic!("redis-server not found: install redis-server (scripts/test does it)")
-            }
-            Err(error) => panic!("cannot start redis-server: {error}"),
-        };
+        let child = spawn_quiet(
+            Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(self.dir.path()),
+            "redis-server",
+        );
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while self.query("PING").as_deref() != Some("PONG") {
