@@ -160,10 +160,13 @@ fn refusals_are_per_recipient_and_recorded() {
 
 #[test]
 fn lmtp_server_down_is_a_temporary_failure() {
-    let port = {
-        let dovecot = Dovecot::start();
-        dovecot.port
-    };
+    // A loopback port nobody listens on (a killed Dovecot's children can keep
+    // its socket open for a moment, which would make this a closed connection).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (server, keep) = start(LmtpAddress::Tcp(format!("127.0.0.1:{port}")));
     let (code, text) = send(server.port, &["alice@example.com"], b"nobody home\r\n");
     assert_eq!(code, 451, "{text}");
