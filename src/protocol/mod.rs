@@ -10,6 +10,7 @@ pub mod command;
 pub mod data;
 pub mod lmtp;
 pub mod machine;
+pub mod milter;
 pub mod proxy;
 pub mod reply;
 
