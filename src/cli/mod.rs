@@ -104,6 +104,11 @@ pub(crate) struct Args {
     /// `http://127.0.0.1:8080/hook`.
     #[arg(long = "hook", value_name = "URL")]
     pub(crate) hook: Vec<String>,
+    /// Call a milter with the defaults of a `[[milter]]` table (repeatable;
+    /// after the config file's milters), e.g. `inet:127.0.0.1:8891` or
+    /// `unix:/run/opendkim/opendkim.sock`.
+    #[arg(long = "milter", value_name = "ADDR")]
+    pub(crate) milter: Vec<String>,
     /// Write the man pages into DIR and exit (for packagers).
     #[arg(long, value_name = "DIR", hide = true)]
     pub(crate) generate_man: Option<PathBuf>,
@@ -199,6 +204,11 @@ pub(crate) fn configure(args: &Args) -> anyhow::Result<Config> {
         args.hook
             .iter()
             .map(net_receiver::policy::HookConfig::with_url),
+    );
+    config.milters.extend(
+        args.milter
+            .iter()
+            .map(net_receiver::policy::MilterConfig::with_address),
     );
     match args.log_format.as_deref() {
         Some("json") => config.log_format = LogFormat::Json,

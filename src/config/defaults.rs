@@ -53,6 +53,7 @@ impl Default for Config {
             pid_file: None,
             metrics_listen: None,
             hooks: Vec::new(),
+            milters: Vec::new(),
             daemon: false,
             log_file: None,
             log_format: crate::logging::LogFormat::Seed,

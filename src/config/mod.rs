@@ -200,6 +200,11 @@ pub struct Config {
     /// Default: none.
     #[serde(rename = "hook")]
     pub hooks: Vec<crate::policy::HookConfig>,
+    /// Milters (`[[milter]]` tables; `--milter ADDR` adds one), called in this
+    /// order after the HTTP hooks (see [`crate::policy::MilterConfig`]).
+    /// Default: none.
+    #[serde(rename = "milter")]
+    pub milters: Vec<crate::policy::MilterConfig>,
 }
 
 /// A kind of failure that counts toward the lockout.

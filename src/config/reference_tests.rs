@@ -17,6 +17,7 @@ fn tables() -> Vec<(&'static str, &'static [&'static str])> {
     vec![
         ("listener", field_names::<ListenerConfig>()),
         ("hook", field_names::<crate::policy::HookConfig>()),
+        ("milter", field_names::<crate::policy::MilterConfig>()),
     ]
 }
 
@@ -132,7 +133,14 @@ fn the_field_names_come_from_serde() {
             "hook.on_error",
             "hook.headers",
             "hook.max_body",
-            "hook.max_concurrency"
+            "hook.max_concurrency",
+            "milter.address",
+            "milter.name",
+            "milter.default_action",
+            "milter.connect_timeout",
+            "milter.command_timeout",
+            "milter.content_timeout",
+            "milter.stages"
         ]
     );
 }

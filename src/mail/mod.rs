@@ -12,11 +12,13 @@ mod address;
 mod headers;
 pub mod id;
 mod listener;
+mod milter;
 mod text;
 pub mod trace;
 pub use address::{Address, MailFrom, RcptTo};
 pub use headers::split_message;
 pub use listener::Listener;
+pub use milter::MilterVerdict;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use text::Text;
 
@@ -90,6 +92,10 @@ pub struct Mail {
     /// Why a policy layer quarantined the message (new key; `null` when none
     /// did; see [`crate::policy::Action::Quarantine`]).
     pub quarantine: Option<String>,
+    /// What the milters answered and changed (new key; left out when no
+    /// milter said anything; see [`MilterVerdict`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub milter: Vec<MilterVerdict>,
 }
 
 /// The client IP on one DNS block list.

@@ -25,7 +25,8 @@ pub struct HeaderField {
 ///   `extensions` (a later layer's key replaces an earlier one) and into
 ///   `cx.extensions` as [`LayerExtensions`]. Those set at `connect`, `ehlo` or
 ///   `auth` stay for the connection; those set later only for the transaction.
-/// - `add_headers`, `remove_headers` and `set_recipients` apply at the message
+/// - `add_headers`, `remove_headers`, `set_recipients`, `header_edits`,
+///   `replace_body` and `set_sender` apply at the message
 ///   stage only, and only with `Continue`, `Accept` or `Quarantine` (a refused or
 ///   discarded message is not delivered). A layer that asks for them at another
 ///   stage is told so in the log and they are ignored.
@@ -42,6 +43,15 @@ pub struct Changes {
     pub set_recipients: Option<Vec<String>>,
     /// Values to record under the mail structure's `extensions` key.
     pub extensions: Map<String, Value>,
+    /// Positional header edits (a milter's), made after `add_headers` and
+    /// `remove_headers`, in order.
+    pub header_edits: Vec<super::HeaderEdit>,
+    /// The new body: every byte after the empty line that ends the header
+    /// section (a milter's `SMFIR_REPLBODY`).
+    pub replace_body: Option<Vec<u8>>,
+    /// The new envelope sender, without angle brackets (`""`: the null
+    /// sender; a milter's `SMFIR_CHGFROM`).
+    pub set_sender: Option<String>,
 }
 
 impl Changes {
@@ -50,6 +60,9 @@ impl Changes {
         !self.add_headers.is_empty()
             || !self.remove_headers.is_empty()
             || self.set_recipients.is_some()
+            || !self.header_edits.is_empty()
+            || self.replace_body.is_some()
+            || self.set_sender.is_some()
     }
 }
 
@@ -102,7 +115,7 @@ pub fn edit_headers(raw: &[u8], add: &[HeaderField], remove: &[String]) -> Vec<u
 /// Where the field starting at `start` ends: after its last line's LF, its
 /// continuation lines (starting with SP or HT) included; `start` itself for the
 /// empty line that ends the header section.
-fn field_end(raw: &[u8], start: usize) -> usize {
+pub(super) fn field_end(raw: &[u8], start: usize) -> usize {
     let line_end =
         |from: usize| memchr::memchr(b'\n', &raw[from..]).map_or(raw.len(), |i| from + i + 1);
     let first = &raw[start..];
@@ -117,7 +130,7 @@ fn field_end(raw: &[u8], start: usize) -> usize {
 }
 
 /// The name of a field (before its colon, trailing blanks dropped), if it has one.
-fn field_name(field: &[u8]) -> Option<&[u8]> {
+pub(super) fn field_name(field: &[u8]) -> Option<&[u8]> {
     let colon = memchr::memchr(b':', field)?;
     let name = field[..colon].trim_ascii_end();
     (!name.is_empty() && !name.contains(&b'\n')).then_some(name)

@@ -4,7 +4,8 @@
 //!
 //! The order is fixed and documented: built-in checks first (the DNS checks,
 //! [`DnsChecks`]; sender/recipient callouts will join here), then HTTP stage hooks
-//! ([`HttpHook`], one per `[[hook]]` table, in the order given), then milters,
+//! ([`HttpHook`], one per `[[hook]]` table, in the order given), then milters
+//! ([`Milter`], one per `[[milter]]` table, in the order given),
 //! then the user's `Receiver`. At each stage the layers run in that order; a
 //! layer records what it found in the mail structure (the seed's keys and new
 //! keys) and answers with a [`Verdict`]:
@@ -28,14 +29,18 @@
 
 mod changes;
 mod dns;
+mod header_edits;
 pub mod http;
+pub mod milter;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use changes::{Changes, HeaderField, LayerExtensions, edit_headers, is_header_name};
 pub use dns::DnsChecks;
+pub use header_edits::{HeaderEdit, apply_header_edits, is_header_value, replace_body};
 pub use http::{HookConfig, HttpHook, MAX_ANSWER, OnError};
+pub use milter::{Milter, MilterConfig};
 
 use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::protocol::Reply;

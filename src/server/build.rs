@@ -9,7 +9,8 @@
 //! file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
 //! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
-//! as policy layers after the DNS checks, in the order given. Each failure is a [`ServerError`] that
+//! as policy layers after the DNS checks, in the order given, then the milters
+//! (`[[milter]]`). Each failure is a [`ServerError`] that
 //! names its culprit, the same errors the binary prints.
 //!
 //! Three keys are process duties a library cannot do on its own: `daemon` (the
@@ -31,7 +32,7 @@ use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
 use crate::metrics::Metrics;
-use crate::policy::{HttpHook, Policy as _};
+use crate::policy::{HttpHook, Milter, Policy as _};
 use crate::receiver::Receiver;
 use crate::server::CertificateSource;
 use crate::spool::{SpoolOptions, Spooled};
@@ -106,6 +107,11 @@ impl<R: Receiver> Server<R> {
             .iter()
             .map(HttpHook::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let milters = config
+            .milters
+            .iter()
+            .map(Milter::new)
+            .collect::<Result<Vec<_>, _>>()?;
         let metrics_addr = config.metrics_listen()?;
         let server_name = settings.server_name.clone();
         let server = if inherited.is_empty() {
@@ -179,6 +185,10 @@ impl<R: Receiver> Server<R> {
         for hook in hooks {
             tracing::info!("HTTP hook {}", hook.name());
             server = server.with_policy(Arc::new(hook));
+        }
+        for milter in milters {
+            tracing::info!("milter {}", milter.name());
+            server = server.with_policy(Arc::new(milter));
         }
         server.pid_file = pid_file;
         if let Some(listener) = metrics_listener {

@@ -9,7 +9,10 @@ use serde_json::{Map, Value};
 
 use super::{Session, address_record};
 use crate::mail::{Data, RcptTo, split_message};
-use crate::policy::{Action, Changes, LayerExtensions, Stage, Verdict, edit_headers};
+use crate::policy::{
+    Action, Changes, LayerExtensions, Stage, Verdict, apply_header_edits, edit_headers,
+    replace_body,
+};
 use crate::protocol::address::{PathKind, parse_path_argument};
 use crate::protocol::{PathRequest, Reply};
 use crate::receiver::Receiver;
@@ -123,9 +126,18 @@ impl<R: Receiver> Session<R> {
     /// The header edits and the new recipient list, made on the message to deliver.
     fn edit_message(&mut self, changes: Changes) {
         if let Some(data) = &mut self.mail.data
-            && (!changes.add_headers.is_empty() || !changes.remove_headers.is_empty())
+            && (!changes.add_headers.is_empty()
+                || !changes.remove_headers.is_empty()
+                || !changes.header_edits.is_empty()
+                || changes.replace_body.is_some())
         {
-            let edited = edit_headers(&data.raw, &changes.add_headers, &changes.remove_headers);
+            let mut edited = edit_headers(&data.raw, &changes.add_headers, &changes.remove_headers);
+            if !changes.header_edits.is_empty() {
+                edited = apply_header_edits(&edited, &changes.header_edits);
+            }
+            if let Some(body) = &changes.replace_body {
+                edited = replace_body(&edited, body);
+            }
             let raw = bytes::Bytes::from(edited);
             let (headers, text) = split_message(&raw);
             *data = Data {
@@ -137,6 +149,35 @@ impl<R: Receiver> Session<R> {
         }
         if let Some(recipients) = changes.set_recipients {
             self.set_recipients(&recipients);
+        }
+        if let Some(sender) = changes.set_sender {
+            self.set_sender(&sender);
+        }
+    }
+
+    /// The envelope sender becomes `address` (`""`: the null sender); the
+    /// record keeps its other facts (SIZE, BODY, SPF).
+    fn set_sender(&mut self, address: &str) {
+        let argument = format!("<{address}>");
+        let Ok(path) = parse_path_argument(&argument, PathKind::Reverse).map(|p| p.path) else {
+            tracing::warn!(
+                address = %crate::logging::Escaped(address),
+                "a layer's new sender is no address; left as it was"
+            );
+            return;
+        };
+        let request = PathRequest {
+            argument,
+            name: String::new(),
+            path,
+            size: None,
+            body: None,
+            smtputf8: !address.is_ascii(),
+        };
+        if let Some(from) = &mut self.mail.mailfrom {
+            let accepted = from.address.accepted;
+            from.address = address_record(request, false);
+            from.address.accepted = accepted;
         }
     }
 

@@ -166,6 +166,7 @@ pub(crate) fn verdict_from_response(
             .map(|r| recipients(r, max_recipients))
             .transpose()?,
         extensions: answer.extensions.unwrap_or_default(),
+        ..Changes::default()
     };
     let reply = answer
         .reply

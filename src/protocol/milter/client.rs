@@ -445,7 +445,7 @@ impl MilterClient {
                 .ok_or(MilterError::Malformed("a macro list for an unknown stage"))?;
             *slot = Some(
                 names
-                    .split(|c: char| c == ' ' || c == ',')
+                    .split([' ', ','])
                     .filter(|n| !n.is_empty())
                     .map(str::to_owned)
                     .collect(),

@@ -26,6 +26,9 @@ pub fn write_frame(out: &mut Vec<u8>, command: u8, parts: &[&[u8]]) {
     }
 }
 
+/// One frame found: the bytes it took, its command byte, its data.
+pub type Frame<'a> = (usize, u8, &'a [u8]);
+
 /// Finds complete frames in a buffer the caller owns.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FrameReader;
@@ -35,7 +38,7 @@ impl FrameReader {
     /// data)))`, `Ok(None)` when more bytes are needed, an error for a length
     /// of 0 or over [`MAX_FRAME`] (known from the first 4 bytes, before the
     /// frame arrives).
-    pub fn next_frame(input: &[u8]) -> Result<Option<(usize, u8, &[u8])>, MilterError> {
+    pub fn next_frame(input: &[u8]) -> Result<Option<Frame<'_>>, MilterError> {
         let Some(header) = input.first_chunk::<4>() else {
             return Ok(None);
         };

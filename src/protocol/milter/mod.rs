@@ -34,7 +34,7 @@ mod reply;
 mod tests;
 
 pub use client::{Event, MacroStage, MilterClient, Negotiated, Offer};
-pub use frame::{FrameReader, MAX_BODY_CHUNK, MAX_FRAME, write_frame};
+pub use frame::{Frame, FrameReader, MAX_BODY_CHUNK, MAX_FRAME, write_frame};
 pub use reply::{MilterError, Modification, Response};
 
 /// The protocol version we speak.
