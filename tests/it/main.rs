@@ -14,6 +14,7 @@ mod dns;
 mod handoff;
 mod hooks;
 mod lockout;
+mod milter;
 mod process;
 mod smtp;
 mod tls;

@@ -22,7 +22,7 @@ use super::{DefaultAction, Milter, StateMap, edits};
 use crate::mail::{Mail, MailFrom, MilterVerdict, RcptTo};
 use crate::policy::changes::field_end;
 use crate::policy::{Action, Changes, Stage, Verdict};
-use crate::protocol::milter::{MacroStage, Response, protocol};
+use crate::protocol::milter::{MacroStage, Response};
 use crate::protocol::{Enhanced, Reply};
 use crate::receiver::Context;
 
@@ -386,7 +386,6 @@ impl Milter {
             let verdict = self.settle(state, cx.mail, Stage::Data, Some(answer));
             return Ok(verdict.unwrap_or(Verdict::Continue));
         }
-        let leading_space = negotiated.is_some_and(|n| n.protocol & protocol::HDR_LEADSPC != 0);
         let mut record = MilterVerdict {
             name: self.checked.name.clone(),
             stage: Stage::Data.as_str().to_owned(),
@@ -398,13 +397,7 @@ impl Milter {
             .to_owned(),
             ..MilterVerdict::default()
         };
-        let changes = edits::changes(
-            &self.checked.name,
-            cx.mail,
-            modifications,
-            leading_space,
-            &mut record,
-        );
+        let changes = edits::changes(&self.checked.name, cx.mail, modifications, &mut record);
         let action = match &record.quarantine {
             Some(reason) => {
                 record.action = "quarantine".to_owned();

@@ -1,8 +1,10 @@
 //! A milter's end-of-message [`Modification`]s turned into the [`Changes`] the
 //! session applies for every kind of layer, and into the mail structure's
 //! record ([`MilterVerdict`]). Header values come with bare LFs between folded
-//! lines (the protocol's convention) and get CRLF; without
-//! `SMFIP_HDR_LEADSPC` the space after the colon is ours to add. An edit that
+//! lines (the protocol's convention) and get CRLF; a value that does not start
+//! with a space or tab gets one after the colon (as Postfix does, whether or
+//! not `SMFIP_HDR_LEADSPC` was negotiated: pymilter and others send values
+//! without it either way). An edit that
 //! would break the message (a bad name, an unfolded line break) is left out
 //! and logged.
 
@@ -11,9 +13,9 @@ use crate::policy::{Changes, HeaderEdit, is_header_name, is_header_value};
 use crate::protocol::milter::Modification;
 
 /// The value as written after the colon.
-fn header_value(value: &str, leading_space: bool) -> String {
+fn header_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 8);
-    if !leading_space {
+    if !value.starts_with([' ', '\t']) {
         out.push(' ');
     }
     let mut previous = '\0';
@@ -43,7 +45,6 @@ pub(crate) fn changes(
     name: &str,
     mail: &Mail,
     modifications: Vec<Modification>,
-    leading_space: bool,
     record: &mut MilterVerdict,
 ) -> Changes {
     let mut changes = Changes::default();
@@ -62,13 +63,11 @@ pub(crate) fn changes(
             }
             | Modification::ChangeHeader {
                 name: field, value, ..
-            } if !is_header_name(&field)
-                || !is_header_value(&header_value(&value, leading_space)) =>
-            {
+            } if !is_header_name(&field) || !is_header_value(&header_value(&value)) => {
                 tracing::warn!(milter = name, field = %crate::logging::Escaped(&field), "a header edit that would break the message; left out");
             }
             Modification::AddHeader { name: field, value } => {
-                let value = header_value(&value, leading_space);
+                let value = header_value(&value);
                 record.headers.push([field.clone(), value.clone()]);
                 changes
                     .header_edits
@@ -79,7 +78,7 @@ pub(crate) fn changes(
                 name: field,
                 value,
             } => {
-                let value = header_value(&value, leading_space);
+                let value = header_value(&value);
                 record.headers.push([field.clone(), value.clone()]);
                 changes.header_edits.push(HeaderEdit::Insert {
                     index: usize::try_from(index).unwrap_or(usize::MAX),
@@ -92,7 +91,7 @@ pub(crate) fn changes(
                 name: field,
                 value,
             } => {
-                let value = (!value.is_empty()).then(|| header_value(&value, leading_space));
+                let value = (!value.is_empty()).then(|| header_value(&value));
                 match &value {
                     Some(v) => record.headers.push([field.clone(), v.clone()]),
                     None => record.removed_headers.push(field.clone()),
@@ -144,9 +143,10 @@ mod tests {
 
     #[test]
     fn header_values_get_crlf_and_their_space() {
-        assert_eq!(header_value("v=1;\n\tb=x", false), " v=1;\r\n\tb=x");
-        assert_eq!(header_value(" yes", true), " yes");
-        assert_eq!(header_value("a\r\n b", true), "a\r\n b");
+        assert_eq!(header_value("v=1;\n\tb=x"), " v=1;\r\n\tb=x");
+        assert_eq!(header_value(" yes"), " yes");
+        assert_eq!(header_value("\tyes"), "\tyes");
+        assert_eq!(header_value("a\r\n b"), " a\r\n b");
         assert_eq!(bare(" <a@b> "), "a@b");
         assert_eq!(bare("a@b"), "a@b");
         assert_eq!(bare("<>"), "");
