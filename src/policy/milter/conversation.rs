@@ -482,11 +482,10 @@ fn reject_reply(stage: Stage) -> Reply {
 /// the same class, the default one (x.7.1) otherwise; a 421 closes.
 fn reply_from(code: u16, text: &str) -> Reply {
     let class = u8::try_from(code / 100).unwrap_or(5);
-    let (enhanced, rest) = match text.split_once(' ').map_or((text, ""), |(a, b)| (a, b)) {
-        (first, rest) => match parse_enhanced(first) {
-            Some(e) if e.0 == class => (e, rest),
-            _ => (Enhanced(class, 7, 1), text),
-        },
+    let (first, after) = text.split_once(' ').unwrap_or((text, ""));
+    let (enhanced, rest) = match parse_enhanced(first) {
+        Some(e) if e.0 == class => (e, after),
+        _ => (Enhanced(class, 7, 1), text),
     };
     let rest = if rest.trim().is_empty() {
         "Command rejected".to_owned()
