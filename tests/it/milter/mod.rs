@@ -1,19 +1,22 @@
 //! Milters against real milters on loopback: the Python test milter
 //! (`support/milters/test_milter.py`, Debian's python3-milter on libmilter)
 //! answering and editing by envelope; OpenDKIM signing, its signature checked
-//! by our DKIM verifier and by dkimpy; milters written here that hang, die
+//! by our DKIM verifier and by dkimpy; rspamd in milter mode (GTUBE refused,
+//! its headers added); milters written here that hang, die
 //! mid-message or speak garbage, against each `default_action`.
 
 mod misbehaving;
 mod opendkim;
 mod python;
+mod rspamd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use net_receiver::policy::{Milter, MilterConfig};
+use net_receiver::policy::Milter;
+pub(super) use net_receiver::policy::MilterConfig;
 use net_receiver::{Config, Mail};
 
 use crate::support::common::{Client, Recorder, TestServer, config};
