@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use net_receiver::dns::{AuthContext, Dns};
 
-use super::{PYTHON, START_LIMIT, milter_at, send, start};
+use super::{PYTHON, PythonMilter, START_LIMIT, milter_at, send, start};
 use crate::support::common::{messages, run_bounded};
 use crate::support::dns_server::{DnsServer, dns_config};
 
@@ -65,7 +65,7 @@ impl OpenDkim {
         let config = format!(
             "Syslog no\nMode s\nDomain test.example\nSelector sel\nKeyFile {key}\n\
              Socket inet:{port}@127.0.0.1\nCanonicalization {canonicalization}\n\
-             SignHeaders From,To,Subject,X-Folded\nOversignHeaders From\n\
+             SignHeaders From,To,Subject,X-Folded,X-Test-Milter\nOversignHeaders From\n\
              InternalHosts 127.0.0.1\nRequireSafeKeys false\nPidFile {pid}\n",
             key = path.join("sel.private").display(),
             port = addr.port(),
@@ -181,4 +181,46 @@ fn opendkim_signs_and_the_signature_verifies_simple() {
 #[test]
 fn opendkim_signs_and_the_signature_verifies_relaxed() {
     signed_through_us("relaxed/relaxed");
+}
+
+#[test]
+fn milters_run_in_order_and_the_second_signs_the_firsts_header() {
+    let python = PythonMilter::start();
+    let opendkim = OpenDkim::start("simple/simple");
+    let dns_server = DnsServer::start_with(&format!("sel._domainkey TXT {}", opendkim.record));
+    let (server, recorder) = start(&[
+        milter_at(&python.address),
+        milter_at(&format!("inet:{}", opendkim.addr)),
+    ]);
+    let message = "From: <a@test.example>\r\nTo: <b@example.com>\r\nSubject: two\r\n\r\nbody\r\n";
+    let code = send(
+        server.port,
+        "a@test.example",
+        &[("addheader@example.com", 250)],
+        message,
+    );
+    assert_eq!(code, Some(250));
+    let mail = recorder.only();
+    let actions: Vec<(&str, &str)> = mail
+        .milter
+        .iter()
+        .map(|m| (m.name.as_str(), m.headers[0][0].as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (python.address.as_str(), "X-Test-Milter"),
+            (format!("inet:{}", opendkim.addr).as_str(), "DKIM-Signature")
+        ]
+    );
+    let signature = &mail.milter[1].headers[0][1];
+    let signed: String = signature.chars().filter(|c| !c.is_whitespace()).collect();
+    assert!(
+        signed.to_ascii_lowercase().contains("x-test-milter"),
+        "OpenDKIM saw the first milter's header: {signature}"
+    );
+    let stored = messages(server.dir());
+    assert_eq!(stored.len(), 1);
+    let dns = Dns::new(&dns_config(dns_server.addr, Duration::from_secs(3))).expect("resolver");
+    assert_eq!(our_verdict(&dns, &stored[0]), ["pass"]);
 }
