@@ -226,3 +226,32 @@ fn only_the_data_stage_gets_everything_at_once() {
     );
     assert_eq!(milter.seen().len(), 1);
 }
+
+/// As a new user would: the binary with `--milter`, a mail by Python's smtplib.
+#[test]
+fn the_binary_with_the_milter_flag() {
+    use crate::support::running::{Binary, listening_command};
+    let milter = PythonMilter::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let maildir = dir.path().join("mail");
+    let mut binary = Binary::spawn(
+        listening_command(&maildir).args(["--milter", &milter.address]),
+        1,
+    );
+    let port = binary.addr().port().to_string();
+    let script = "import smtplib, sys\n\
+        s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))\n\
+        s.sendmail('a@example.com', ['addheader@example.com'], 'Subject: hi\\r\\n\\r\\nbody\\r\\n')\n\
+        try:\n    s.sendmail('a@example.com', ['reject@example.com'], 'Subject: no\\r\\n\\r\\nbody\\r\\n')\n\
+        except smtplib.SMTPRecipientsRefused as e:\n    print(e.recipients['reject@example.com'][0])\n\
+        s.quit()";
+    let refused = crate::support::common::python(script, &[&port]);
+    assert_eq!(refused.trim(), "550");
+    let stored = messages(&maildir);
+    assert_eq!(stored.len(), 1);
+    let text = String::from_utf8_lossy(&stored[0]);
+    assert!(text.contains("\r\nX-Test-Milter: added\r\n"), "{text}");
+    let stdout = binary.terminate();
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(line["milter"][0]["headers"][0][0], "X-Test-Milter");
+}
