@@ -31,6 +31,8 @@ mod frame;
 mod reply;
 
 #[cfg(test)]
+mod captured_tests;
+#[cfg(test)]
 mod tests;
 
 pub use client::{Event, MacroStage, MilterClient, Negotiated, Offer};
