@@ -1,9 +1,11 @@
 //! A no-op milter for the benchmark (bench/milter.sh): negotiates version 6
 //! asking for nothing but every step, and answers continue to every command
 //! (accept-nothing, change-nothing), so what it costs is our client's side.
-//! Prints `listening on inet:127.0.0.1:PORT`.
+//! With `--no-replies` it asks, as many real milters do, for no answer but
+//! the one to end of message (`SMFIP_NR_*`). Prints `listening on
+//! inet:127.0.0.1:PORT`.
 //!
-//! Usage: `noop_milter [PORT]` (0 or none: any free port).
+//! Usage: `noop_milter [PORT] [--no-replies]` (0: any free port).
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,15 +19,19 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
+    let no_replies = std::env::args().any(|a| a == "--no-replies");
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on inet:{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(serve(stream));
+        tokio::spawn(serve(stream, no_replies));
     }
 }
 
-async fn serve(stream: TcpStream) {
+/// No reply to CONNECT, HELO, MAIL, RCPT, DATA, header fields, EOH, body.
+const NO_REPLIES: u32 = 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x80 | 0x40000 | 0x80000;
+
+async fn serve(stream: TcpStream, no_replies: bool) {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::with_capacity(64 * 1024, read);
@@ -42,12 +48,22 @@ async fn serve(stream: TcpStream) {
         if read.read_exact(&mut frame).await.is_err() {
             return;
         }
+        let negotiation;
         let answer: &[u8] = match frame[0] {
-            // Version 6, no actions, every step wanted and answered.
-            b'O' => &[0, 0, 0, 13, b'O', 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0],
+            // Version 6, no actions, every step wanted (and answered unless
+            // --no-replies).
+            b'O' => {
+                let protocol = if no_replies { NO_REPLIES } else { 0 };
+                let mut data = vec![0, 0, 0, 13, b'O', 0, 0, 0, 6, 0, 0, 0, 0];
+                data.extend_from_slice(&protocol.to_be_bytes());
+                negotiation = data;
+                &negotiation
+            }
             // Macros, abort and quit are not answered.
             b'D' | b'A' => continue,
             b'Q' => return,
+            b'E' => &[0, 0, 0, 1, b'c'],
+            _ if no_replies => continue,
             _ => &[0, 0, 0, 1, b'c'],
         };
         if write.write_all(answer).await.is_err() {

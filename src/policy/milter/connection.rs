@@ -159,20 +159,23 @@ impl Connection {
         }
     }
 
-    /// Writes what is queued; when `awaits`, reads the answer within `limit`
-    /// (restarted by each progress note). `None` when no answer was awaited.
+    /// When `awaits`, writes what is queued and reads the answer within
+    /// `limit` (restarted by each progress note). A command the milter does
+    /// not answer (it negotiated `SMFIP_NR_*`) stays queued and goes with the
+    /// next one that is answered: one write for the lot. `None` when no
+    /// answer was awaited.
     pub(crate) async fn exchange(
         &mut self,
         awaits: bool,
         what: &'static str,
         limit: Duration,
     ) -> Result<Option<Response>, DriverError> {
-        tokio::time::timeout(limit, self.flush())
-            .await
-            .map_err(|_| DriverError::Timeout(what, limit))??;
         if !awaits {
             return Ok(None);
         }
+        tokio::time::timeout(limit, self.flush())
+            .await
+            .map_err(|_| DriverError::Timeout(what, limit))??;
         for _ in 0..=MAX_PROGRESS {
             match tokio::time::timeout(limit, self.read_event()).await {
                 Err(_) => return Err(DriverError::Timeout(what, limit)),
