@@ -188,6 +188,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn milter_tables_parse() {
+        let config = crate::Config::parse(
+            "[[milter]]\naddress = \"inet:127.0.0.1:8891\"\n\
+             [[milter]]\naddress = \"unix:/run/rspamd.sock\"\nname = \"rspamd\"\n\
+             default_action = \"accept\"\ncommand_timeout = 5\nstages = [\"data\"]\n",
+        );
+        let milters = config.map(|c| c.milters).unwrap_or_default();
+        assert_eq!(
+            milters,
+            [
+                MilterConfig::with_address("inet:127.0.0.1:8891"),
+                MilterConfig {
+                    name: Some("rspamd".to_owned()),
+                    default_action: DefaultAction::Accept,
+                    command_timeout: 5.0,
+                    stages: vec![Stage::Data],
+                    ..MilterConfig::with_address("unix:/run/rspamd.sock")
+                }
+            ]
+        );
+        for bad in [
+            "[[milter]]\nname = \"no address\"\n",
+            "[[milter]]\naddress = \"unix:/m\"\ndefault_action = \"maybe\"\n",
+            "[[milter]]\naddress = \"unix:/m\"\nmacros = []\n",
+        ] {
+            assert!(crate::Config::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn addresses() {
         for (text, expected) in [
             ("inet:127.0.0.1:11332", Some("inet:127.0.0.1:11332")),
