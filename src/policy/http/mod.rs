@@ -19,7 +19,7 @@
 
 mod client;
 mod config;
-mod error_log;
+pub(super) mod error_log;
 mod wire;
 
 use std::time::Instant;

@@ -124,11 +124,14 @@ impl Milter {
         stage: Stage,
         error: &DriverError,
     ) -> Verdict {
-        tracing::warn!(
-            milter = self.checked.name,
-            stage = stage.as_str(),
-            "milter failed: {error}; its default action applies for the rest of the session"
-        );
+        if let Some(held_back) = self.errors.note(std::time::Instant::now()) {
+            tracing::warn!(
+                milter = self.checked.name,
+                stage = stage.as_str(),
+                "milter failed: {error}; its default action applies for the rest of the session \
+                 ({held_back} more failures not logged since the last report)"
+            );
+        }
         state.failed = Some(error.to_string());
         state.connection = None;
         let verdict = self.default_verdict(stage);

@@ -50,6 +50,8 @@ pub struct Milter {
     checked: config::Checked,
     default_action: DefaultAction,
     stages: Vec<Stage>,
+    /// Failures logged at most once per 10 s (as the HTTP hooks do).
+    errors: super::http::error_log::ErrorLog,
 }
 
 impl Milter {
@@ -61,6 +63,7 @@ impl Milter {
             checked: config::check(config)?,
             default_action: config.default_action,
             stages: config.stages.clone(),
+            errors: super::http::error_log::ErrorLog::default(),
         })
     }
 
