@@ -5,8 +5,9 @@
 //! Counting is an atomic add on a counter created up front: every label value
 //! is a `&'static str` from a closed list, and each (metric, label) pair's
 //! counter handle is made once in [`Metrics::new`], so an event never
-//! allocates, hashes or locks. The one exception is a reply code outside the
-//! SMTP list that a hook made up: it is looked up in its family (a read lock).
+//! allocates, hashes or locks. The exceptions are a reply code outside the
+//! SMTP list that a hook made up and the DNS checks' results (`layers.rs`):
+//! they are looked up in their family (a read lock).
 //! No label ever holds an address, a name or anything else a client chooses.
 //!
 //! The endpoint speaks OpenMetrics 1.0 when the scraper's `Accept` asks for
@@ -15,6 +16,7 @@
 //! "Metrics" section of docs/operations.md.
 
 mod http;
+mod layers;
 mod spool;
 #[cfg(test)]
 mod tests;
@@ -30,6 +32,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 pub use http::serve;
+pub use layers::{DNS_RESULTS, DnsCheck, LayerKind};
 
 /// One label, its value from a closed list.
 type Label = [(&'static str, &'static str); 1];
@@ -212,6 +215,7 @@ pub struct Metrics {
     lockouts: Counter,
     tls_versions: [Counter; 2],
     tls_failures: [Counter; 2],
+    layers: layers::LayerMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -366,6 +370,7 @@ impl Metrics {
             "reason",
             ["error", "timeout"],
         );
+        let layers = layers::LayerMetrics::register(&mut registry);
         Self {
             registry,
             accepted,
@@ -386,6 +391,7 @@ impl Metrics {
             lockouts,
             tls_versions,
             tls_failures,
+            layers,
         }
     }
 
@@ -504,6 +510,23 @@ impl Metrics {
     /// A TLS handshake failed, or `timed_out`.
     pub fn tls_handshake_failed(&self, timed_out: bool) {
         self.tls_failures[usize::from(timed_out)].inc();
+    }
+
+    /// A policy layer of `kind` was called at `stage` and took `took`;
+    /// `failed` when it got no usable answer (its error action applied).
+    pub fn layer_call(
+        &self,
+        kind: LayerKind,
+        stage: crate::policy::Stage,
+        took: Duration,
+        failed: bool,
+    ) {
+        self.layers.call(kind, stage, took, failed);
+    }
+
+    /// A DNS check found `result` (a word of [`DNS_RESULTS`]; others count as `other`).
+    pub fn dns_result(&self, check: DnsCheck, result: &str) {
+        self.layers.dns_result(check, result);
     }
 
     /// Every metric in OpenMetrics 1.0 text (ends with `# EOF`).

@@ -216,3 +216,60 @@ async fn the_endpoint_answers_get_metrics_in_the_format_asked_for() -> std::io::
         .map_err(std::io::Error::other)?;
     Ok(())
 }
+
+#[test]
+fn layer_calls_and_dns_results_are_counted_by_closed_labels() {
+    let metrics = Metrics::new();
+    metrics.layer_call(
+        LayerKind::Hook,
+        crate::policy::Stage::Data,
+        Duration::from_millis(2),
+        false,
+    );
+    metrics.layer_call(
+        LayerKind::Hook,
+        crate::policy::Stage::Data,
+        Duration::from_secs(2),
+        true,
+    );
+    metrics.layer_call(
+        LayerKind::Dns,
+        crate::policy::Stage::Connect,
+        Duration::from_micros(50),
+        false,
+    );
+    metrics.dns_result(DnsCheck::Spf, "pass");
+    metrics.dns_result(DnsCheck::Spf, "PASS");
+    metrics.dns_result(DnsCheck::Domain, "something a zone made up");
+    let text = metrics.openmetrics();
+    for (sample, expected) in [
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="hook",stage="data"}"#,
+            2.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_bucket{le="0.0025",layer="hook",stage="data"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_bucket{le="0.0001",layer="dns",stage="connect"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="milter",stage="rcpt_to"}"#,
+            0.0,
+        ),
+        (r#"net_receiver_policy_errors_total{layer="hook"}"#, 1.0),
+        (r#"net_receiver_policy_errors_total{layer="dns"}"#, 0.0),
+        (
+            r#"net_receiver_dns_results_total{check="spf",result="pass"}"#,
+            2.0,
+        ),
+        (
+            r#"net_receiver_dns_results_total{check="domain",result="other"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(value(&text, sample), Some(expected), "{sample} in\n{text}");
+    }
+}

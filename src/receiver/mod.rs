@@ -75,6 +75,12 @@ impl Context<'_> {
         self.services.dns.as_deref()
     }
 
+    /// The server's metrics (`metrics_listen`), if it counts: a layer of your
+    /// own reports its calls with [`Metrics::layer_call`](crate::metrics::Metrics::layer_call).
+    pub fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.services.metrics.as_deref()
+    }
+
     /// The failure counters (`max_failed_msgs_per_period`), if the server keeps them.
     pub fn lockout(&self) -> Option<&Lockout> {
         self.services.lockout.as_deref()
