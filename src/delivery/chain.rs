@@ -10,6 +10,7 @@
 //! target (checked when it is built).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::future::join_all;
 
@@ -18,6 +19,7 @@ use super::{
     accepted_recipients,
 };
 use crate::mail::Mail;
+use crate::metrics::TargetMetrics;
 
 /// One link of a [`Chain`].
 pub struct Link {
@@ -32,6 +34,7 @@ pub struct Link {
 /// Targets delivered to together (see the module doc).
 pub struct Chain {
     links: Vec<Link>,
+    metrics: Option<TargetMetrics>,
 }
 
 impl Chain {
@@ -40,7 +43,17 @@ impl Chain {
         if !links.iter().any(|l| l.required) {
             return Err("a delivery chain needs at least one required target".to_owned());
         }
-        Ok(Self { links })
+        Ok(Self {
+            links,
+            metrics: None,
+        })
+    }
+
+    /// Counts each link's time and outcomes (`net_receiver_delivery_target_*`,
+    /// by the kind in the link's name: its first word).
+    pub fn with_metrics(mut self, metrics: TargetMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// What the chain delivers to, for the start-up log line.
@@ -109,7 +122,15 @@ impl Deliver for Chain {
 
     fn deliver_each<'a>(&'a self, mail: &'a Mail) -> ReportFuture<'a> {
         Box::pin(async move {
-            let reports = join_all(self.links.iter().map(|l| l.target.deliver_each(mail))).await;
+            let reports = join_all(self.links.iter().map(|link| async move {
+                let started = Instant::now();
+                let report = link.target.deliver_each(mail).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.observe(&link.name, started.elapsed(), [&report]);
+                }
+                report
+            }))
+            .await;
             let reports: Vec<&DeliveryReport> = reports.iter().collect();
             self.combine(mail, &reports)
         })
@@ -120,7 +141,15 @@ impl Deliver for Chain {
     /// combined as for one.
     fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
         Box::pin(async move {
-            let per_link = join_all(self.links.iter().map(|l| l.target.deliver_batch(mails))).await;
+            let per_link = join_all(self.links.iter().map(|link| async move {
+                let started = Instant::now();
+                let reports = link.target.deliver_batch(mails).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.observe(&link.name, started.elapsed(), &reports);
+                }
+                reports
+            }))
+            .await;
             mails
                 .iter()
                 .enumerate()

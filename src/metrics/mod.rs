@@ -18,6 +18,7 @@
 mod http;
 mod layers;
 mod spool;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ use prometheus_client::registry::Registry;
 
 pub use http::serve;
 pub use layers::{DNS_RESULTS, DnsCheck, LayerKind};
+pub use targets::TargetMetrics;
 
 /// One label, its value from a closed list.
 type Label = [(&'static str, &'static str); 1];
@@ -216,6 +218,7 @@ pub struct Metrics {
     tls_versions: [Counter; 2],
     tls_failures: [Counter; 2],
     layers: layers::LayerMetrics,
+    targets: TargetMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -371,6 +374,7 @@ impl Metrics {
             ["error", "timeout"],
         );
         let layers = layers::LayerMetrics::register(&mut registry);
+        let targets = TargetMetrics::register(&mut registry);
         Self {
             registry,
             accepted,
@@ -392,7 +396,14 @@ impl Metrics {
             tls_versions,
             tls_failures,
             layers,
+            targets,
         }
+    }
+
+    /// Handles on the delivery targets' metrics, for a
+    /// [`Chain::with_metrics`](crate::delivery::Chain::with_metrics).
+    pub fn targets(&self) -> TargetMetrics {
+        self.targets.clone()
     }
 
     /// Adds the spool's metrics (`net_receiver_spool_*`, see docs/operations.md),

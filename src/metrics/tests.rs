@@ -273,3 +273,52 @@ fn layer_calls_and_dns_results_are_counted_by_closed_labels() {
         assert_eq!(value(&text, sample), Some(expected), "{sample} in\n{text}");
     }
 }
+
+#[test]
+fn delivery_targets_are_counted_by_the_kind_in_their_name() {
+    use crate::delivery::{DeliveryError, DeliveryReport};
+    use crate::mail::RcptTo;
+
+    let metrics = Metrics::new();
+    let targets = metrics.targets();
+    let rcpt = RcptTo::default();
+    let mut report = DeliveryReport::default();
+    report.push(0, &rcpt, Ok(()));
+    report.push(
+        1,
+        &rcpt,
+        Err(DeliveryError::Permanent("no such user".into())),
+    );
+    report.push(2, &rcpt, Err(DeliveryError::Temporary("over quota".into())));
+    targets.observe("lmtp 127.0.0.1:24", Duration::from_millis(4), [&report]);
+    targets.observe("my own target", Duration::from_millis(1), []);
+    let text = metrics.openmetrics();
+    for (sample, expected) in [
+        (
+            r#"net_receiver_delivery_target_outcomes_total{target="lmtp",result="delivered"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_outcomes_total{target="lmtp",result="permanent"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_outcomes_total{target="lmtp",result="temporary"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_duration_seconds_count{target="lmtp"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_duration_seconds_count{target="other"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_duration_seconds_count{target="maildir"}"#,
+            0.0,
+        ),
+    ] {
+        assert_eq!(value(&text, sample), Some(expected), "{sample} in\n{text}");
+    }
+}

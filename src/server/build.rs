@@ -136,6 +136,7 @@ impl<R: Receiver> Server<R> {
             tracing::info!(uid = %identity.uid, gid = %identity.gid, "privileges dropped");
         }
         let mut spool_stats = None;
+        let metrics = metrics_listener.as_ref().map(|_| Metrics::new());
         let (server, destination) = if config.no_deliver {
             (
                 server.with_delivery(Discard),
@@ -143,7 +144,9 @@ impl<R: Receiver> Server<R> {
             )
         } else {
             // Opened as the final user, so it is that user's and known writable.
-            let (target, target_name) = delivery_target(config, &server_name).await?;
+            let target_metrics = metrics.as_ref().map(Metrics::targets);
+            let (target, target_name) =
+                delivery_target(config, &server_name, target_metrics).await?;
             match &config.spool_dir {
                 None => (server.with_delivery(target), target_name),
                 Some(dir) => {
@@ -181,11 +184,10 @@ impl<R: Receiver> Server<R> {
             server = server.with_policy(Arc::new(hook));
         }
         server.pid_file = pid_file;
-        if let Some(listener) = metrics_listener {
+        if let (Some(listener), Some(mut metrics)) = (metrics_listener, metrics) {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("metrics on {addr}");
             }
-            let mut metrics = Metrics::new();
             if let Some(spool) = spool_stats {
                 metrics.register_spool(spool);
             }
@@ -205,10 +207,12 @@ impl<R: Receiver> Server<R> {
 }
 
 /// Where accepted mail goes: the `[[deliver]]` chain, or without one the
-/// Maildir at `maildir`; with its name for the start-up log line.
+/// Maildir at `maildir`; with its name for the start-up log line. With
+/// `metrics`, the targets are counted (a lone Maildir as a chain of one).
 async fn delivery_target(
     config: &Config,
     server_name: &str,
+    metrics: Option<crate::metrics::TargetMetrics>,
 ) -> Result<(Arc<dyn Deliver>, String), ServerError> {
     let open_maildir = |path: &std::path::Path| {
         Maildir::open(path).map_err(|source| ServerError::Maildir {
@@ -216,14 +220,24 @@ async fn delivery_target(
             source,
         })
     };
-    if config.deliver.is_empty() {
-        let maildir = open_maildir(&config.maildir)?;
-        return Ok((Arc::new(maildir), config.maildir.display().to_string()));
-    }
     let invalid = |reason: String| ConfigError::Invalid {
         key: "deliver",
         reason,
     };
+    if config.deliver.is_empty() {
+        let maildir = open_maildir(&config.maildir)?;
+        let name = config.maildir.display().to_string();
+        let Some(metrics) = metrics else {
+            return Ok((Arc::new(maildir), name));
+        };
+        let link = Link {
+            name: format!("maildir {name}"),
+            target: Arc::new(maildir),
+            required: true,
+        };
+        let chain = Chain::new(vec![link]).map_err(invalid)?;
+        return Ok((Arc::new(chain.with_metrics(metrics)), name));
+    }
     let mut links = Vec::new();
     for table in &config.deliver {
         let (name, target): (String, Arc<dyn Deliver>) = match table {
@@ -266,7 +280,10 @@ async fn delivery_target(
             required: table.required(),
         });
     }
-    let chain = Chain::new(links).map_err(invalid)?;
+    let mut chain = Chain::new(links).map_err(invalid)?;
+    if let Some(metrics) = metrics {
+        chain = chain.with_metrics(metrics);
+    }
     let name = chain.describe();
     Ok((Arc::new(chain), name))
 }

@@ -107,7 +107,7 @@ fn value(text: &str, sample: &str) -> Option<f64> {
 }
 
 /// What the mix must leave, sample by sample (the text format's names).
-const EXPECTED: [(&str, f64); 20] = [
+const EXPECTED: [(&str, f64); 23] = [
     ("net_receiver_connections_accepted_total", 6.0),
     ("net_receiver_sessions_open", 0.0),
     (r#"net_receiver_commands_total{verb="EHLO"}"#, 7.0),
@@ -130,6 +130,18 @@ const EXPECTED: [(&str, f64); 20] = [
     (r#"net_receiver_recipients_total{result="accepted"}"#, 3.0),
     ("net_receiver_messages_accepted_total", 3.0),
     ("net_receiver_delivery_duration_seconds_count", 3.0),
+    (
+        r#"net_receiver_delivery_target_outcomes_total{target="maildir",result="delivered"}"#,
+        3.0,
+    ),
+    (
+        r#"net_receiver_delivery_target_outcomes_total{target="maildir",result="temporary"}"#,
+        0.0,
+    ),
+    (
+        r#"net_receiver_delivery_target_duration_seconds_count{target="maildir"}"#,
+        3.0,
+    ),
     (r#"net_receiver_auth_total{result="failure"}"#, 1.0),
     (
         r#"net_receiver_tls_handshakes_total{version="TLSv1.3"}"#,
