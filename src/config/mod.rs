@@ -21,7 +21,28 @@ use crate::protocol::{BareLineEnding, Limits};
 pub const MAX_WORKERS: usize = 1024;
 
 /// The configuration file, as written. Keys are the Ruby gem's option names where
-/// it had one.
+/// it had one; every key is in docs/config.md.
+///
+/// ```
+/// use net_receiver::Config;
+///
+/// let config = Config::parse(
+///     r#"
+///     server_name = "mx.example.com"
+///     listening_ports = ["127.0.0.1:2525", "127.0.0.1:4650"]
+///     max_recipients = 50
+///     "#,
+/// )?;
+/// assert_eq!(config.max_recipients, 50);
+/// // The mode follows the well-known port: 4650 is no SMTPS port, 465 would be.
+/// assert_eq!(config.listeners()?.len(), 2);
+/// assert_eq!(config.settings()?.server_name, "mx.example.com");
+///
+/// // A mistake names its place and key.
+/// let error = Config::parse("max_recipients = \"many\"").unwrap_err();
+/// assert!(error.contains("max_recipients"), "{error}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
