@@ -63,6 +63,10 @@ pub enum DeliverConfig {
         /// Seconds to wait for a connection and for each PubAck (default 10).
         #[serde(default = "nats_timeout")]
         timeout: f64,
+        /// Replicas of the stream and the body bucket when this target creates
+        /// them (default 1; 3 on a 3-node cluster).
+        #[serde(default = "one")]
+        replicas: usize,
     },
 }
 
@@ -79,6 +83,10 @@ impl DeliverConfig {
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> usize {
+    1
 }
 
 fn lmtp_timeout() -> f64 {

@@ -44,6 +44,8 @@ pub struct Nats {
     jetstream: jetstream::Context,
     stream_ready: OnceCell<()>,
     bodies: OnceCell<jetstream::object_store::ObjectStore>,
+    /// Replicas of the stream and the body bucket when this target creates them.
+    replicas: usize,
 }
 
 impl std::fmt::Debug for Nats {
@@ -105,7 +107,16 @@ impl Nats {
             jetstream,
             stream_ready: OnceCell::new(),
             bodies: OnceCell::new(),
+            replicas: 1,
         })
+    }
+
+    /// The stream and the body bucket this target creates get `replicas`
+    /// copies (3 on a 3-node cluster keeps them through one node's loss); an
+    /// existing stream is used as it is.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// The object store bucket that holds claim-checked bodies.
@@ -129,6 +140,7 @@ impl Nats {
                         name: name.clone(),
                         subjects: vec![self.subject.clone()],
                         duplicate_window: Duration::from_secs(120),
+                        num_replicas: self.replicas,
                         ..Default::default()
                     })
                     .await
@@ -148,6 +160,7 @@ impl Nats {
                         .jetstream
                         .create_object_store(jetstream::object_store::Config {
                             bucket: self.bucket.clone(),
+                            num_replicas: self.replicas,
                             ..Default::default()
                         })
                         .await

@@ -262,15 +262,20 @@ async fn delivery_target(
                 subject,
                 stream,
                 timeout,
+                replicas,
                 ..
             } => {
                 let timeout = std::time::Duration::try_from_secs_f64(*timeout)
                     .ok()
                     .filter(|t| !t.is_zero())
                     .ok_or_else(|| invalid(format!("nats timeout {timeout} is not positive")))?;
+                if !(1..=5).contains(replicas) {
+                    return Err(invalid(format!("nats replicas {replicas} is not 1 to 5")).into());
+                }
                 let nats = Nats::connect(url, subject, stream.clone(), timeout)
                     .await
-                    .map_err(invalid)?;
+                    .map_err(invalid)?
+                    .with_replicas(*replicas);
                 (format!("nats {url} {subject}"), Arc::new(nats))
             }
         };
