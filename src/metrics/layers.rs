@@ -2,7 +2,8 @@
 //! (`net_receiver_policy_duration_seconds{layer,stage}`), its failures
 //! (`net_receiver_policy_errors_total{layer}`: a hook or milter that did not
 //! answer usably, so its `on_error`/`default_action` applied) and what the DNS
-//! checks found (`net_receiver_dns_results_total{check,result}`).
+//! checks found (`net_receiver_dns_results_total{check,result}`), and the
+//! messages a layer discarded (`net_receiver_messages_discarded_total`).
 //!
 //! The histograms and error counters are made up front for every
 //! [`LayerKind`] and [`Stage`], so a layer's call never allocates or locks.
@@ -131,6 +132,7 @@ pub(super) struct LayerMetrics {
     durations: [[Histogram; Stage::ALL.len()]; LayerKind::ALL.len()],
     errors: [Counter; LayerKind::ALL.len()],
     dns_results: Family<Labels2, Counter>,
+    discarded: Counter,
 }
 
 impl LayerMetrics {
@@ -164,10 +166,17 @@ impl LayerMetrics {
             "What the DNS checks found, by check and result",
             dns_results.clone(),
         );
+        let discarded = Counter::default();
+        registry.register(
+            "messages_discarded",
+            "Messages a policy layer discarded (answered 250, stored nowhere)",
+            discarded.clone(),
+        );
         Self {
             durations,
             errors,
             dns_results,
+            discarded,
         }
     }
 
@@ -179,6 +188,10 @@ impl LayerMetrics {
         if failed {
             self.errors[kind as usize].inc();
         }
+    }
+
+    pub(super) fn discarded(&self) {
+        self.discarded.inc();
     }
 
     pub(super) fn dns_result(&self, check: DnsCheck, result: &str) {

@@ -21,6 +21,7 @@ mod spool;
 mod targets;
 #[cfg(test)]
 mod tests;
+mod text_format;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use prometheus_client::registry::Registry;
 pub use http::serve;
 pub use layers::{DNS_RESULTS, DnsCheck, LayerKind};
 pub use targets::TargetMetrics;
+pub use text_format::to_text_format;
 
 /// One label, its value from a closed list.
 type Label = [(&'static str, &'static str); 1];
@@ -535,6 +537,11 @@ impl Metrics {
         self.layers.call(kind, stage, took, failed);
     }
 
+    /// A policy layer discarded a message (250 sent, nothing stored).
+    pub fn message_discarded(&self) {
+        self.layers.discarded();
+    }
+
     /// A DNS check found `result` (a word of [`DNS_RESULTS`]; others count as `other`).
     pub fn dns_result(&self, check: DnsCheck, result: &str) {
         self.layers.dns_result(check, result);
@@ -547,49 +554,4 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
-}
-
-/// OpenMetrics text as the Prometheus text format 0.0.4: counter and info
-/// families take their sample names (`x_total`, `x_info`; info as a gauge),
-/// `# UNIT` and `# EOF` go.
-pub fn to_text_format(openmetrics: &str) -> String {
-    let mut renamed: Vec<(&str, &str, &str)> = Vec::new();
-    for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            match rest.split_once(' ') {
-                Some((name, "counter")) => renamed.push((name, "_total", "counter")),
-                Some((name, "info")) => renamed.push((name, "_info", "gauge")),
-                _ => {}
-            }
-        }
-    }
-    let rename = |name: &str| {
-        renamed
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, suffix, kind)| (*suffix, *kind))
-    };
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ")
-            && let Some((name, _)) = rest.split_once(' ')
-            && let Some((suffix, kind)) = rename(name)
-        {
-            out.push_str(&format!("# TYPE {name}{suffix} {kind}\n"));
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# HELP ")
-            && let Some((name, help)) = rest.split_once(' ')
-            && let Some((suffix, _)) = rename(name)
-        {
-            out.push_str(&format!("# HELP {name}{suffix} {help}\n"));
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }

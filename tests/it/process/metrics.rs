@@ -385,17 +385,24 @@ fn with_metrics(dir: &Path, spool: bool) -> (Binary, SocketAddr) {
 #[test]
 fn issue16_policy_layers_and_dns_results_are_counted() {
     let dns = crate::support::dns_server::DnsServer::start_with("");
-    let hook = crate::support::hook_server::HookServer::start(|_| {
-        crate::support::hook_server::Answer::action("continue")
+    let hook = crate::support::hook_server::HookServer::start(|request| {
+        let action = if request["stage"] == "data" {
+            "discard"
+        } else {
+            "continue"
+        };
+        crate::support::hook_server::Answer::action(action)
     });
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // The dead hook first (it fails, `on_error = "accept"` goes on), then the
+    // one that discards the message at data.
     let toml = format!(
         "metrics_listen = \"127.0.0.1:0\"\n\
-         [[hook]]\nurl = \"http://{}/\"\nstages = [\"mail_from\", \"data\"]\n\
-         [[hook]]\nurl = \"http://{dead}/\"\nstages = [\"data\"]\non_error = \"accept\"\n",
+         [[hook]]\nurl = \"http://{dead}/\"\nstages = [\"data\"]\non_error = \"accept\"\n\
+         [[hook]]\nurl = \"http://{}/\"\nstages = [\"mail_from\", \"data\"]\n",
         hook.addr
     );
     let mut binary = start_binary(
@@ -451,6 +458,8 @@ fn issue16_policy_layers_and_dns_results_are_counted() {
             2.0,
         ),
         (r#"net_receiver_policy_errors_total{layer="hook"}"#, 1.0),
+        ("net_receiver_messages_discarded_total", 1.0),
+        ("net_receiver_messages_accepted_total", 0.0),
         // The test zone is test.example; its server refuses every other name,
         // so the EHLO name and example.com are errors (REFUSED), and SPF a
         // temperror: the stages ehlo, mail_from and rcpt_to failed.
