@@ -14,8 +14,8 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 
 use super::{
-    BatchFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
-    accepted_recipients,
+    BatchFuture, CheckFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
+    RetrySchedule, accepted_recipients,
 };
 use crate::mail::Mail;
 
@@ -41,6 +41,11 @@ impl Chain {
             return Err("a delivery chain needs at least one required target".to_owned());
         }
         Ok(Self { links })
+    }
+
+    /// Its links, in order.
+    pub fn links(&self) -> &[Link] {
+        &self.links
     }
 
     /// What the chain delivers to, for the start-up log line.
@@ -133,6 +138,37 @@ impl Deliver for Chain {
                     self.combine(mail, &reports)
                 })
                 .collect()
+        })
+    }
+
+    /// The required links' schedules together ([`RetrySchedule::combine`]);
+    /// `None` when none has one.
+    fn retry_schedule(&self) -> Option<RetrySchedule> {
+        self.links
+            .iter()
+            .filter(|l| l.required)
+            .filter_map(|l| l.target.retry_schedule())
+            .reduce(RetrySchedule::combine)
+    }
+
+    /// Every link's check; an error when a required one fails (an optional
+    /// one's failure is reported in the text).
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let results = join_all(self.links.iter().map(|l| l.target.check())).await;
+            let mut lines = Vec::new();
+            let mut failed = false;
+            for (link, result) in self.links.iter().zip(results) {
+                match result {
+                    Ok(text) => lines.push(format!("{}: {text}", link.name)),
+                    Err(error) => {
+                        failed |= link.required;
+                        lines.push(format!("{}: FAILED: {error}", link.name));
+                    }
+                }
+            }
+            let text = lines.join("; ");
+            if failed { Err(text) } else { Ok(text) }
         })
     }
 }

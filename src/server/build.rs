@@ -26,7 +26,9 @@ use super::{InheritedListener, Server, ServerError, TlsHandle};
 use crate::auth::{DbServerStore, PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
 use crate::config::{ConfigError, DeliverConfig};
-use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats};
+use crate::delivery::{
+    Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats, RetrySchedule, Webhook,
+};
 use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
@@ -258,6 +260,33 @@ async fn delivery_target(
                     .await
                     .map_err(invalid)?;
                 (format!("nats {url} {subject}"), Arc::new(nats))
+            }
+            DeliverConfig::Webhook {
+                url,
+                secret,
+                timeout,
+                retry_initial,
+                retry_max,
+                retry_for,
+                max_concurrency,
+                ..
+            } => {
+                let seconds = |value: f64, key: &str| {
+                    std::time::Duration::try_from_secs_f64(value)
+                        .ok()
+                        .filter(|t| !t.is_zero())
+                        .ok_or_else(|| invalid(format!("webhook {key} {value} is not positive")))
+                };
+                let schedule = RetrySchedule {
+                    initial: seconds(*retry_initial, "retry_initial")?,
+                    max: seconds(*retry_max, "retry_max")?,
+                    give_up_after: Some(seconds(*retry_for, "retry_for")?),
+                };
+                let webhook =
+                    Webhook::new(url, secret, seconds(*timeout, "timeout")?, *max_concurrency)
+                        .map_err(invalid)?
+                        .with_retry(schedule);
+                (format!("webhook {url}"), Arc::new(webhook))
             }
         };
         links.push(Link {

@@ -4,3 +4,4 @@
 mod chain;
 mod lmtp;
 mod nats;
+mod webhook;
