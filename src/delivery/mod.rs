@@ -60,6 +60,7 @@ use std::pin::Pin;
 use crate::mail::Mail;
 
 pub mod chain;
+mod checks;
 pub mod lmtp;
 pub mod maildir;
 mod maildir_batch;

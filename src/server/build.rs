@@ -208,24 +208,40 @@ impl<R: Receiver> Server<R> {
 
 /// Where accepted mail goes: the `[[deliver]]` chain, or without one the
 /// Maildir at `maildir`; with its name for the start-up log line.
-async fn delivery_target(
+pub(super) async fn delivery_target(
     config: &Config,
     server_name: &str,
 ) -> Result<(Arc<dyn Deliver>, String), ServerError> {
-    let open_maildir = |path: &std::path::Path| {
-        Maildir::open(path).map_err(|source| ServerError::Maildir {
-            path: path.to_owned(),
-            source,
-        })
-    };
     if config.deliver.is_empty() {
         let maildir = open_maildir(&config.maildir)?;
         return Ok((Arc::new(maildir), config.maildir.display().to_string()));
     }
-    let invalid = |reason: String| ConfigError::Invalid {
+    let links = delivery_links(config, server_name).await?;
+    let chain = Chain::new(links).map_err(invalid_deliver)?;
+    let name = chain.describe();
+    Ok((Arc::new(chain), name))
+}
+
+fn open_maildir(path: &std::path::Path) -> Result<Maildir, ServerError> {
+    Maildir::open(path).map_err(|source| ServerError::Maildir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid_deliver(reason: String) -> ConfigError {
+    ConfigError::Invalid {
         key: "deliver",
         reason,
-    };
+    }
+}
+
+/// One link per `[[deliver]]` table, in order (targets opened or connected).
+pub(super) async fn delivery_links(
+    config: &Config,
+    server_name: &str,
+) -> Result<Vec<Link>, ServerError> {
+    let invalid = invalid_deliver;
     let mut links = Vec::new();
     for table in &config.deliver {
         let (name, target): (String, Arc<dyn Deliver>) = match table {
@@ -295,9 +311,7 @@ async fn delivery_target(
             required: table.required(),
         });
     }
-    let chain = Chain::new(links).map_err(invalid)?;
-    let name = chain.describe();
-    Ok((Arc::new(chain), name))
+    Ok(links)
 }
 
 /// The `no_deliver` delivery (benchmarks): accepts every mail and keeps none.
@@ -332,7 +346,7 @@ fn log_certificate(tls: &TlsHandle) {
 }
 
 /// Where the TLS certificate comes from: both files, or generated.
-fn certificate_source(
+pub(super) fn certificate_source(
     config: &Config,
     server_name: &str,
 ) -> Result<CertificateSource, ServerError> {
@@ -355,7 +369,9 @@ fn certificate_source(
 
 /// The AUTH password store the configuration names, if any: a `password_db` with
 /// a URL is a database server, else an SQLite file.
-async fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+pub(super) async fn password_store(
+    config: &Config,
+) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
     let timeout = config.password_db_timeout()?;
     match (&config.passwd_file, &config.password_db) {
         (Some(_), Some(_)) => Err(ServerError::Unsupported(

@@ -148,12 +148,12 @@ impl Deliver for Webhook {
             let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
             let port = uri.port_u16().unwrap_or(80);
             let connect = tokio::net::TcpStream::connect((host, port));
-            match tokio::time::timeout(self.timeout, connect).await {
+            let limit = self.timeout.min(super::checks::CHECK_LIMIT);
+            match tokio::time::timeout(limit, connect).await {
                 Ok(Ok(_)) => Ok(format!("TCP connection to {host}:{port} made")),
                 Ok(Err(error)) => Err(format!("cannot connect to {host}:{port}: {error}")),
                 Err(_) => Err(format!(
-                    "no TCP connection to {host}:{port} within {:?}",
-                    self.timeout
+                    "no TCP connection to {host}:{port} within {limit:?}"
                 )),
             }
         })
