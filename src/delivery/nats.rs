@@ -236,22 +236,25 @@ impl Deliver for Nats {
         })
     }
 
-    /// JetStream answers for the account, and the stream is there (or, with
-    /// `stream`, will be created); nothing is published.
+    /// JetStream answers, and the stream is there (or, with `stream`, will
+    /// be created); nothing is published.
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {
             let probe = async {
-                self.jetstream
-                    .query_account()
-                    .await
-                    .map_err(|e| format!("JetStream at {} does not answer: {e}", self.url))?;
                 match &self.stream {
                     Some(name) => match self.jetstream.get_stream(name).await {
                         Ok(_) => Ok(format!("JetStream answers; stream {name} exists")),
-                        Err(_) => Ok(format!(
-                            "JetStream answers; stream {name} will be created for {}",
-                            self.subject
-                        )),
+                        Err(e) => match e.kind() {
+                            jetstream::context::GetStreamErrorKind::JetStream(error)
+                                if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                            {
+                                Ok(format!(
+                                    "JetStream answers; stream {name} will be created for {}",
+                                    self.subject
+                                ))
+                            }
+                            _ => Err(format!("JetStream at {} does not answer: {e}", self.url)),
+                        },
                     },
                     None => match self.jetstream.stream_by_subject(self.subject.clone()).await {
                         Ok(name) => Ok(format!(

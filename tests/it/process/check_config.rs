@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::support::common::run_bounded;
 use crate::support::dovecot::Dovecot;
+use crate::support::nats_server::Nats;
 use crate::support::running::command;
 use crate::support::webhook_server::{SECRET, WebhookServer};
 
@@ -36,6 +37,7 @@ fn unused_port() -> u16 {
 fn a_good_chain_checks_out_and_nothing_is_delivered() {
     let dovecot = Dovecot::start();
     let webhook = WebhookServer::start(&[]);
+    let nats = Nats::single();
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("archive");
     let listen = format!("127.0.0.1:{}", unused_port());
@@ -46,10 +48,14 @@ fn a_good_chain_checks_out_and_nothing_is_delivered() {
             "listening_ports = [\"{listen}\"]\n\
              [[deliver]]\nkind = \"lmtp\"\naddress = \"127.0.0.1:{}\"\n\n\
              [[deliver]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\n\
-             [[deliver]]\nkind = \"maildir\"\npath = \"{}\"\nrequired = false\n",
+             [[deliver]]\nkind = \"maildir\"\npath = \"{}\"\nrequired = false\n\n\
+             [[deliver]]\nkind = \"nats\"\nurl = \"{}\"\nsubject = \"mail.in\"\nstream = \"MAIL\"\n\n\
+             [[deliver]]\nkind = \"nats\"\nurl = \"{}\"\nsubject = \"nowhere\"\nrequired = false\n",
             dovecot.port,
             webhook.url(),
-            archive.display()
+            archive.display(),
+            nats.url(),
+            nats.url(),
         ),
     )
     .unwrap();
@@ -77,11 +83,20 @@ fn a_good_chain_checks_out_and_nothing_is_delivered() {
             spool.display()
         ),
         "ok   policy    1. the receiver's hooks".to_owned(),
+        format!(
+            "ok   deliver   nats {} mail.in (required): JetStream answers; stream MAIL will be created for mail.in",
+            nats.url()
+        ),
+        format!(
+            "warn deliver   nats {} nowhere (optional): no stream takes the subject nowhere",
+            nats.url()
+        ),
         format!("{}: no problem found", config.display()),
     ] {
         assert!(stdout.contains(&want), "{want:?} not in:\n{stdout}");
     }
     assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert_eq!(stdout.matches("\nwarn ").count(), 1, "{stdout}");
     // Nothing was bound, posted, delivered, or spooled.
     std::net::TcpListener::bind(&listen).expect("the listener's port is still free");
     assert!(webhook.requests().is_empty());
