@@ -19,7 +19,7 @@ use super::process;
 use crate::config::{Config, DeliverConfig};
 use crate::delivery::{Deliver as _, Maildir};
 use crate::lockout::{Subject, store_from_config};
-use crate::policy::{HttpHook, Policy as _};
+use crate::policy::{HttpHook, OnError, Policy as _};
 
 /// The longest one outside service may take to answer.
 const CHECK_LIMIT: Duration = Duration::from_secs(10);
@@ -204,10 +204,11 @@ async fn policy_layers(config: &Config, check: &mut ConfigCheck) {
             Ok(hook) => {
                 let stages: Vec<&str> = table.stages.iter().map(|s| s.as_str()).collect();
                 let reached = reach(&table.url).await;
-                let status = if reached.is_ok() {
-                    CheckStatus::Ok
-                } else {
-                    CheckStatus::Fail
+                // A hook that fails open only warns.
+                let status = match (&reached, table.on_error) {
+                    (Ok(_), _) => CheckStatus::Ok,
+                    (Err(_), OnError::Accept) => CheckStatus::Warn,
+                    (Err(_), OnError::Tempfail) => CheckStatus::Fail,
                 };
                 let how = reached.unwrap_or_else(|e| e);
                 let text = format!(
