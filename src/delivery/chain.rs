@@ -234,6 +234,37 @@ mod tests {
     }
 
     #[test]
+    fn the_spool_schedule_comes_from_the_required_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let webhook = || {
+            crate::delivery::Webhook::new(
+                "http://127.0.0.1:9/",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                std::time::Duration::from_secs(1),
+                1,
+            )
+            .unwrap()
+        };
+        let maildir = || Maildir::open(dir.path()).unwrap();
+        let chain = Chain::new(vec![link("m", maildir(), true), link("w", webhook(), true)]);
+        assert_eq!(
+            chain.unwrap().retry_schedule(),
+            Some(crate::delivery::Webhook::DEFAULT_RETRY)
+        );
+        let optional = Chain::new(vec![
+            link("m", maildir(), true),
+            link("w", webhook(), false),
+        ]);
+        assert_eq!(optional.unwrap().retry_schedule(), None);
+        assert_eq!(
+            Chain::new(vec![link("m", maildir(), true)])
+                .unwrap()
+                .retry_schedule(),
+            None
+        );
+    }
+
+    #[test]
     fn a_chain_needs_a_required_link() {
         let dir = tempfile::tempdir().unwrap();
         let only_optional = vec![link("archive", Maildir::open(dir.path()).unwrap(), false)];

@@ -159,3 +159,49 @@ impl Deliver for Webhook {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn only_plain_http_urls_and_good_settings_make_a_webhook() {
+        let ok = Webhook::new(
+            "http://127.0.0.1:8080/mail",
+            SECRET,
+            Duration::from_secs(1),
+            4,
+        );
+        assert_eq!(ok.unwrap().url(), "http://127.0.0.1:8080/mail");
+        for (url, secret, timeout, slots, want) in [
+            ("https://example.com/", SECRET, 1, 4, "plain HTTP"),
+            ("/mail", SECRET, 1, 4, "use http://host:port/path"),
+            ("http://[::1", SECRET, 1, 4, "webhook url"),
+            ("http://127.0.0.1/", "whsec_?", 1, 4, "not whsec_"),
+            ("http://127.0.0.1/", SECRET, 0, 4, "positive timeout"),
+            ("http://127.0.0.1/", SECRET, 1, 0, "max_concurrency"),
+        ] {
+            let error = Webhook::new(url, secret, Duration::from_secs(timeout), slots).unwrap_err();
+            assert!(error.contains(want), "{url}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn check_connects_and_names_what_it_could_not_reach() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/mail");
+        let webhook = Webhook::new(&url, SECRET, Duration::from_secs(5), 1).unwrap();
+        let text = webhook.check().await.unwrap();
+        assert_eq!(text, format!("TCP connection to 127.0.0.1:{port} made"));
+        drop(listener);
+        let error = webhook.check().await.unwrap_err();
+        assert!(
+            error.starts_with(&format!("cannot connect to 127.0.0.1:{port}")),
+            "{error}"
+        );
+        assert_eq!(webhook.retry_schedule(), Some(Webhook::DEFAULT_RETRY));
+    }
+}
