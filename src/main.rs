@@ -39,6 +39,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Subcommand::CheckConfig { file }) = &args.command {
+        return match cli::check_config_command(&args, file) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("net-receiver: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Taken while this is the only thread: it edits the environment.
     let inherited = match cli::systemd::inherited_listeners() {
         Ok(inherited) => inherited,

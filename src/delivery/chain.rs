@@ -15,8 +15,8 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::{
-    BatchFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
-    accepted_recipients,
+    BatchFuture, CheckFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
+    RetrySchedule, accepted_recipients,
 };
 use crate::mail::Mail;
 use crate::metrics::TargetMetrics;
@@ -54,6 +54,11 @@ impl Chain {
     pub fn with_metrics(mut self, metrics: TargetMetrics) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Its links, in order.
+    pub fn links(&self) -> &[Link] {
+        &self.links
     }
 
     /// What the chain delivers to, for the start-up log line.
@@ -164,6 +169,37 @@ impl Deliver for Chain {
                 .collect()
         })
     }
+
+    /// The required links' schedules together ([`RetrySchedule::combine`]);
+    /// `None` when none has one.
+    fn retry_schedule(&self) -> Option<RetrySchedule> {
+        self.links
+            .iter()
+            .filter(|l| l.required)
+            .filter_map(|l| l.target.retry_schedule())
+            .reduce(RetrySchedule::combine)
+    }
+
+    /// Every link's check; an error when a required one fails (an optional
+    /// one's failure is reported in the text).
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let results = join_all(self.links.iter().map(|l| l.target.check())).await;
+            let mut lines = Vec::new();
+            let mut failed = false;
+            for (link, result) in self.links.iter().zip(results) {
+                match result {
+                    Ok(text) => lines.push(format!("{}: {text}", link.name)),
+                    Err(error) => {
+                        failed |= link.required;
+                        lines.push(format!("{}: FAILED: {error}", link.name));
+                    }
+                }
+            }
+            let text = lines.join("; ");
+            if failed { Err(text) } else { Ok(text) }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +260,37 @@ mod tests {
         let reports = chain.deliver_batch(&refs).await;
         assert!(reports.iter().all(|r| r.result().is_err()), "{reports:?}");
         assert!(chain.deliver_each(&mails[0]).await.result().is_err());
+    }
+
+    #[test]
+    fn the_spool_schedule_comes_from_the_required_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let webhook = || {
+            crate::delivery::Webhook::new(
+                "http://127.0.0.1:9/",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                std::time::Duration::from_secs(1),
+                1,
+            )
+            .unwrap()
+        };
+        let maildir = || Maildir::open(dir.path()).unwrap();
+        let chain = Chain::new(vec![link("m", maildir(), true), link("w", webhook(), true)]);
+        assert_eq!(
+            chain.unwrap().retry_schedule(),
+            Some(crate::delivery::Webhook::DEFAULT_RETRY)
+        );
+        let optional = Chain::new(vec![
+            link("m", maildir(), true),
+            link("w", webhook(), false),
+        ]);
+        assert_eq!(optional.unwrap().retry_schedule(), None);
+        assert_eq!(
+            Chain::new(vec![link("m", maildir(), true)])
+                .unwrap()
+                .retry_schedule(),
+            None
+        );
     }
 
     #[test]

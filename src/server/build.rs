@@ -26,7 +26,9 @@ use super::{InheritedListener, Server, ServerError, TlsHandle};
 use crate::auth::{DbServerStore, PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
 use crate::config::{ConfigError, DeliverConfig};
-use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats};
+use crate::delivery::{
+    Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats, RetrySchedule, Webhook,
+};
 use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
@@ -209,21 +211,11 @@ impl<R: Receiver> Server<R> {
 /// Where accepted mail goes: the `[[deliver]]` chain, or without one the
 /// Maildir at `maildir`; with its name for the start-up log line. With
 /// `metrics`, the targets are counted (a lone Maildir as a chain of one).
-async fn delivery_target(
+pub(super) async fn delivery_target(
     config: &Config,
     server_name: &str,
     metrics: Option<crate::metrics::TargetMetrics>,
 ) -> Result<(Arc<dyn Deliver>, String), ServerError> {
-    let open_maildir = |path: &std::path::Path| {
-        Maildir::open(path).map_err(|source| ServerError::Maildir {
-            path: path.to_owned(),
-            source,
-        })
-    };
-    let invalid = |reason: String| ConfigError::Invalid {
-        key: "deliver",
-        reason,
-    };
     if config.deliver.is_empty() {
         let maildir = open_maildir(&config.maildir)?;
         let name = config.maildir.display().to_string();
@@ -235,9 +227,38 @@ async fn delivery_target(
             target: Arc::new(maildir),
             required: true,
         };
-        let chain = Chain::new(vec![link]).map_err(invalid)?;
+        let chain = Chain::new(vec![link]).map_err(invalid_deliver)?;
         return Ok((Arc::new(chain.with_metrics(metrics)), name));
     }
+    let links = delivery_links(config, server_name).await?;
+    let mut chain = Chain::new(links).map_err(invalid_deliver)?;
+    if let Some(metrics) = metrics {
+        chain = chain.with_metrics(metrics);
+    }
+    let name = chain.describe();
+    Ok((Arc::new(chain), name))
+}
+
+fn open_maildir(path: &std::path::Path) -> Result<Maildir, ServerError> {
+    Maildir::open(path).map_err(|source| ServerError::Maildir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid_deliver(reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        key: "deliver",
+        reason,
+    }
+}
+
+/// One link per `[[deliver]]` table, in order (targets opened or connected).
+pub(super) async fn delivery_links(
+    config: &Config,
+    server_name: &str,
+) -> Result<Vec<Link>, ServerError> {
+    let invalid = invalid_deliver;
     let mut links = Vec::new();
     for table in &config.deliver {
         let (name, target): (String, Arc<dyn Deliver>) = match table {
@@ -278,6 +299,33 @@ async fn delivery_target(
                     .with_replicas(*replicas);
                 (format!("nats {url} {subject}"), Arc::new(nats))
             }
+            DeliverConfig::Webhook {
+                url,
+                secret,
+                timeout,
+                retry_initial,
+                retry_max,
+                retry_for,
+                max_concurrency,
+                ..
+            } => {
+                let seconds = |value: f64, key: &str| {
+                    std::time::Duration::try_from_secs_f64(value)
+                        .ok()
+                        .filter(|t| !t.is_zero())
+                        .ok_or_else(|| invalid(format!("webhook {key} {value} is not positive")))
+                };
+                let schedule = RetrySchedule {
+                    initial: seconds(*retry_initial, "retry_initial")?,
+                    max: seconds(*retry_max, "retry_max")?,
+                    give_up_after: Some(seconds(*retry_for, "retry_for")?),
+                };
+                let webhook =
+                    Webhook::new(url, secret, seconds(*timeout, "timeout")?, *max_concurrency)
+                        .map_err(invalid)?
+                        .with_retry(schedule);
+                (format!("webhook {url}"), Arc::new(webhook))
+            }
         };
         links.push(Link {
             name,
@@ -285,12 +333,7 @@ async fn delivery_target(
             required: table.required(),
         });
     }
-    let mut chain = Chain::new(links).map_err(invalid)?;
-    if let Some(metrics) = metrics {
-        chain = chain.with_metrics(metrics);
-    }
-    let name = chain.describe();
-    Ok((Arc::new(chain), name))
+    Ok(links)
 }
 
 /// The `no_deliver` delivery (benchmarks): accepts every mail and keeps none.
@@ -325,7 +368,7 @@ fn log_certificate(tls: &TlsHandle) {
 }
 
 /// Where the TLS certificate comes from: both files, or generated.
-fn certificate_source(
+pub(super) fn certificate_source(
     config: &Config,
     server_name: &str,
 ) -> Result<CertificateSource, ServerError> {
@@ -348,7 +391,9 @@ fn certificate_source(
 
 /// The AUTH password store the configuration names, if any: a `password_db` with
 /// a URL is a database server, else an SQLite file.
-async fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+pub(super) async fn password_store(
+    config: &Config,
+) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
     let timeout = config.password_db_timeout()?;
     match (&config.passwd_file, &config.password_db) {
         (Some(_), Some(_)) => Err(ServerError::Unsupported(

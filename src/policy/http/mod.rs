@@ -25,6 +25,7 @@ mod wire;
 use std::time::Instant;
 
 pub use client::MAX_ANSWER;
+pub(crate) use client::{CallError, HookClient};
 pub use config::{HookConfig, OnError};
 
 use super::{Policy, PolicyFuture, Stage, Verdict, go_on};
@@ -33,7 +34,6 @@ use crate::mail::{Ehlo, MailFrom, RcptTo};
 use crate::metrics::LayerKind;
 use crate::protocol::Reply;
 use crate::receiver::Context;
-use client::HookClient;
 use error_log::ErrorLog;
 use wire::{Command, request_body, verdict_from_response};
 

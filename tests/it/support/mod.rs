@@ -12,3 +12,4 @@ pub(crate) mod redis_server;
 pub(crate) mod running;
 pub(crate) mod service;
 pub(crate) mod tls;
+pub(crate) mod webhook_server;
