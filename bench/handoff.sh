@@ -105,11 +105,12 @@ for run in $(seq "$RUNS"); do
     RUST_LOG=warn "$BIN" "${args[@]}" &
     pid=$!; pids+=("$pid")
     wait_port "$port"
-    out=$(timeout 600 "$LOAD" "127.0.0.1:$port" --reuse -s "$SESSIONS" -m "$MSGS" -l "$SIZE" 2>&1) || true
+    status=0
+    out=$(timeout 600 "$LOAD" "127.0.0.1:$port" --reuse -s "$SESSIONS" -m "$MSGS" -l "$SIZE" 2>&1) || status=$?
     ok=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$out")
     rate=$(sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
-    if [ "${ok:-0}" != "$MSGS" ] || [ -z "$rate" ]; then
-      echo "run $run $shape: not every message accepted:" >&2
+    if [ "$status" -ne 0 ] || [ "${ok:-0}" != "$MSGS" ] || [ -z "$rate" ]; then
+      echo "run $run $shape: the load run failed (status $status) or not every message was accepted:" >&2
       echo "$out" >&2
       exit 1
     fi
