@@ -26,6 +26,7 @@
 //! The session is the only caller. A server without layers costs nothing per
 //! stage; each call of a layer boxes its future.
 
+pub mod callout;
 mod changes;
 mod dns;
 pub mod http;
@@ -33,6 +34,7 @@ pub mod http;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use callout::{CalloutSettings, Callouts};
 pub use changes::{Changes, HeaderField, LayerExtensions, edit_headers, is_header_name};
 pub use dns::DnsChecks;
 pub use http::{HookConfig, HttpHook, MAX_ANSWER, OnError};

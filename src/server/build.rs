@@ -106,6 +106,16 @@ impl<R: Receiver> Server<R> {
             .iter()
             .map(HttpHook::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let callouts = match config.callout()? {
+            Some(callout) => Some(
+                crate::policy::Callouts::new(callout, dns.clone(), &settings.server_name)
+                    .map_err(|e| ConfigError::Invalid {
+                        key: e.key(),
+                        reason: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         let metrics_addr = config.metrics_listen()?;
         let server_name = settings.server_name.clone();
         let server = if inherited.is_empty() {
@@ -175,6 +185,10 @@ impl<R: Receiver> Server<R> {
         }
         if let Some(dns) = dns {
             server = server.with_dns(dns);
+        }
+        if let Some(callouts) = callouts {
+            tracing::info!("SMTP callouts: {}", callouts.describe());
+            server = server.with_policy(Arc::new(callouts));
         }
         for hook in hooks {
             tracing::info!("HTTP hook {}", hook.name());
