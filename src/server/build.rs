@@ -108,11 +108,12 @@ impl<R: Receiver> Server<R> {
             .collect::<Result<Vec<_>, _>>()?;
         let callouts = match config.callout()? {
             Some(callout) => Some(
-                crate::policy::Callouts::new(callout, dns.clone(), &settings.server_name)
-                    .map_err(|e| ConfigError::Invalid {
+                crate::policy::Callouts::new(callout, dns.clone(), &settings.server_name).map_err(
+                    |e| ConfigError::Invalid {
                         key: e.key(),
                         reason: e.to_string(),
-                    })?,
+                    },
+                )?,
             ),
             None => None,
         };

@@ -74,10 +74,7 @@ pub async fn probe_host(
         Err(_) => {
             return HostOutcome::NextHost {
                 code: None,
-                text: format!(
-                    "no connection within {} s",
-                    timeouts.connect.as_secs_f64()
-                ),
+                text: format!("no connection within {} s", timeouts.connect.as_secs_f64()),
             };
         }
     };
@@ -95,17 +92,25 @@ pub async fn probe_host(
             buffer.clear();
             let name = server_name(host);
             let connector = tokio_rustls::TlsConnector::from(Arc::clone(tls));
-            let mut stream =
-                match timeout(timeouts.command, connector.connect(name, stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => return probe.tls_failed(&error.to_string()),
-                    Err(_) => return probe.tls_failed("timeout"),
-                };
+            let mut stream = match timeout(timeouts.command, connector.connect(name, stream)).await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return probe.tls_failed(&error.to_string()),
+                Err(_) => return probe.tls_failed("timeout"),
+            };
             let first = match probe.tls_started() {
                 Step::Send(bytes) => Some(bytes),
                 _ => None,
             };
-            match converse(&mut probe, &mut stream, &mut buffer, first, timeouts.command).await {
+            match converse(
+                &mut probe,
+                &mut stream,
+                &mut buffer,
+                first,
+                timeouts.command,
+            )
+            .await
+            {
                 Conversation::Done(outcome) => {
                     quit(&mut stream, timeouts.command).await;
                     outcome
@@ -226,7 +231,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -235,7 +245,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -182,7 +182,11 @@ impl Callouts {
                 None => "recipients at their MX".to_owned(),
             });
         }
-        let cache = if s.redis_url.is_some() { "memory and Redis" } else { "memory" };
+        let cache = if s.redis_url.is_some() {
+            "memory and Redis"
+        } else {
+            "memory"
+        };
         format!("{}; cache in {cache}", parts.join(", "))
     }
 

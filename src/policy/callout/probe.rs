@@ -22,8 +22,8 @@
 //! | RCPT random 4xx/5xx | go on with the address |
 //! | RCPT 2xx / 5xx / 4xx | `pass` / `fail` / `tempfail` |
 
-use crate::protocol::lmtp::{ReplyReader, ServerReply};
 use crate::mail::CalloutResult;
+use crate::protocol::lmtp::{ReplyReader, ServerReply};
 
 /// The command that ends every probe.
 pub const QUIT: &[u8] = b"QUIT\r\n";

@@ -77,7 +77,8 @@ fn answer(result: CalloutResult, code: u16, text: &str) -> Option<HostOutcome> {
     })
 }
 
-const GREETING_EHLO: &str = "220 mx.example ESMTP\r\n250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+const GREETING_EHLO: &str =
+    "220 mx.example ESMTP\r\n250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
 
 #[test]
 fn a_known_user_passes() {
@@ -87,7 +88,11 @@ fn a_known_user_passes() {
     );
     assert_eq!(
         got.sent,
-        ["EHLO mx.test\r\n", "MAIL FROM:<>\r\n", "RCPT TO:<user@example.com>\r\n"]
+        [
+            "EHLO mx.test\r\n",
+            "MAIL FROM:<>\r\n",
+            "RCPT TO:<user@example.com>\r\n"
+        ]
     );
     assert_eq!(got.outcome, answer(CalloutResult::Pass, 250, "2.1.5 Ok"));
 }
@@ -118,7 +123,10 @@ fn a_random_local_part_accepted_means_accept_all() {
         request(true),
         &format!("{GREETING_EHLO}250 Ok\r\n250 Ok\r\n"),
     );
-    assert_eq!(got.sent.last().unwrap(), "RCPT TO:<nr-callout-0@example.com>\r\n");
+    assert_eq!(
+        got.sent.last().unwrap(),
+        "RCPT TO:<nr-callout-0@example.com>\r\n"
+    );
     assert_eq!(got.outcome, answer(CalloutResult::AcceptAll, 250, "Ok"));
     let got = replay(
         request(true),
@@ -157,7 +165,10 @@ fn starttls_when_offered_then_ehlo_again() {
 
 #[test]
 fn helo_when_ehlo_is_refused() {
-    let got = replay(request(false), "220 hi\r\n502 no\r\n250 hello\r\n250 Ok\r\n550 no\r\n");
+    let got = replay(
+        request(false),
+        "220 hi\r\n502 no\r\n250 hello\r\n250 Ok\r\n550 no\r\n",
+    );
     assert_eq!(got.sent[1], "HELO mx.test\r\n");
     assert_eq!(got.outcome, answer(CalloutResult::Fail, 550, "no"));
 }

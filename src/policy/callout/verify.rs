@@ -52,10 +52,13 @@ fn own(result: CalloutResult, text: String) -> Callout {
 }
 
 impl Verifier {
-    pub(super) async fn verify(&self, address: &str, role: Role, client: Option<IpAddr>) -> Callout {
-        let Some((local, domain)) = address
-            .rsplit_once('@')
-            .filter(|_| is_probe_safe(address))
+    pub(super) async fn verify(
+        &self,
+        address: &str,
+        role: Role,
+        client: Option<IpAddr>,
+    ) -> Callout {
+        let Some((local, domain)) = address.rsplit_once('@').filter(|_| is_probe_safe(address))
         else {
             return own(
                 CalloutResult::Error,
@@ -177,12 +180,20 @@ impl Verifier {
     async fn keep(&self, address_key: &str, domain_key: &str, found: &Callout) {
         let settings = &self.settings;
         match found.result {
-            CalloutResult::Pass => self.cache.put(address_key, found, settings.positive_ttl).await,
+            CalloutResult::Pass => {
+                self.cache
+                    .put(address_key, found, settings.positive_ttl)
+                    .await
+            }
             CalloutResult::AcceptAll => {
-                self.cache.put(domain_key, found, settings.positive_ttl).await;
+                self.cache
+                    .put(domain_key, found, settings.positive_ttl)
+                    .await;
             }
             CalloutResult::Fail | CalloutResult::Error => {
-                self.cache.put(address_key, found, settings.negative_ttl).await;
+                self.cache
+                    .put(address_key, found, settings.negative_ttl)
+                    .await;
             }
             CalloutResult::Tempfail => {}
         }

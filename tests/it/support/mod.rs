@@ -6,6 +6,7 @@ pub(crate) mod common;
 pub(crate) mod database_server;
 pub(crate) mod dns_server;
 pub(crate) mod dovecot;
+pub(crate) mod exchanger;
 pub(crate) mod hook_server;
 pub(crate) mod nats_server;
 pub(crate) mod redis_server;
