@@ -9,6 +9,7 @@ pub(crate) mod dovecot;
 pub(crate) mod exchanger;
 pub(crate) mod hook_server;
 pub(crate) mod nats_server;
+pub(crate) mod postfix;
 pub(crate) mod redis_server;
 pub(crate) mod running;
 pub(crate) mod service;
