@@ -187,6 +187,7 @@ impl<R: Receiver> Server<R> {
         if let Some(dns) = dns {
             server = server.with_dns(dns);
         }
+        let callout_stats = callouts.as_ref().map(crate::policy::Callouts::stats);
         if let Some(callouts) = callouts {
             tracing::info!("SMTP callouts: {}", callouts.describe());
             server = server.with_policy(Arc::new(callouts));
@@ -203,6 +204,9 @@ impl<R: Receiver> Server<R> {
             let mut metrics = Metrics::new();
             if let Some(spool) = spool_stats {
                 metrics.register_spool(spool);
+            }
+            if let Some(stats) = callout_stats {
+                metrics.register_callouts(stats);
             }
             server = server
                 .with_metrics(Arc::new(metrics))

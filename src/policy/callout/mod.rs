@@ -127,6 +127,11 @@ impl CalloutStats {
     pub fn cache_hits(&self) -> u64 {
         self.cache_hits.load(Ordering::Relaxed)
     }
+
+    /// Callouts not made because of the rate limit so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
 }
 
 /// The callout layer; added by `Server::from_config` after the DNS checks.

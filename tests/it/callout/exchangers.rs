@@ -4,7 +4,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use super::support::{ZONE, json_lines, mail_from, rcpt_to, send_mail, start};
+use super::support::{
+    ZONE, counter, json_lines, mail_from, metrics_addr, rcpt_to, send_mail, start,
+};
 use crate::support::dns_server::DnsServer;
 use crate::support::exchanger::{Behaviour, Exchanger, start_group};
 use crate::support::running::Binary;
@@ -45,8 +47,13 @@ fn a_known_sender_passes_an_unknown_one_is_refused_and_both_are_cached() {
     let dns = DnsServer::start_with(ZONE);
     let (port, servers) = exchangers(Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();
-    let mut binary = start(dns.addr, dir.path(), &config(port, ""));
+    let mut binary = start(
+        dns.addr,
+        dir.path(),
+        &config(port, "metrics_listen = \"127.0.0.1:0\""),
+    );
     let smtp = binary.port("smtp");
+    let metrics = metrics_addr(&mut binary);
     let known = &servers[0];
 
     send_mail(smtp, "alice@known.test.example", "x@test.example");
@@ -79,6 +86,16 @@ fn a_known_sender_passes_an_unknown_one_is_refused_and_both_are_cached() {
             "RCPT TO:<alice@known.test.example>",
             "RCPT TO:<mallory@known.test.example>"
         ]
+    );
+
+    assert_eq!(
+        counter(metrics, "net_receiver_callout_connections_total"),
+        2
+    );
+    assert_eq!(counter(metrics, "net_receiver_callout_cache_hits_total"), 2);
+    assert_eq!(
+        counter(metrics, "net_receiver_callout_rate_limited_total"),
+        0
     );
 
     let lines = json_lines(&binary.terminate());
@@ -246,9 +263,14 @@ fn recipients_are_verified_against_callout_target_our_own_binary_among_them() {
     assert!(refused.text().starts_with("5.1.1 "), "{refused:?}");
     assert_eq!(servers[0].connections(), 2);
 
-    // Our own binary as the internal server: it takes any recipient.
+    // Our own binary as the internal server: it takes any recipient, and
+    // offers STARTTLS (a generated certificate), which the probe takes.
     let inner_dir = tempfile::tempdir().unwrap();
-    let inner = Binary::spawn(&mut listening_command(inner_dir.path()), 1);
+    let mut inner = Binary::spawn(
+        listening_command(inner_dir.path()).args(["--metrics-listen", "127.0.0.1:0"]),
+        1,
+    );
+    let inner_metrics = metrics_addr(&mut inner);
     let front_dir = tempfile::tempdir().unwrap();
     let mut front = start(
         dns.addr,
@@ -271,4 +293,17 @@ fn recipients_are_verified_against_callout_target_our_own_binary_among_them() {
         format!("[127.0.0.1]:{}", inner.addr().port())
     );
     assert!(lines[0]["mailfrom"]["callout"].is_null());
+    assert_eq!(
+        counter(
+            inner_metrics,
+            r#"net_receiver_tls_handshakes_total{version="TLSv1.3"}"#
+        ),
+        1,
+        "the callout went over STARTTLS"
+    );
+    assert_eq!(
+        counter(inner_metrics, r#"net_receiver_commands_total{verb="QUIT"}"#),
+        1,
+        "and ended with QUIT"
+    );
 }

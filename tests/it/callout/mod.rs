@@ -6,4 +6,5 @@
 
 mod exchangers;
 mod postfix;
+mod shared_cache;
 mod support;

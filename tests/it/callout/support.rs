@@ -90,3 +90,31 @@ pub(super) fn rcpt_to(port: u16, sender: &str, recipient: &str) -> Reply {
     let _ = client.try_reply();
     reply
 }
+
+/// The metrics endpoint of a binary started with `metrics_listen`.
+pub(super) fn metrics_addr(binary: &mut Binary) -> SocketAddr {
+    let line = binary.wait_for_lines("metrics on ", 1).remove(0);
+    line.rsplit("metrics on ")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// The value of the counter `name` in one scrape of `GET /metrics`.
+pub(super) fn counter(addr: SocketAddr, name: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
