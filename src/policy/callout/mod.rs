@@ -31,6 +31,8 @@ mod verify;
 
 #[cfg(test)]
 mod probe_tests;
+#[cfg(test)]
+mod rule_tests;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
