@@ -3,7 +3,8 @@
 //! [`Policy`] trait, never code wired into the session.
 //!
 //! The order is fixed and documented: built-in checks first (the DNS checks,
-//! [`DnsChecks`]; sender/recipient callouts will join here), then HTTP stage hooks
+//! [`DnsChecks`], then the sender/recipient SMTP callouts, [`Callouts`], when
+//! configured), then HTTP stage hooks
 //! ([`HttpHook`], one per `[[hook]]` table, in the order given), then milters,
 //! then the user's `Receiver`. At each stage the layers run in that order; a
 //! layer records what it found in the mail structure (the seed's keys and new

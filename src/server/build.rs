@@ -9,7 +9,8 @@
 //! file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
 //! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
-//! as policy layers after the DNS checks, in the order given. Each failure is a [`ServerError`] that
+//! as policy layers after the DNS checks (and the SMTP callouts, with
+//! `sender_callout`/`recipient_callout`), in the order given. Each failure is a [`ServerError`] that
 //! names its culprit, the same errors the binary prints.
 //!
 //! Three keys are process duties a library cannot do on its own: `daemon` (the

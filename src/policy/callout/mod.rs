@@ -13,7 +13,7 @@
 //! contacted, never the client's own, at most `callout_max_hosts` of them;
 //! every step is bounded by a timeout. The conversation is a sans-IO
 //! [`probe::Probe`] driven by [`driver`]; the order of hosts, the cache and the
-//! limits are in [`verify`].
+//! limits are in `verify.rs`.
 //!
 //! One rule is built in (everything else is the hooks'): a `fail` refuses the
 //! sender with 550 5.1.7, a recipient with 550 5.1.1; a `tempfail` defers with
