@@ -131,6 +131,9 @@ fn accept_all_tempfail_silence_a_backup_mx_and_the_client_itself_are_recorded() 
         "dave@silent.test.example",
         "alice@backup.test.example",
         "eve@itself.test.example",
+        // Domain-level results: accept-all and "no exchanger answered".
+        "other@acceptall.test.example",
+        "erin@silent.test.example",
     ] {
         send_mail(smtp, sender, "x@test.example");
     }
@@ -154,6 +157,8 @@ fn accept_all_tempfail_silence_a_backup_mx_and_the_client_itself_are_recorded() 
         ("dave@silent.test.example", "tempfail"),
         ("alice@backup.test.example", "pass"),
         ("eve@itself.test.example", "error"),
+        ("other@acceptall.test.example", "accept_all"),
+        ("erin@silent.test.example", "tempfail"),
     ];
     let expected: Vec<(String, String)> = expected
         .iter()
@@ -168,8 +173,14 @@ fn accept_all_tempfail_silence_a_backup_mx_and_the_client_itself_are_recorded() 
     assert!(known[0].starts_with("RCPT TO:<nr-callout-"), "{known:?}");
     assert_eq!(known[1], "RCPT TO:<bob@known.test.example>");
     assert_eq!(known[3], "RCPT TO:<alice@backup.test.example>");
-    // The silent exchanger was tried for both domains, then the backup's second MX.
+    // The silent exchanger was tried for both domains, then the backup's
+    // second MX; the domain-level results were taken from the cache.
     assert_eq!(servers[3].connections(), 2);
+    assert_eq!(servers[1].connections(), 1);
+    for cached in &lines[6..] {
+        assert_eq!(cached["mailfrom"]["callout"]["cached"], true, "{cached}");
+    }
+    assert_eq!(lines[5]["mailfrom"]["callout"]["cached"], false);
     assert_eq!(
         lines[4]["mailfrom"]["callout"]["host"],
         format!("mx-known.test.example[127.0.0.2]:{port}")
