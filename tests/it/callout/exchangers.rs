@@ -134,6 +134,8 @@ fn accept_all_tempfail_silence_a_backup_mx_and_the_client_itself_are_recorded() 
         // Domain-level results: accept-all and "no exchanger answered".
         "other@acceptall.test.example",
         "erin@silent.test.example",
+        // Nothing listens there.
+        "frank@closed.test.example",
     ] {
         send_mail(smtp, sender, "x@test.example");
     }
@@ -159,6 +161,7 @@ fn accept_all_tempfail_silence_a_backup_mx_and_the_client_itself_are_recorded() 
         ("eve@itself.test.example", "error"),
         ("other@acceptall.test.example", "accept_all"),
         ("erin@silent.test.example", "tempfail"),
+        ("frank@closed.test.example", "tempfail"),
     ];
     let expected: Vec<(String, String)> = expected
         .iter()
@@ -177,7 +180,13 @@ fn accept_all_tempfail_silence_a_backup_mx_and_the_client_itself_are_recorded() 
     // second MX; the domain-level results were taken from the cache.
     assert_eq!(servers[3].connections(), 2);
     assert_eq!(servers[1].connections(), 1);
-    for cached in &lines[6..] {
+    let closed = &lines[8]["mailfrom"]["callout"];
+    assert!(
+        closed["text"].as_str().unwrap().contains("cannot connect"),
+        "{closed}"
+    );
+    assert_eq!(closed["cached"], false);
+    for cached in &lines[6..8] {
         assert_eq!(cached["mailfrom"]["callout"]["cached"], true, "{cached}");
     }
     assert_eq!(lines[5]["mailfrom"]["callout"]["cached"], false);

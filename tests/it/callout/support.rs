@@ -21,6 +21,8 @@ backup       MX 10 mx-silent
 backup       MX 20 mx-known
 itself       MX 10 mx-self
 mx-self      A  127.0.0.1
+closed       MX 10 mx-closed
+mx-closed    A  127.0.0.7
 pf           MX 10 mx-pf
 mx-pf        A  127.0.0.6
 ";
