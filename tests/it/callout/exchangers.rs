@@ -327,3 +327,22 @@ fn recipients_are_verified_against_callout_target_our_own_binary_among_them() {
         "and ended with QUIT"
     );
 }
+
+#[test]
+fn a_sender_callout_without_dns_servers_is_a_start_error_that_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "sender_callout = true\n").unwrap();
+    let mut binary = Binary::start(
+        listening_command(&dir.path().join("mail"))
+            .arg("--config")
+            .arg(&config),
+    );
+    let status = binary.wait_exit();
+    assert!(!status.success());
+    let log = binary.log();
+    assert!(
+        log.contains("sender_callout") && log.contains("needs dns_servers"),
+        "{log}"
+    );
+}
