@@ -143,8 +143,9 @@ pub struct Callouts {
 
 impl std::fmt::Debug for Callouts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the settings whole: the Redis URL may hold a password.
         f.debug_struct("Callouts")
-            .field("settings", &self.verifier.settings)
+            .field("describe", &self.describe())
             .finish_non_exhaustive()
     }
 }
