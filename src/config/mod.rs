@@ -221,6 +221,39 @@ pub struct Config {
     /// Default: none.
     #[serde(rename = "hook")]
     pub hooks: Vec<crate::policy::HookConfig>,
+    /// Verify MAIL FROM addresses by SMTP callout to their MX (docs/callouts.md);
+    /// needs `dns_servers`. Default: false.
+    pub sender_callout: bool,
+    /// Verify RCPT TO addresses by SMTP callout (to their MX, or to
+    /// `callout_target`). Default: false.
+    pub recipient_callout: bool,
+    /// `ADDR:PORT` of an internal server asked about recipients instead of
+    /// their MX (a receiver in front of it). Default: none.
+    pub callout_target: Option<String>,
+    /// The port exchangers are asked on; a test/lab setting. Default: 25.
+    pub callout_port: u16,
+    /// Exchangers (MX hosts, in preference order) tried per callout. Default: 2.
+    pub callout_max_hosts: usize,
+    /// Ask a made-up local part first to detect accept-all domains. Default: false.
+    pub callout_random: bool,
+    /// Defer (450 4.1.7 / 4.1.1) when a callout has no answer; else accept and
+    /// record. Default: false.
+    pub callout_defer_on_tempfail: bool,
+    /// Seconds to connect to one exchanger. Default: 30.
+    pub callout_connect_timeout: f64,
+    /// Seconds for each reply (and the TLS handshake). Default: 30.
+    pub callout_command_timeout: f64,
+    /// Seconds a `pass` or `accept_all` is cached. Default: 604800 (7 days).
+    pub callout_positive_ttl: f64,
+    /// Seconds a `fail` or `error` is cached. Default: 10800 (3 hours).
+    pub callout_negative_ttl: f64,
+    /// Seconds "no exchanger answered" is cached for the domain. Default: 600.
+    pub callout_tempfail_ttl: f64,
+    /// Callouts per domain per minute; more get `tempfail`. Default: 10.
+    pub callout_rate_limit: u32,
+    /// Where results are cached: `memory` or a Redis URL shared by several
+    /// receivers. Default: `memory`.
+    pub callout_cache: Option<String>,
 }
 
 /// A kind of failure that counts toward the lockout.
@@ -537,6 +570,7 @@ fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
         .ok_or_else(|| invalid(key, format!("{value} is not a positive number of seconds")))
 }
 
+mod callout;
 mod defaults;
 mod deliver;
 mod errors;

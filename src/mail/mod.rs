@@ -9,12 +9,14 @@
 use indexmap::IndexMap;
 
 mod address;
+mod callout;
 mod headers;
 pub mod id;
 mod listener;
 mod text;
 pub mod trace;
 pub use address::{Address, MailFrom, RcptTo};
+pub use callout::{Callout, CalloutResult};
 pub use headers::split_message;
 pub use listener::Listener;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -391,7 +393,7 @@ mod tests {
         let json = sample().to_json();
         let v: Value = serde_json::from_str(&json).unwrap();
         let addr = "accepted value name url local_part domain bad_characters wrong_dot_usage ip mxs ips \
-             ipv6 null_mx implicit_mx error";
+             ipv6 null_mx implicit_mx error callout";
         let table: [(&Value, String); 6] = [
             (
                 &v,

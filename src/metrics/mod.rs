@@ -15,6 +15,7 @@
 //! format 0.0.4 otherwise ([`to_text_format`]). Every metric is listed in the
 //! "Metrics" section of docs/operations.md.
 
+mod callout;
 mod http;
 mod layers;
 mod spool;
@@ -413,6 +414,16 @@ impl Metrics {
     pub fn register_spool(&mut self, spool: crate::spool::StatsHandle) {
         self.registry
             .register_collector(Box::new(spool::SpoolCollector(spool)));
+    }
+
+    /// Adds the SMTP callouts' metrics (`net_receiver_callout_*`, see
+    /// docs/operations.md), read from `stats` at each scrape.
+    pub fn register_callouts(
+        &mut self,
+        stats: std::sync::Arc<crate::policy::callout::CalloutStats>,
+    ) {
+        self.registry
+            .register_collector(Box::new(callout::CalloutCollector(stats)));
     }
 
     /// A connection was admitted; the session counts as open while the

@@ -3,7 +3,8 @@
 //! [`Policy`] trait, never code wired into the session.
 //!
 //! The order is fixed and documented: built-in checks first (the DNS checks,
-//! [`DnsChecks`]; sender/recipient callouts will join here), then HTTP stage hooks
+//! [`DnsChecks`], then the sender/recipient SMTP callouts, [`Callouts`], when
+//! configured), then HTTP stage hooks
 //! ([`HttpHook`], one per `[[hook]]` table, in the order given), then milters,
 //! then the user's `Receiver`. At each stage the layers run in that order; a
 //! layer records what it found in the mail structure (the seed's keys and new
@@ -26,6 +27,7 @@
 //! The session is the only caller. A server without layers costs nothing per
 //! stage; each call of a layer boxes its future.
 
+pub mod callout;
 mod changes;
 mod dns;
 pub mod http;
@@ -33,6 +35,7 @@ pub mod http;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use callout::{CalloutSettings, Callouts};
 pub use changes::{Changes, HeaderField, LayerExtensions, edit_headers, is_header_name};
 pub use dns::DnsChecks;
 pub use http::{HookConfig, HttpHook, MAX_ANSWER, OnError};

@@ -9,7 +9,8 @@
 //! file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
 //! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
-//! as policy layers after the DNS checks, in the order given. Each failure is a [`ServerError`] that
+//! as policy layers after the DNS checks (and the SMTP callouts, with
+//! `sender_callout`/`recipient_callout`), in the order given. Each failure is a [`ServerError`] that
 //! names its culprit, the same errors the binary prints.
 //!
 //! Three keys are process duties a library cannot do on its own: `daemon` (the
@@ -108,6 +109,17 @@ impl<R: Receiver> Server<R> {
             .iter()
             .map(HttpHook::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let callouts = match config.callout()? {
+            Some(callout) => Some(
+                crate::policy::Callouts::new(callout, dns.clone(), &settings.server_name).map_err(
+                    |e| ConfigError::Invalid {
+                        key: e.key(),
+                        reason: e.to_string(),
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let metrics_addr = config.metrics_listen()?;
         let server_name = settings.server_name.clone();
         let server = if inherited.is_empty() {
@@ -181,6 +193,11 @@ impl<R: Receiver> Server<R> {
         if let Some(dns) = dns {
             server = server.with_dns(dns);
         }
+        let callout_stats = callouts.as_ref().map(crate::policy::Callouts::stats);
+        if let Some(callouts) = callouts {
+            tracing::info!("SMTP callouts: {}", callouts.describe());
+            server = server.with_policy(Arc::new(callouts));
+        }
         for hook in hooks {
             tracing::info!("HTTP hook {}", hook.name());
             server = server.with_policy(Arc::new(hook));
@@ -192,6 +209,9 @@ impl<R: Receiver> Server<R> {
             }
             if let Some(spool) = spool_stats {
                 metrics.register_spool(spool);
+            }
+            if let Some(stats) = callout_stats {
+                metrics.register_callouts(stats);
             }
             server = server
                 .with_metrics(Arc::new(metrics))
