@@ -222,13 +222,14 @@ fn with_spool_a_4xx_or_the_end_of_retry_for_makes_a_dead_letter() {
     assert_eq!(refusing.requests().len(), 1);
     running.terminate();
 
-    // Always 500: retried until retry_for has passed, then given up.
+    // Always 500: retried until retry_for has passed, then given up (2 s:
+    // the mail's `time` has whole seconds, so it may look a second old at once).
     let failing = WebhookServer::start(&["500"; 1000]);
     let spool = dir.path().join("spool-500");
     let mut running = start(
         dir.path(),
         &failing,
-        "retry_initial = 0.05\nretry_max = 0.1\nretry_for = 1\n",
+        "retry_initial = 0.05\nretry_max = 0.1\nretry_for = 2\n",
         &["--spool-dir", spool.to_str().unwrap()],
     );
     let (code, text) = send(
@@ -240,7 +241,7 @@ fn with_spool_a_4xx_or_the_end_of_retry_for_makes_a_dead_letter() {
     let letter = String::from_utf8_lossy(&std::fs::read(&dead[0]).unwrap()).into_owned();
     for rcpt in ["alice@example.com", "bob@example.com"] {
         assert!(
-            letter.contains(&format!("X-Net-Receiver-Dead-Letter: {rcpt}; not delivered within 1s, giving up; last error: temporary delivery failure: webhook ")),
+            letter.contains(&format!("X-Net-Receiver-Dead-Letter: {rcpt}; not delivered within 2s, giving up; last error: temporary delivery failure: webhook ")),
             "{letter}"
         );
     }
