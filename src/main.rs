@@ -8,6 +8,8 @@
 //! Each accepted mail is stored in a Maildir and printed as one JSON line on
 //! stdout or to `json_file` (the seed's sample printed `mail.pretty_inspect`);
 //! logs go to stderr or `log_file`. Benchmark mode: `--no-deliver` (see the flag).
+//! `net-receiver check-config FILE` checks a configuration without serving
+//! ([`net_receiver::server::check_config`]).
 
 mod cli;
 

@@ -9,6 +9,8 @@ pub(crate) mod systemd;
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use clap::Parser;
 use net_receiver::config::{ListenerConfig, ListenerMode};
@@ -147,13 +149,18 @@ pub(crate) fn check_config_command(args: &Args, file: &std::path::Path) -> anyho
         .build()
         .context("cannot start the async runtime")?;
     let check = runtime.block_on(net_receiver::server::check_config(&config));
-    print!("{check}");
     let failures = check.failures();
-    if failures == 0 {
-        println!("{}: no problem found", file.display());
+    let verdict = if failures == 0 {
+        "no problem found".to_owned()
     } else {
-        println!("{}: {failures} problem(s) found", file.display());
-    }
+        format!("{failures} problem(s) found")
+    };
+    // Written, not printed: a closed pipe (`| head`) is an error, not a panic.
+    let mut out = std::io::stdout().lock();
+    write!(out, "{check}")
+        .and_then(|()| writeln!(out, "{}: {verdict}", file.display()))
+        .and_then(|()| out.flush())
+        .context("cannot write the report to stdout")?;
     Ok(failures == 0)
 }
 

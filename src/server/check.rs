@@ -144,7 +144,17 @@ pub async fn check_config(config: &Config) -> ConfigCheck {
     check.result("process", identity);
     let tls = certificate_source(config, &server_name)
         .and_then(|source| Ok(TlsHandle::new(source)?))
-        .map(|tls| format!("certificate SHA-256 {}", tls.fingerprint()));
+        .map(|tls| match tls.source() {
+            super::CertificateSource::Files { certificate, .. } => format!(
+                "certificate {} (SHA-256 {})",
+                certificate.display(),
+                tls.fingerprint()
+            ),
+            super::CertificateSource::Generated { .. } => {
+                "self-signed certificate, generated at start (no certificate/private_key)"
+                    .to_owned()
+            }
+        });
     check.result("tls", tls);
     let passwords = password_store(config).await.map(|store| match store {
         Some(_) => "AUTH password store opened (a database server answered its query)".to_owned(),
@@ -170,7 +180,16 @@ async fn policy_layers(config: &Config, check: &mut ConfigCheck) {
             let subject = Subject::ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
             let asked = tokio::time::timeout(CHECK_LIMIT, store.status(&subject)).await;
             match asked {
-                Ok(Ok(_)) => check.push(CheckStatus::Ok, "lockout", "lockout store answers"),
+                Ok(Ok(_)) => {
+                    let text = match config.lockout_store.as_deref().map(str::trim) {
+                        None | Some("") => "in memory (this process only)".to_owned(),
+                        Some(m) if m.eq_ignore_ascii_case("memory") => {
+                            "in memory (this process only)".to_owned()
+                        }
+                        Some(_) => "the Redis store answers".to_owned(),
+                    };
+                    check.push(CheckStatus::Ok, "lockout", text)
+                }
                 Ok(Err(error)) => check.push(
                     CheckStatus::Warn,
                     "lockout",

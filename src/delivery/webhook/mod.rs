@@ -118,7 +118,7 @@ impl Deliver for Webhook {
     fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
         Box::pin(async move {
             let request = || {
-                let body = wire::body(mail);
+                let body = wire::body(mail)?;
                 let headers = wire::headers(&self.key, &mail.id, unix_now(), &body)?;
                 Ok((body, headers))
             };

@@ -42,29 +42,30 @@ pub(crate) fn signing_key(secret: &str) -> Result<hmac::Key, String> {
     Ok(hmac::Key::new(hmac::HMAC_SHA256, &octets))
 }
 
-/// The request body for `mail` (see the module doc), built in one buffer.
-pub(crate) fn body(mail: &Mail) -> Vec<u8> {
-    let json = mail.to_json();
+/// The request body for `mail` (see the module doc), built in one buffer:
+/// the structure serialized straight into it, the message base64-encoded
+/// into it (never copied whole on the way).
+pub(crate) fn body(mail: &Mail) -> Result<Vec<u8>, String> {
     let (received, raw) = match &mail.data {
         Some(data) => (data.received.as_bytes(), &data.raw[..]),
         None => (&b""[..], &b""[..]),
     };
-    let encoded_len = (received.len() + raw.len()).div_ceil(3) * 4;
-    let mut body = Vec::with_capacity(json.len() + encoded_len + 32);
+    let message_len = received.len() + raw.len();
+    // The structure holds the message's lines once more (data.text).
+    let mut body = Vec::with_capacity(message_len * 2 + message_len.div_ceil(3) * 4 + 4096);
     body.extend_from_slice(b"{\"mail\":");
-    body.extend_from_slice(json.as_bytes());
+    serde_json::to_writer(&mut body, mail).map_err(|e| format!("mail structure: {e}"))?;
     body.extend_from_slice(b",\"raw_base64\":\"");
-    // Encoded in place, the two parts as one stream: never copied whole.
-    let encoded = {
+    {
         let mut encoder = EncoderWriter::new(&mut body, &STANDARD);
         encoder
             .write_all(received)
             .and_then(|()| encoder.write_all(raw))
             .and_then(|()| encoder.finish().map(|_| ()))
-    };
-    debug_assert!(encoded.is_ok(), "writing into a Vec cannot fail");
+            .map_err(|e| format!("base64: {e}"))?;
+    }
     body.extend_from_slice(b"\"}");
-    body
+    Ok(body)
 }
 
 /// `v1,<base64 HMAC-SHA256 over "{id}.{timestamp}.{body}">`.
@@ -166,7 +167,7 @@ mod tests {
             )),
             ..Mail::default()
         };
-        let body: serde_json::Value = serde_json::from_slice(&body(&mail)).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body(&mail).unwrap()).unwrap();
         assert_eq!(body["mail"]["id"], "ID-7");
         let expected: serde_json::Value = serde_json::from_str(&mail.to_json()).unwrap();
         assert_eq!(body["mail"], expected);
@@ -176,7 +177,7 @@ mod tests {
         assert_eq!(decoded, [&b"Received: by test\r\n"[..], &raw].concat());
 
         let empty: serde_json::Value =
-            serde_json::from_slice(&super::body(&Mail::default())).unwrap();
+            serde_json::from_slice(&super::body(&Mail::default()).unwrap()).unwrap();
         assert_eq!(empty["raw_base64"], "");
     }
 

@@ -3,8 +3,9 @@
 //! with Python's own HMAC): the body is the mail structure and the message as
 //! delivered, byte-exact; without the spool each answer maps to one SMTP
 //! reply (2xx 250, 5xx/429/no answer 451, 4xx 554); with it, transient
-//! answers are retried with the same `webhook-id` until delivered, and a 4xx
-//! or running out of `retry_for` makes a dead letter.
+//! answers are retried with the same `webhook-id` until delivered (also after
+//! a SIGKILL and a restart), and a 4xx or running out of `retry_for` makes a
+//! dead letter.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -221,13 +222,14 @@ fn with_spool_a_4xx_or_the_end_of_retry_for_makes_a_dead_letter() {
     assert_eq!(refusing.requests().len(), 1);
     running.terminate();
 
-    // Always 500: retried until retry_for has passed, then given up.
+    // Always 500: retried until retry_for has passed, then given up (2 s:
+    // the mail's `time` has whole seconds, so it may look a second old at once).
     let failing = WebhookServer::start(&["500"; 1000]);
     let spool = dir.path().join("spool-500");
     let mut running = start(
         dir.path(),
         &failing,
-        "retry_initial = 0.05\nretry_max = 0.1\nretry_for = 1\n",
+        "retry_initial = 0.05\nretry_max = 0.1\nretry_for = 2\n",
         &["--spool-dir", spool.to_str().unwrap()],
     );
     let (code, text) = send(
@@ -239,7 +241,7 @@ fn with_spool_a_4xx_or_the_end_of_retry_for_makes_a_dead_letter() {
     let letter = String::from_utf8_lossy(&std::fs::read(&dead[0]).unwrap()).into_owned();
     for rcpt in ["alice@example.com", "bob@example.com"] {
         assert!(
-            letter.contains(&format!("X-Net-Receiver-Dead-Letter: {rcpt}; not delivered within 1s, giving up; last error: temporary delivery failure: webhook ")),
+            letter.contains(&format!("X-Net-Receiver-Dead-Letter: {rcpt}; not delivered within 2s, giving up; last error: temporary delivery failure: webhook ")),
             "{letter}"
         );
     }
@@ -249,4 +251,38 @@ fn with_spool_a_4xx_or_the_end_of_retry_for_makes_a_dead_letter() {
     running.terminate();
     let log = running.log();
     assert!(log.contains("giving up"), "{log}");
+}
+
+/// A SIGKILL while a message waits for its retry: the restarted receiver
+/// delivers it from the spool under the same `webhook-id`, byte-exact.
+#[test]
+fn after_a_sigkill_the_spool_delivers_under_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let failing = WebhookServer::start(&["503"]);
+    let mut first = start(
+        dir.path(),
+        &failing,
+        "retry_initial = 3600\n",
+        &["--spool-dir", spool.to_str().unwrap()],
+    );
+    let (code, text) = send(first.addr().port(), &["alice@example.com"]);
+    assert_eq!(code, 250, "{text}");
+    let id = accepted_id(&text);
+    assert_request(&failing.wait_for(1)[0], &id);
+    first.wait_for_lines("retrying in 3600s", 1);
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    first.wait_exit();
+
+    let working = WebhookServer::start(&[]);
+    let mut second = start(
+        dir.path(),
+        &working,
+        "",
+        &["--spool-dir", spool.to_str().unwrap()],
+    );
+    let requests = working.wait_for(1);
+    assert_request(&requests[0], &id);
+    assert_eq!(failing.requests().len(), 1);
+    second.terminate();
 }
