@@ -20,6 +20,47 @@
 //! * [`Mail`] is the gem's "structure that comes out", as serde types.
 //! * [`Server`] binds the listening ports and runs one task per connection;
 //!   [`Maildir`] is the durable delivery the `net-receiver` binary uses.
+//!
+//! ## A first receiver
+//!
+//! The binary's whole server — listeners, TLS, AUTH, DNS checks, HTTP hooks,
+//! the spool and the `[[deliver]]` chain — from a [`Config`], with your own
+//! hooks: refuse one recipient, log every stored mail, keep the defaults for
+//! the rest (each override ends in the default, the gem's `super`).
+//!
+//! ```no_run
+//! use net_receiver::{Config, Context, DeliveryError, RcptTo, Receiver, Reply, Server, defaults};
+//!
+//! struct Mine;
+//!
+//! impl Receiver for Mine {
+//!     async fn rcpt_to(&self, cx: &mut Context<'_>, to: &RcptTo) -> Reply {
+//!         if to.url.eq_ignore_ascii_case("nobody@example.com") {
+//!             return Reply::new(550, (5, 1, 1), "No such user here");
+//!         }
+//!         defaults::rcpt_to(cx, to).await
+//!     }
+//!
+//!     async fn received(&self, cx: &mut Context<'_>) -> Result<(), DeliveryError> {
+//!         defaults::received(cx).await?;
+//!         println!("{}", serde_json::to_string(&*cx.mail).unwrap_or_default());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = Config::parse(
+//!         r#"
+//!         listening_ports = ["127.0.0.1:2525"]
+//!         maildir = "Maildir"
+//!         "#,
+//!     )?;
+//!     let server = Server::from_config(&config, Mine).await?;
+//!     server.run_until(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//!     Ok(())
+//! }
+//! ```
 
 pub mod auth;
 pub mod config;

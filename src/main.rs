@@ -8,6 +8,8 @@
 //! Each accepted mail is stored in a Maildir and printed as one JSON line on
 //! stdout or to `json_file` (the seed's sample printed `mail.pretty_inspect`);
 //! logs go to stderr or `log_file`. Benchmark mode: `--no-deliver` (see the flag).
+//! `net-receiver check-config FILE` checks a configuration without serving
+//! ([`net_receiver::server::check_config`]).
 
 mod cli;
 
@@ -33,6 +35,16 @@ fn main() -> ExitCode {
                 println!("{hash}");
                 ExitCode::SUCCESS
             }
+            Err(error) => {
+                eprintln!("net-receiver: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Subcommand::CheckConfig { file }) = &args.command {
+        return match cli::check_config_command(&args, file) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
             Err(error) => {
                 eprintln!("net-receiver: error: {error:#}");
                 ExitCode::FAILURE

@@ -9,6 +9,8 @@ pub(crate) mod systemd;
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use clap::Parser;
 use net_receiver::config::{ListenerConfig, ListenerMode};
@@ -19,7 +21,7 @@ use json_lines::JsonLines;
 
 /// A programmable SMTP receiver. With no arguments it listens on 127.0.0.1:2525,
 /// stores mail in the Maildir ./mail and prints each mail as a JSON line.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "net-receiver", version, about)]
 pub(crate) struct Args {
     /// TOML configuration file (every key: docs/config.md, installed in
@@ -120,11 +122,51 @@ pub(crate) struct Args {
 }
 
 /// What the binary does besides serving.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub(crate) enum Subcommand {
     /// Read a password on stdin (without echo on a terminal) and print its argon2id
     /// hash, ready for a passwd file line `user:HASH`.
     HashPassword,
+    /// Check a configuration file and say what it would do, like `postfix
+    /// check`: every key validated, the TLS certificate loaded, and each
+    /// delivery target, HTTP hook, AUTH database and Redis lockout store
+    /// reached once (nothing bound, nothing delivered). Prints one line per
+    /// part; exits 1 when any part fails. Other flags given before the
+    /// subcommand apply as when serving.
+    CheckConfig {
+        /// The TOML configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// `net-receiver check-config FILE`: prints what the configuration (with the
+/// other flags) would do; `Ok(false)` when a part failed.
+pub(crate) fn check_config_command(args: &Args, file: &std::path::Path) -> anyhow::Result<bool> {
+    let args = Args {
+        config: Some(file.to_owned()),
+        command: None,
+        ..args.clone()
+    };
+    let config = configure(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let check = runtime.block_on(net_receiver::server::check_config(&config));
+    let failures = check.failures();
+    let verdict = if failures == 0 {
+        "no problem found".to_owned()
+    } else {
+        format!("{failures} problem(s) found")
+    };
+    // Written, not printed: a closed pipe (`| head`) is an error, not a panic.
+    let mut out = std::io::stdout().lock();
+    write!(out, "{check}")
+        .and_then(|()| writeln!(out, "{}: {verdict}", file.display()))
+        .and_then(|()| out.flush())
+        .context("cannot write the report to stdout")?;
+    Ok(failures == 0)
 }
 
 /// `net-receiver hash-password`.

@@ -16,6 +16,11 @@
 //! url = "nats://127.0.0.1:4222"
 //! subject = "mail.in"
 //! stream = "MAIL"                      # created for the subject if missing
+//!
+//! [[deliver]]
+//! kind = "webhook"
+//! url = "http://127.0.0.1:8080/mail"
+//! secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 //! ```
 
 use std::path::PathBuf;
@@ -63,6 +68,36 @@ pub enum DeliverConfig {
         /// Seconds to wait for a connection and for each PubAck (default 10).
         #[serde(default = "nats_timeout")]
         timeout: f64,
+        /// Replicas of the stream and the body bucket when this target creates
+        /// them (default 1; 3 on a 3-node cluster).
+        #[serde(default = "one")]
+        replicas: usize,
+    },
+    /// `kind = "webhook"`: a signed HTTP POST (Standard Webhooks 1.0).
+    Webhook {
+        /// `http://host:port/path`.
+        url: String,
+        /// The signing secret, `whsec_<base64 of 24 to 64 random octets>`.
+        secret: String,
+        /// As for `maildir`.
+        #[serde(default = "yes")]
+        required: bool,
+        /// Seconds one POST may take, connection and answer (default 30).
+        #[serde(default = "webhook_timeout")]
+        timeout: f64,
+        /// Seconds before the spool's first retry (default 5); it doubles.
+        #[serde(default = "webhook_retry_initial")]
+        retry_initial: f64,
+        /// Longest wait between retries, in seconds (default 600).
+        #[serde(default = "webhook_retry_max")]
+        retry_max: f64,
+        /// Seconds after acceptance a message is still retried (default
+        /// 86400); then it is a dead letter.
+        #[serde(default = "webhook_retry_for")]
+        retry_for: f64,
+        /// POSTs in flight at once (default 64).
+        #[serde(default = "webhook_max_concurrency")]
+        max_concurrency: usize,
     },
 }
 
@@ -72,7 +107,8 @@ impl DeliverConfig {
         match self {
             Self::Maildir { required, .. }
             | Self::Lmtp { required, .. }
-            | Self::Nats { required, .. } => *required,
+            | Self::Nats { required, .. }
+            | Self::Webhook { required, .. } => *required,
         }
     }
 }
@@ -81,10 +117,34 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> usize {
+    1
+}
+
 fn lmtp_timeout() -> f64 {
     300.0
 }
 
 fn nats_timeout() -> f64 {
     10.0
+}
+
+fn webhook_timeout() -> f64 {
+    30.0
+}
+
+fn webhook_retry_initial() -> f64 {
+    5.0
+}
+
+fn webhook_retry_max() -> f64 {
+    600.0
+}
+
+fn webhook_retry_for() -> f64 {
+    86_400.0
+}
+
+fn webhook_max_concurrency() -> usize {
+    64
 }

@@ -21,7 +21,28 @@ use crate::protocol::{BareLineEnding, Limits};
 pub const MAX_WORKERS: usize = 1024;
 
 /// The configuration file, as written. Keys are the Ruby gem's option names where
-/// it had one.
+/// it had one; every key is in docs/config.md.
+///
+/// ```
+/// use net_receiver::Config;
+///
+/// let config = Config::parse(
+///     r#"
+///     server_name = "mx.example.com"
+///     listening_ports = ["127.0.0.1:2525", "127.0.0.1:4650"]
+///     max_recipients = 50
+///     "#,
+/// )?;
+/// assert_eq!(config.max_recipients, 50);
+/// // The mode follows the well-known port: 4650 is no SMTPS port, 465 would be.
+/// assert_eq!(config.listeners()?.len(), 2);
+/// assert_eq!(config.settings()?.server_name, "mx.example.com");
+///
+/// // A mistake names its place and key.
+/// let error = Config::parse("max_recipients = \"many\"").unwrap_err();
+/// assert!(error.contains("max_recipients"), "{error}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -200,6 +221,39 @@ pub struct Config {
     /// Default: none.
     #[serde(rename = "hook")]
     pub hooks: Vec<crate::policy::HookConfig>,
+    /// Verify MAIL FROM addresses by SMTP callout to their MX (docs/callouts.md);
+    /// needs `dns_servers`. Default: false.
+    pub sender_callout: bool,
+    /// Verify RCPT TO addresses by SMTP callout (to their MX, or to
+    /// `callout_target`). Default: false.
+    pub recipient_callout: bool,
+    /// `ADDR:PORT` of an internal server asked about recipients instead of
+    /// their MX (a receiver in front of it). Default: none.
+    pub callout_target: Option<String>,
+    /// The port exchangers are asked on; a test/lab setting. Default: 25.
+    pub callout_port: u16,
+    /// Exchangers (MX hosts, in preference order) tried per callout. Default: 2.
+    pub callout_max_hosts: usize,
+    /// Ask a made-up local part first to detect accept-all domains. Default: false.
+    pub callout_random: bool,
+    /// Defer (450 4.1.7 / 4.1.1) when a callout has no answer; else accept and
+    /// record. Default: false.
+    pub callout_defer_on_tempfail: bool,
+    /// Seconds to connect to one exchanger. Default: 30.
+    pub callout_connect_timeout: f64,
+    /// Seconds for each reply (and the TLS handshake). Default: 30.
+    pub callout_command_timeout: f64,
+    /// Seconds a `pass` or `accept_all` is cached. Default: 604800 (7 days).
+    pub callout_positive_ttl: f64,
+    /// Seconds a `fail` or `error` is cached. Default: 10800 (3 hours).
+    pub callout_negative_ttl: f64,
+    /// Seconds "no exchanger answered" is cached for the domain. Default: 600.
+    pub callout_tempfail_ttl: f64,
+    /// Callouts per domain per minute; more get `tempfail`. Default: 10.
+    pub callout_rate_limit: u32,
+    /// Where results are cached: `memory` or a Redis URL shared by several
+    /// receivers. Default: `memory`.
+    pub callout_cache: Option<String>,
     /// Milters (`[[milter]]` tables; `--milter ADDR` adds one), called in this
     /// order after the HTTP hooks (see [`crate::policy::MilterConfig`]).
     /// Default: none.
@@ -521,6 +575,7 @@ fn seconds(key: &'static str, value: f64) -> Result<Duration, ConfigError> {
         .ok_or_else(|| invalid(key, format!("{value} is not a positive number of seconds")))
 }
 
+mod callout;
 mod defaults;
 mod deliver;
 mod errors;

@@ -10,14 +10,16 @@
 //! target (checked when it is built).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures_util::future::join_all;
 
 use super::{
-    BatchFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
-    accepted_recipients,
+    BatchFuture, CheckFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
+    RetrySchedule, accepted_recipients,
 };
 use crate::mail::Mail;
+use crate::metrics::TargetMetrics;
 
 /// One link of a [`Chain`].
 pub struct Link {
@@ -32,6 +34,7 @@ pub struct Link {
 /// Targets delivered to together (see the module doc).
 pub struct Chain {
     links: Vec<Link>,
+    metrics: Option<TargetMetrics>,
 }
 
 impl Chain {
@@ -40,7 +43,22 @@ impl Chain {
         if !links.iter().any(|l| l.required) {
             return Err("a delivery chain needs at least one required target".to_owned());
         }
-        Ok(Self { links })
+        Ok(Self {
+            links,
+            metrics: None,
+        })
+    }
+
+    /// Counts each link's time and outcomes (`net_receiver_delivery_target_*`,
+    /// by the kind in the link's name: its first word).
+    pub fn with_metrics(mut self, metrics: TargetMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Its links, in order.
+    pub fn links(&self) -> &[Link] {
+        &self.links
     }
 
     /// What the chain delivers to, for the start-up log line.
@@ -109,7 +127,15 @@ impl Deliver for Chain {
 
     fn deliver_each<'a>(&'a self, mail: &'a Mail) -> ReportFuture<'a> {
         Box::pin(async move {
-            let reports = join_all(self.links.iter().map(|l| l.target.deliver_each(mail))).await;
+            let reports = join_all(self.links.iter().map(|link| async move {
+                let started = Instant::now();
+                let report = link.target.deliver_each(mail).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.observe(&link.name, started.elapsed(), [&report]);
+                }
+                report
+            }))
+            .await;
             let reports: Vec<&DeliveryReport> = reports.iter().collect();
             self.combine(mail, &reports)
         })
@@ -120,7 +146,15 @@ impl Deliver for Chain {
     /// combined as for one.
     fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
         Box::pin(async move {
-            let per_link = join_all(self.links.iter().map(|l| l.target.deliver_batch(mails))).await;
+            let per_link = join_all(self.links.iter().map(|link| async move {
+                let started = Instant::now();
+                let reports = link.target.deliver_batch(mails).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.observe(&link.name, started.elapsed(), &reports);
+                }
+                reports
+            }))
+            .await;
             mails
                 .iter()
                 .enumerate()
@@ -133,6 +167,37 @@ impl Deliver for Chain {
                     self.combine(mail, &reports)
                 })
                 .collect()
+        })
+    }
+
+    /// The required links' schedules together ([`RetrySchedule::combine`]);
+    /// `None` when none has one.
+    fn retry_schedule(&self) -> Option<RetrySchedule> {
+        self.links
+            .iter()
+            .filter(|l| l.required)
+            .filter_map(|l| l.target.retry_schedule())
+            .reduce(RetrySchedule::combine)
+    }
+
+    /// Every link's check; an error when a required one fails (an optional
+    /// one's failure is reported in the text).
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let results = join_all(self.links.iter().map(|l| l.target.check())).await;
+            let mut lines = Vec::new();
+            let mut failed = false;
+            for (link, result) in self.links.iter().zip(results) {
+                match result {
+                    Ok(text) => lines.push(format!("{}: {text}", link.name)),
+                    Err(error) => {
+                        failed |= link.required;
+                        lines.push(format!("{}: FAILED: {error}", link.name));
+                    }
+                }
+            }
+            let text = lines.join("; ");
+            if failed { Err(text) } else { Ok(text) }
         })
     }
 }
@@ -195,6 +260,37 @@ mod tests {
         let reports = chain.deliver_batch(&refs).await;
         assert!(reports.iter().all(|r| r.result().is_err()), "{reports:?}");
         assert!(chain.deliver_each(&mails[0]).await.result().is_err());
+    }
+
+    #[test]
+    fn the_spool_schedule_comes_from_the_required_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let webhook = || {
+            crate::delivery::Webhook::new(
+                "http://127.0.0.1:9/",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                std::time::Duration::from_secs(1),
+                1,
+            )
+            .unwrap()
+        };
+        let maildir = || Maildir::open(dir.path()).unwrap();
+        let chain = Chain::new(vec![link("m", maildir(), true), link("w", webhook(), true)]);
+        assert_eq!(
+            chain.unwrap().retry_schedule(),
+            Some(crate::delivery::Webhook::DEFAULT_RETRY)
+        );
+        let optional = Chain::new(vec![
+            link("m", maildir(), true),
+            link("w", webhook(), false),
+        ]);
+        assert_eq!(optional.unwrap().retry_schedule(), None);
+        assert_eq!(
+            Chain::new(vec![link("m", maildir(), true)])
+                .unwrap()
+                .retry_schedule(),
+            None
+        );
     }
 
     #[test]

@@ -299,4 +299,13 @@ impl Deliver for Lmtp {
             report
         })
     }
+
+    /// Connect, greeting, `LHLO`, `QUIT` (`checks.rs`).
+    fn check(&self) -> super::CheckFuture<'_> {
+        Box::pin(super::checks::lmtp(
+            &self.address,
+            &self.lhlo_name,
+            self.connect_timeout.max(self.command_timeout),
+        ))
+    }
 }

@@ -259,6 +259,11 @@ impl Deliver for Maildir {
     /// the blocking pool; each mail's one result goes to all its accepted
     /// recipients. A mail without a message is refused for good; one without
     /// accepted recipients gets an empty report.
+    /// A file written and removed in `tmp/` (`checks.rs`).
+    fn check(&self) -> super::CheckFuture<'_> {
+        Box::pin(super::checks::maildir(self.root()))
+    }
+
     fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
         Box::pin(self.deliver_batch_reports(mails))
     }

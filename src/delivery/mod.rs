@@ -42,8 +42,12 @@
 //! One target per file in this folder: `maildir.rs` (with its batch delivery
 //! in `maildir_batch.rs`) and `lmtp.rs` (here now: [`Maildir`], [`Lmtp`] — a
 //! per-recipient target speaking the sans-IO [`crate::protocol::lmtp`]
-//! client) and `nats.rs` ([`Nats`], JetStream), and the coming `webhook.rs` — each a type implementing
-//! [`Deliver`] plus its config table; nothing else should need to change.
+//! client) and `nats.rs` ([`Nats`], JetStream), and `webhook/` ([`Webhook`],
+//! a signed HTTP POST) — each a type implementing
+//! [`Deliver`] plus its config table; nothing else should need to change. A
+//! target may bring its own retry schedule ([`Deliver::retry_schedule`],
+//! `retry.rs`) and a start-up probe ([`Deliver::check`], for
+//! `net-receiver check-config`).
 //! Durability (a
 //! spool that keeps the message until every required target acknowledged it,
 //! and retries) sits below the targets, in `spool/`; targets never answer the
@@ -56,18 +60,23 @@ use std::pin::Pin;
 use crate::mail::Mail;
 
 pub mod chain;
+mod checks;
 pub mod lmtp;
 pub mod maildir;
 mod maildir_batch;
 pub mod nats;
 mod outcome;
+mod retry;
 mod tmp_cleanup;
+pub mod webhook;
 pub use chain::{Chain, Link};
 pub use lmtp::{Lmtp, LmtpAddress};
 pub use maildir::Maildir;
 pub use nats::Nats;
 pub use outcome::{DeliveryReport, RecipientOutcome, accepted_recipients, record_unrecorded};
+pub use retry::RetrySchedule;
 pub use tmp_cleanup::TmpCleanup;
+pub use webhook::Webhook;
 
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +147,9 @@ pub type ReportFuture<'a> = Pin<Box<dyn Future<Output = DeliveryReport> + Send +
 /// The future returned by [`Deliver::deliver_batch`]: one report per mail, in order.
 pub type BatchFuture<'a> = Pin<Box<dyn Future<Output = Vec<DeliveryReport>> + Send + 'a>>;
 
+/// The future returned by [`Deliver::check`]: what was checked, or what is wrong.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<String, String>> + Send + 'a>>;
+
 /// A delivery target: where accepted mail goes (see the module doc). Object-safe
 /// (the server stores `Arc<dyn Deliver>`).
 pub trait Deliver: Send + Sync + 'static {
@@ -172,6 +184,21 @@ pub trait Deliver: Send + Sync + 'static {
             mails.iter().map(|mail| self.deliver_each(mail)),
         ))
     }
+
+    /// How the spool retries a message this target failed transiently, and
+    /// when it gives up ([`RetrySchedule`]); `None` (the default): the
+    /// spool's own schedule, for as long as it takes.
+    fn retry_schedule(&self) -> Option<RetrySchedule> {
+        None
+    }
+
+    /// Reaches the target once without delivering anything (a connection, a
+    /// greeting, a writable directory) and says what was checked, or why it
+    /// cannot be reached; `net-receiver check-config` calls it. The default
+    /// checks nothing.
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(std::future::ready(Ok("nothing to check".to_owned())))
+    }
 }
 
 /// A shared target is a target (a chain's links, the spool's target).
@@ -186,6 +213,14 @@ impl<D: Deliver + ?Sized> Deliver for std::sync::Arc<D> {
 
     fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
         (**self).deliver_batch(mails)
+    }
+
+    fn retry_schedule(&self) -> Option<RetrySchedule> {
+        (**self).retry_schedule()
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        (**self).check()
     }
 }
 

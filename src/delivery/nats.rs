@@ -28,7 +28,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 
-use super::{Deliver, DeliverFuture, DeliveryError};
+use super::{CheckFuture, Deliver, DeliverFuture, DeliveryError};
 use crate::mail::Mail;
 
 /// Room kept under `max_payload` for the headers.
@@ -44,6 +44,8 @@ pub struct Nats {
     jetstream: jetstream::Context,
     stream_ready: OnceCell<()>,
     bodies: OnceCell<jetstream::object_store::ObjectStore>,
+    /// Replicas of the stream and the body bucket when this target creates them.
+    replicas: usize,
 }
 
 impl std::fmt::Debug for Nats {
@@ -105,7 +107,16 @@ impl Nats {
             jetstream,
             stream_ready: OnceCell::new(),
             bodies: OnceCell::new(),
+            replicas: 1,
         })
+    }
+
+    /// The stream and the body bucket this target creates get `replicas`
+    /// copies (3 on a 3-node cluster keeps them through one node's loss); an
+    /// existing stream is used as it is.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
     }
 
     /// The object store bucket that holds claim-checked bodies.
@@ -129,6 +140,7 @@ impl Nats {
                         name: name.clone(),
                         subjects: vec![self.subject.clone()],
                         duplicate_window: Duration::from_secs(120),
+                        num_replicas: self.replicas,
                         ..Default::default()
                     })
                     .await
@@ -148,6 +160,7 @@ impl Nats {
                         .jetstream
                         .create_object_store(jetstream::object_store::Config {
                             bucket: self.bucket.clone(),
+                            num_replicas: self.replicas,
                             ..Default::default()
                         })
                         .await
@@ -233,6 +246,50 @@ impl Deliver for Nats {
             ack.await
                 .map_err(|e| temporary(&self.url, "waiting for the PubAck", e))?;
             Ok(())
+        })
+    }
+
+    /// JetStream answers, and the stream is there (or, with `stream`, will
+    /// be created); nothing is published.
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let probe = async {
+                match &self.stream {
+                    Some(name) => match self.jetstream.get_stream(name).await {
+                        Ok(_) => Ok(format!("JetStream answers; stream {name} exists")),
+                        Err(e) => match e.kind() {
+                            jetstream::context::GetStreamErrorKind::JetStream(error)
+                                if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                            {
+                                Ok(format!(
+                                    "JetStream answers; stream {name} will be created for {}",
+                                    self.subject
+                                ))
+                            }
+                            _ => Err(format!("JetStream at {} does not answer: {e}", self.url)),
+                        },
+                    },
+                    None => match self.jetstream.stream_by_subject(self.subject.clone()).await {
+                        Ok(name) => Ok(format!(
+                            "JetStream answers; stream {name} takes {}",
+                            self.subject
+                        )),
+                        Err(e) => Err(format!(
+                            "no stream takes the subject {} ({e}); create one or set stream",
+                            self.subject
+                        )),
+                    },
+                }
+            };
+            tokio::time::timeout(super::checks::CHECK_LIMIT, probe)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "no answer from {} within {:?}",
+                        self.url,
+                        super::checks::CHECK_LIMIT
+                    )
+                })?
         })
     }
 }

@@ -44,6 +44,9 @@ pub struct Address {
     pub implicit_mx: Option<bool>,
     /// Why a lookup failed (`timeout`, `nxdomain`, …) (new key).
     pub error: Option<String>,
+    /// What an SMTP callout to the domain's exchanger found (new key; `null`
+    /// unless `sender_callout`/`recipient_callout` made one; docs/callouts.md).
+    pub callout: Option<super::Callout>,
 }
 
 /// The MAIL FROM envelope sender: the shared [`Address`] fields (reachable

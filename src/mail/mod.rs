@@ -9,6 +9,7 @@
 use indexmap::IndexMap;
 
 mod address;
+mod callout;
 mod headers;
 pub mod id;
 mod listener;
@@ -16,6 +17,7 @@ mod milter;
 mod text;
 pub mod trace;
 pub use address::{Address, MailFrom, RcptTo};
+pub use callout::{Callout, CalloutResult};
 pub use headers::split_message;
 pub use listener::Listener;
 pub use milter::MilterVerdict;
@@ -397,7 +399,7 @@ mod tests {
         let json = sample().to_json();
         let v: Value = serde_json::from_str(&json).unwrap();
         let addr = "accepted value name url local_part domain bad_characters wrong_dot_usage ip mxs ips \
-             ipv6 null_mx implicit_mx error";
+             ipv6 null_mx implicit_mx error callout";
         let table: [(&Value, String); 6] = [
             (
                 &v,

@@ -27,9 +27,21 @@ impl Text {
         &self.body
     }
 
-    /// The lines, in order; borrowed unless a line is not UTF-8.
+    /// The lines, in order; borrowed unless a line is not UTF-8. A body that is
+    /// all UTF-8 (the usual case) is checked once, not line by line.
     pub fn lines(&self) -> impl Iterator<Item = Cow<'_, str>> {
-        Lines::new(&self.body).map(String::from_utf8_lossy)
+        let (checked, lossy) = match std::str::from_utf8(&self.body) {
+            Ok(text) => (Some(StrLines { rest: text }), None),
+            Err(_) => (
+                None,
+                Some(Lines::new(&self.body).map(String::from_utf8_lossy)),
+            ),
+        };
+        checked
+            .into_iter()
+            .flatten()
+            .map(Cow::Borrowed)
+            .chain(lossy.into_iter().flatten())
     }
 
     /// The number of lines.
@@ -115,6 +127,30 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
+/// [`Lines`] over text already known to be UTF-8.
+struct StrLines<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for StrLines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let line = match memchr::memchr(b'\n', self.rest.as_bytes()) {
+            Some(i) => {
+                let (line, rest) = self.rest.split_at(i);
+                self.rest = rest.get(1..).unwrap_or_default();
+                line
+            }
+            None => std::mem::take(&mut self.rest),
+        };
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +162,23 @@ mod tests {
         assert_eq!(text.len(), 5);
         assert!(Text::default().is_empty());
         assert_eq!(Text::from_body(Bytes::from_static(b"x\r\n")).len(), 1);
+    }
+
+    #[test]
+    fn valid_and_invalid_bodies_split_alike() {
+        for body in [
+            &b"a\r\nb\nc\r\n\r\nd"[..],
+            b"a\r\nb\nc\r\n\r\nd\xff",
+            b"\r\n\n\r",
+            b"\xc3\xa9t\xc3\xa9\r\nx\r\n",
+            b"\xc3\r\n\xa9\r\n",
+        ] {
+            let text = Text::from_body(Bytes::copy_from_slice(body));
+            let by_bytes: Vec<String> = Lines::new(body)
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            assert_eq!(text.to_vec(), by_bytes, "{body:?}");
+        }
     }
 
     #[test]

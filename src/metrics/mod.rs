@@ -5,8 +5,9 @@
 //! Counting is an atomic add on a counter created up front: every label value
 //! is a `&'static str` from a closed list, and each (metric, label) pair's
 //! counter handle is made once in [`Metrics::new`], so an event never
-//! allocates, hashes or locks. The one exception is a reply code outside the
-//! SMTP list that a hook made up: it is looked up in its family (a read lock).
+//! allocates, hashes or locks. The exceptions are a reply code outside the
+//! SMTP list that a hook made up and the DNS checks' results (`layers.rs`):
+//! they are looked up in their family (a read lock).
 //! No label ever holds an address, a name or anything else a client chooses.
 //!
 //! The endpoint speaks OpenMetrics 1.0 when the scraper's `Accept` asks for
@@ -14,10 +15,14 @@
 //! format 0.0.4 otherwise ([`to_text_format`]). Every metric is listed in the
 //! "Metrics" section of docs/operations.md.
 
+mod callout;
 mod http;
+mod layers;
 mod spool;
+mod targets;
 #[cfg(test)]
 mod tests;
+mod text_format;
 
 use std::time::Duration;
 
@@ -30,6 +35,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 pub use http::serve;
+pub use layers::{DNS_RESULTS, DnsCheck, LayerKind};
+pub use targets::TargetMetrics;
+pub use text_format::to_text_format;
 
 /// One label, its value from a closed list.
 type Label = [(&'static str, &'static str); 1];
@@ -212,6 +220,8 @@ pub struct Metrics {
     lockouts: Counter,
     tls_versions: [Counter; 2],
     tls_failures: [Counter; 2],
+    layers: layers::LayerMetrics,
+    targets: TargetMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -366,6 +376,8 @@ impl Metrics {
             "reason",
             ["error", "timeout"],
         );
+        let layers = layers::LayerMetrics::register(&mut registry);
+        let targets = TargetMetrics::register(&mut registry);
         Self {
             registry,
             accepted,
@@ -386,7 +398,15 @@ impl Metrics {
             lockouts,
             tls_versions,
             tls_failures,
+            layers,
+            targets,
         }
+    }
+
+    /// Handles on the delivery targets' metrics, for a
+    /// [`Chain::with_metrics`](crate::delivery::Chain::with_metrics).
+    pub fn targets(&self) -> TargetMetrics {
+        self.targets.clone()
     }
 
     /// Adds the spool's metrics (`net_receiver_spool_*`, see docs/operations.md),
@@ -394,6 +414,16 @@ impl Metrics {
     pub fn register_spool(&mut self, spool: crate::spool::StatsHandle) {
         self.registry
             .register_collector(Box::new(spool::SpoolCollector(spool)));
+    }
+
+    /// Adds the SMTP callouts' metrics (`net_receiver_callout_*`, see
+    /// docs/operations.md), read from `stats` at each scrape.
+    pub fn register_callouts(
+        &mut self,
+        stats: std::sync::Arc<crate::policy::callout::CalloutStats>,
+    ) {
+        self.registry
+            .register_collector(Box::new(callout::CalloutCollector(stats)));
     }
 
     /// A connection was admitted; the session counts as open while the
@@ -506,6 +536,28 @@ impl Metrics {
         self.tls_failures[usize::from(timed_out)].inc();
     }
 
+    /// A policy layer of `kind` was called at `stage` and took `took`;
+    /// `failed` when it got no usable answer (its error action applied).
+    pub fn layer_call(
+        &self,
+        kind: LayerKind,
+        stage: crate::policy::Stage,
+        took: Duration,
+        failed: bool,
+    ) {
+        self.layers.call(kind, stage, took, failed);
+    }
+
+    /// A policy layer discarded a message (250 sent, nothing stored).
+    pub fn message_discarded(&self) {
+        self.layers.discarded();
+    }
+
+    /// A DNS check found `result` (a word of [`DNS_RESULTS`]; others count as `other`).
+    pub fn dns_result(&self, check: DnsCheck, result: &str) {
+        self.layers.dns_result(check, result);
+    }
+
     /// Every metric in OpenMetrics 1.0 text (ends with `# EOF`).
     pub fn openmetrics(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
@@ -513,49 +565,4 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
-}
-
-/// OpenMetrics text as the Prometheus text format 0.0.4: counter and info
-/// families take their sample names (`x_total`, `x_info`; info as a gauge),
-/// `# UNIT` and `# EOF` go.
-pub fn to_text_format(openmetrics: &str) -> String {
-    let mut renamed: Vec<(&str, &str, &str)> = Vec::new();
-    for line in openmetrics.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            match rest.split_once(' ') {
-                Some((name, "counter")) => renamed.push((name, "_total", "counter")),
-                Some((name, "info")) => renamed.push((name, "_info", "gauge")),
-                _ => {}
-            }
-        }
-    }
-    let rename = |name: &str| {
-        renamed
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, suffix, kind)| (*suffix, *kind))
-    };
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ")
-            && let Some((name, _)) = rest.split_once(' ')
-            && let Some((suffix, kind)) = rename(name)
-        {
-            out.push_str(&format!("# TYPE {name}{suffix} {kind}\n"));
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# HELP ")
-            && let Some((name, help)) = rest.split_once(' ')
-            && let Some((suffix, _)) = rename(name)
-        {
-            out.push_str(&format!("# HELP {name}{suffix} {help}\n"));
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
 }

@@ -216,3 +216,109 @@ async fn the_endpoint_answers_get_metrics_in_the_format_asked_for() -> std::io::
         .map_err(std::io::Error::other)?;
     Ok(())
 }
+
+#[test]
+fn layer_calls_and_dns_results_are_counted_by_closed_labels() {
+    let metrics = Metrics::new();
+    metrics.layer_call(
+        LayerKind::Hook,
+        crate::policy::Stage::Data,
+        Duration::from_millis(2),
+        false,
+    );
+    metrics.layer_call(
+        LayerKind::Hook,
+        crate::policy::Stage::Data,
+        Duration::from_secs(2),
+        true,
+    );
+    metrics.layer_call(
+        LayerKind::Dns,
+        crate::policy::Stage::Connect,
+        Duration::from_micros(50),
+        false,
+    );
+    metrics.dns_result(DnsCheck::Spf, "pass");
+    metrics.dns_result(DnsCheck::Spf, "PASS");
+    metrics.dns_result(DnsCheck::Domain, "something a zone made up");
+    let text = metrics.openmetrics();
+    for (sample, expected) in [
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="hook",stage="data"}"#,
+            2.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_bucket{le="0.0025",layer="hook",stage="data"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_bucket{le="0.0001",layer="dns",stage="connect"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="milter",stage="rcpt_to"}"#,
+            0.0,
+        ),
+        (r#"net_receiver_policy_errors_total{layer="hook"}"#, 1.0),
+        (r#"net_receiver_policy_errors_total{layer="dns"}"#, 0.0),
+        (
+            r#"net_receiver_dns_results_total{check="spf",result="pass"}"#,
+            2.0,
+        ),
+        (
+            r#"net_receiver_dns_results_total{check="domain",result="other"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(value(&text, sample), Some(expected), "{sample} in\n{text}");
+    }
+}
+
+#[test]
+fn delivery_targets_are_counted_by_the_kind_in_their_name() {
+    use crate::delivery::{DeliveryError, DeliveryReport};
+    use crate::mail::RcptTo;
+
+    let metrics = Metrics::new();
+    let targets = metrics.targets();
+    let rcpt = RcptTo::default();
+    let mut report = DeliveryReport::default();
+    report.push(0, &rcpt, Ok(()));
+    report.push(
+        1,
+        &rcpt,
+        Err(DeliveryError::Permanent("no such user".into())),
+    );
+    report.push(2, &rcpt, Err(DeliveryError::Temporary("over quota".into())));
+    targets.observe("lmtp 127.0.0.1:24", Duration::from_millis(4), [&report]);
+    targets.observe("my own target", Duration::from_millis(1), []);
+    let text = metrics.openmetrics();
+    for (sample, expected) in [
+        (
+            r#"net_receiver_delivery_target_outcomes_total{target="lmtp",result="delivered"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_outcomes_total{target="lmtp",result="permanent"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_outcomes_total{target="lmtp",result="temporary"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_duration_seconds_count{target="lmtp"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_duration_seconds_count{target="other"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_delivery_target_duration_seconds_count{target="maildir"}"#,
+            0.0,
+        ),
+    ] {
+        assert_eq!(value(&text, sample), Some(expected), "{sample} in\n{text}");
+    }
+}

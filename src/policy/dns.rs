@@ -9,10 +9,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use super::{Policy, PolicyFuture, Verdict};
-use crate::dns::{AuthContext, Dns, SpfFindings};
+use super::{Policy, PolicyFuture, Stage, Verdict};
+use crate::dns::{AuthContext, Dns, DomainFindings, SpfFindings};
 use crate::mail::{Ehlo, MailFrom, RcptTo};
+use crate::metrics::{DnsCheck, LayerKind};
 use crate::receiver::Context;
 
 /// The DNS checks as a layer; added by [`Server::with_dns`](crate::Server::with_dns).
@@ -35,6 +37,33 @@ fn client_ip(cx: &Context<'_>) -> Option<IpAddr> {
     cx.mail.remote_ip.parse().ok()
 }
 
+/// Counts one stage's checks (see [`crate::metrics`]): their time, and each
+/// result; the stage failed when a lookup did (an error, not a negative answer).
+fn count(cx: &Context<'_>, stage: Stage, started: Instant, results: &[(DnsCheck, &str)]) {
+    let Some(metrics) = cx.metrics() else {
+        return;
+    };
+    for (check, result) in results {
+        metrics.dns_result(*check, result);
+    }
+    let failed = results.iter().any(|(_, result)| {
+        matches!(
+            *result,
+            "temperror" | "timeout" | "servfail" | "refused" | "network" | "error"
+        )
+    });
+    metrics.layer_call(LayerKind::Dns, stage, started.elapsed(), failed);
+}
+
+/// A domain check's result word: `found`, `null_mx`, or the error kind.
+fn domain_result(found: &DomainFindings) -> &str {
+    match (&found.error, found.null_mx) {
+        (Some(error), _) => error,
+        (None, true) => "null_mx",
+        (None, false) => "found",
+    }
+}
+
 /// The EHLO/HELO argument as given ("" before one).
 fn helo_name(cx: &Context<'_>) -> String {
     cx.mail
@@ -55,7 +84,20 @@ impl Policy for DnsChecks {
             let Some(ip) = client_ip(cx) else {
                 return Verdict::Continue;
             };
+            let started = Instant::now();
             let (reverse, listings) = tokio::join!(self.dns.reverse(ip), self.dns.dnsbl(ip));
+            if cx.metrics().is_some() {
+                let mut results = vec![(DnsCheck::Iprev, reverse.iprev.as_str())];
+                results.extend(listings.iter().map(|listing| {
+                    let result = match (&listing.error, listing.listed) {
+                        (Some(error), _) => error.as_str(),
+                        (None, true) => "listed",
+                        (None, false) => "not_listed",
+                    };
+                    (DnsCheck::Dnsbl, result)
+                }));
+                count(cx, Stage::Connect, started, &results);
+            }
             if reverse.iprev == "pass" {
                 cx.mail.remote_hostname.clone_from(&reverse.domain);
             }
@@ -73,7 +115,11 @@ impl Policy for DnsChecks {
     fn ehlo<'a>(&'a self, cx: &'a mut Context<'_>, ehlo: &'a mut Ehlo) -> PolicyFuture<'a> {
         Box::pin(async move {
             if let Some(ip) = client_ip(cx) {
-                self.dns.ehlo(&ehlo.value, ip).await.fill(ehlo);
+                let started = Instant::now();
+                let found = self.dns.ehlo(&ehlo.value, ip).await;
+                let result = found.error.as_deref().unwrap_or("found");
+                count(cx, Stage::Ehlo, started, &[(DnsCheck::Ehlo, result)]);
+                found.fill(ehlo);
             }
             Verdict::Continue
         })
@@ -101,10 +147,21 @@ impl Policy for DnsChecks {
                     None => None,
                 }
             };
+            let started = Instant::now();
             let (found, spf) = tokio::join!(
                 domain,
                 self.dns.spf(ip, &helo, sender.as_deref(), &server_name)
             );
+            let spf_result = (DnsCheck::Spf, spf.mail_from.as_str());
+            match &found {
+                Some(found) => count(
+                    cx,
+                    Stage::MailFrom,
+                    started,
+                    &[spf_result, (DnsCheck::Domain, domain_result(found))],
+                ),
+                None => count(cx, Stage::MailFrom, started, &[spf_result]),
+            }
             if let Some(found) = found {
                 found.fill(&mut from.address);
             }
@@ -121,7 +178,15 @@ impl Policy for DnsChecks {
     fn rcpt_to<'a>(&'a self, cx: &'a mut Context<'_>, to: &'a mut RcptTo) -> PolicyFuture<'a> {
         Box::pin(async move {
             if let Some(domain) = to.domain.clone().filter(|_| cx.settings.recipient_mx_check) {
-                self.dns.domain(&domain).await.fill(to);
+                let started = Instant::now();
+                let found = self.dns.domain(&domain).await;
+                count(
+                    cx,
+                    Stage::RcptTo,
+                    started,
+                    &[(DnsCheck::Domain, domain_result(&found))],
+                );
+                found.fill(to);
             }
             Verdict::Continue
         })
@@ -151,7 +216,18 @@ impl Policy for DnsChecks {
                 iprev: iprev.as_deref(),
                 spf: spf.as_ref().map(|s| &s.0),
             };
+            let started = Instant::now();
             let found = self.dns.authenticate_message(raw, &context).await;
+            if cx.metrics().is_some() {
+                let mut results: Vec<(DnsCheck, &str)> = found
+                    .dkim
+                    .iter()
+                    .map(|signature| (DnsCheck::Dkim, signature.result.as_str()))
+                    .collect();
+                results.push((DnsCheck::Dmarc, found.dmarc.as_str()));
+                results.push((DnsCheck::Arc, found.arc.as_str()));
+                count(cx, Stage::Data, started, &results);
+            }
             if let Some(data) = &mut cx.mail.data {
                 data.dkim = found.dkim;
                 data.dmarc = Some(found.dmarc);

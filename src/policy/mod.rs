@@ -3,7 +3,8 @@
 //! [`Policy`] trait, never code wired into the session.
 //!
 //! The order is fixed and documented: built-in checks first (the DNS checks,
-//! [`DnsChecks`]; sender/recipient callouts will join here), then HTTP stage hooks
+//! [`DnsChecks`], then the sender/recipient SMTP callouts, [`Callouts`], when
+//! configured), then HTTP stage hooks
 //! ([`HttpHook`], one per `[[hook]]` table, in the order given), then milters
 //! ([`Milter`], one per `[[milter]]` table, in the order given),
 //! then the user's `Receiver`. At each stage the layers run in that order; a
@@ -27,6 +28,7 @@
 //! The session is the only caller. A server without layers costs nothing per
 //! stage; each call of a layer boxes its future.
 
+pub mod callout;
 mod changes;
 mod dns;
 mod header_edits;
@@ -36,6 +38,7 @@ pub mod milter;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use callout::{CalloutSettings, Callouts};
 pub use changes::{Changes, HeaderField, LayerExtensions, edit_headers, is_header_name};
 pub use dns::DnsChecks;
 pub use header_edits::{HeaderEdit, apply_header_edits, is_header_value, replace_body};

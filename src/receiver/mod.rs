@@ -75,6 +75,12 @@ impl Context<'_> {
         self.services.dns.as_deref()
     }
 
+    /// The server's metrics (`metrics_listen`), if it counts: a layer of your
+    /// own reports its calls with [`Metrics::layer_call`](crate::metrics::Metrics::layer_call).
+    pub fn metrics(&self) -> Option<&crate::metrics::Metrics> {
+        self.services.metrics.as_deref()
+    }
+
     /// The failure counters (`max_failed_msgs_per_period`), if the server keeps them.
     pub fn lockout(&self) -> Option<&Lockout> {
         self.services.lockout.as_deref()
@@ -126,6 +132,29 @@ impl std::fmt::Debug for Services {
 /// The hooks of an SMTP receiver: one method per step, each with a default.
 ///
 /// The futures must be `Send`; implement the methods as `async fn`.
+///
+/// The seed's `password(username)`: AUTH users from your own table, then the
+/// server's store (`passwd_file`, `password_db`) for everyone else.
+///
+/// ```
+/// use net_receiver::auth::{AuthUnavailable, Password};
+/// use net_receiver::{Context, Receiver, defaults};
+///
+/// struct Mine;
+///
+/// impl Receiver for Mine {
+///     async fn password(
+///         &self,
+///         cx: &mut Context<'_>,
+///         username: &str,
+///     ) -> Result<Option<Password>, AuthUnavailable> {
+///         match username {
+///             "robot" => Ok(Some(Password::Hashed("{PLAIN}robot-secret".into()))),
+///             _ => defaults::password(cx, username).await,
+///         }
+///     }
+/// }
+/// ```
 pub trait Receiver: Send + Sync + 'static {
     /// A client connected; the reply is the greeting (220, or 421/554 to refuse).
     fn connect(&self, cx: &mut Context<'_>) -> impl Future<Output = Reply> + Send {

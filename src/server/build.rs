@@ -9,7 +9,8 @@
 //! file, the privilege drop, and only then
 //! the Maildir (opened as the final user) and, with `spool_dir`, the spool in
 //! front of it; the HTTP hooks (`[[hook]]`) are checked before binding and added
-//! as policy layers after the DNS checks, in the order given, then the milters
+//! as policy layers after the DNS checks (and the SMTP callouts, with
+//! `sender_callout`/`recipient_callout`), in the order given, then the milters
 //! (`[[milter]]`). Each failure is a [`ServerError`] that
 //! names its culprit, the same errors the binary prints.
 //!
@@ -27,7 +28,9 @@ use super::{InheritedListener, Server, ServerError, TlsHandle};
 use crate::auth::{DbServerStore, PasswdFile, PasswordLookup, SqliteStore};
 use crate::config::Config;
 use crate::config::{ConfigError, DeliverConfig};
-use crate::delivery::{Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats};
+use crate::delivery::{
+    Chain, Deliver, DeliverFuture, Link, Lmtp, LmtpAddress, Maildir, Nats, RetrySchedule, Webhook,
+};
 use crate::dns::Dns;
 use crate::lockout::{Lockout, store_from_config};
 use crate::mail::Mail;
@@ -107,6 +110,17 @@ impl<R: Receiver> Server<R> {
             .iter()
             .map(HttpHook::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let callouts = match config.callout()? {
+            Some(callout) => Some(
+                crate::policy::Callouts::new(callout, dns.clone(), &settings.server_name).map_err(
+                    |e| ConfigError::Invalid {
+                        key: e.key(),
+                        reason: e.to_string(),
+                    },
+                )?,
+            ),
+            None => None,
+        };
         let milters = config
             .milters
             .iter()
@@ -142,6 +156,7 @@ impl<R: Receiver> Server<R> {
             tracing::info!(uid = %identity.uid, gid = %identity.gid, "privileges dropped");
         }
         let mut spool_stats = None;
+        let metrics = metrics_listener.as_ref().map(|_| Metrics::new());
         let (server, destination) = if config.no_deliver {
             (
                 server.with_delivery(Discard),
@@ -149,7 +164,9 @@ impl<R: Receiver> Server<R> {
             )
         } else {
             // Opened as the final user, so it is that user's and known writable.
-            let (target, target_name) = delivery_target(config, &server_name).await?;
+            let target_metrics = metrics.as_ref().map(Metrics::targets);
+            let (target, target_name) =
+                delivery_target(config, &server_name, target_metrics).await?;
             match &config.spool_dir {
                 None => (server.with_delivery(target), target_name),
                 Some(dir) => {
@@ -182,6 +199,11 @@ impl<R: Receiver> Server<R> {
         if let Some(dns) = dns {
             server = server.with_dns(dns);
         }
+        let callout_stats = callouts.as_ref().map(crate::policy::Callouts::stats);
+        if let Some(callouts) = callouts {
+            tracing::info!("SMTP callouts: {}", callouts.describe());
+            server = server.with_policy(Arc::new(callouts));
+        }
         for hook in hooks {
             tracing::info!("HTTP hook {}", hook.name());
             server = server.with_policy(Arc::new(hook));
@@ -191,13 +213,15 @@ impl<R: Receiver> Server<R> {
             server = server.with_policy(Arc::new(milter));
         }
         server.pid_file = pid_file;
-        if let Some(listener) = metrics_listener {
+        if let (Some(listener), Some(mut metrics)) = (metrics_listener, metrics) {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!("metrics on {addr}");
             }
-            let mut metrics = Metrics::new();
             if let Some(spool) = spool_stats {
                 metrics.register_spool(spool);
+            }
+            if let Some(stats) = callout_stats {
+                metrics.register_callouts(stats);
             }
             server = server
                 .with_metrics(Arc::new(metrics))
@@ -215,25 +239,56 @@ impl<R: Receiver> Server<R> {
 }
 
 /// Where accepted mail goes: the `[[deliver]]` chain, or without one the
-/// Maildir at `maildir`; with its name for the start-up log line.
-async fn delivery_target(
+/// Maildir at `maildir`; with its name for the start-up log line. With
+/// `metrics`, the targets are counted (a lone Maildir as a chain of one).
+pub(super) async fn delivery_target(
     config: &Config,
     server_name: &str,
+    metrics: Option<crate::metrics::TargetMetrics>,
 ) -> Result<(Arc<dyn Deliver>, String), ServerError> {
-    let open_maildir = |path: &std::path::Path| {
-        Maildir::open(path).map_err(|source| ServerError::Maildir {
-            path: path.to_owned(),
-            source,
-        })
-    };
     if config.deliver.is_empty() {
         let maildir = open_maildir(&config.maildir)?;
-        return Ok((Arc::new(maildir), config.maildir.display().to_string()));
+        let name = config.maildir.display().to_string();
+        let Some(metrics) = metrics else {
+            return Ok((Arc::new(maildir), name));
+        };
+        let link = Link {
+            name: format!("maildir {name}"),
+            target: Arc::new(maildir),
+            required: true,
+        };
+        let chain = Chain::new(vec![link]).map_err(invalid_deliver)?;
+        return Ok((Arc::new(chain.with_metrics(metrics)), name));
     }
-    let invalid = |reason: String| ConfigError::Invalid {
+    let links = delivery_links(config, server_name).await?;
+    let mut chain = Chain::new(links).map_err(invalid_deliver)?;
+    if let Some(metrics) = metrics {
+        chain = chain.with_metrics(metrics);
+    }
+    let name = chain.describe();
+    Ok((Arc::new(chain), name))
+}
+
+fn open_maildir(path: &std::path::Path) -> Result<Maildir, ServerError> {
+    Maildir::open(path).map_err(|source| ServerError::Maildir {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid_deliver(reason: String) -> ConfigError {
+    ConfigError::Invalid {
         key: "deliver",
         reason,
-    };
+    }
+}
+
+/// One link per `[[deliver]]` table, in order (targets opened or connected).
+pub(super) async fn delivery_links(
+    config: &Config,
+    server_name: &str,
+) -> Result<Vec<Link>, ServerError> {
+    let invalid = invalid_deliver;
     let mut links = Vec::new();
     for table in &config.deliver {
         let (name, target): (String, Arc<dyn Deliver>) = match table {
@@ -258,16 +313,48 @@ async fn delivery_target(
                 subject,
                 stream,
                 timeout,
+                replicas,
                 ..
             } => {
                 let timeout = std::time::Duration::try_from_secs_f64(*timeout)
                     .ok()
                     .filter(|t| !t.is_zero())
                     .ok_or_else(|| invalid(format!("nats timeout {timeout} is not positive")))?;
+                if !(1..=5).contains(replicas) {
+                    return Err(invalid(format!("nats replicas {replicas} is not 1 to 5")).into());
+                }
                 let nats = Nats::connect(url, subject, stream.clone(), timeout)
                     .await
-                    .map_err(invalid)?;
+                    .map_err(invalid)?
+                    .with_replicas(*replicas);
                 (format!("nats {url} {subject}"), Arc::new(nats))
+            }
+            DeliverConfig::Webhook {
+                url,
+                secret,
+                timeout,
+                retry_initial,
+                retry_max,
+                retry_for,
+                max_concurrency,
+                ..
+            } => {
+                let seconds = |value: f64, key: &str| {
+                    std::time::Duration::try_from_secs_f64(value)
+                        .ok()
+                        .filter(|t| !t.is_zero())
+                        .ok_or_else(|| invalid(format!("webhook {key} {value} is not positive")))
+                };
+                let schedule = RetrySchedule {
+                    initial: seconds(*retry_initial, "retry_initial")?,
+                    max: seconds(*retry_max, "retry_max")?,
+                    give_up_after: Some(seconds(*retry_for, "retry_for")?),
+                };
+                let webhook =
+                    Webhook::new(url, secret, seconds(*timeout, "timeout")?, *max_concurrency)
+                        .map_err(invalid)?
+                        .with_retry(schedule);
+                (format!("webhook {url}"), Arc::new(webhook))
             }
         };
         links.push(Link {
@@ -276,9 +363,7 @@ async fn delivery_target(
             required: table.required(),
         });
     }
-    let chain = Chain::new(links).map_err(invalid)?;
-    let name = chain.describe();
-    Ok((Arc::new(chain), name))
+    Ok(links)
 }
 
 /// The `no_deliver` delivery (benchmarks): accepts every mail and keeps none.
@@ -313,7 +398,7 @@ fn log_certificate(tls: &TlsHandle) {
 }
 
 /// Where the TLS certificate comes from: both files, or generated.
-fn certificate_source(
+pub(super) fn certificate_source(
     config: &Config,
     server_name: &str,
 ) -> Result<CertificateSource, ServerError> {
@@ -336,7 +421,9 @@ fn certificate_source(
 
 /// The AUTH password store the configuration names, if any: a `password_db` with
 /// a URL is a database server, else an SQLite file.
-async fn password_store(config: &Config) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+pub(super) async fn password_store(
+    config: &Config,
+) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
     let timeout = config.password_db_timeout()?;
     match (&config.passwd_file, &config.password_db) {
         (Some(_), Some(_)) => Err(ServerError::Unsupported(

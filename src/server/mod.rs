@@ -6,6 +6,7 @@
 
 mod accept;
 mod build;
+mod check;
 mod conn;
 mod inherited;
 mod limits;
@@ -33,6 +34,7 @@ use crate::receiver::{Receiver, Services};
 use crate::session::ConnectionInfo;
 use accept::{listen, serve_listeners, spawn_workers};
 pub use build::{Reloader, default_workers, stop_signal};
+pub use check::{CheckLine, CheckStatus, ConfigCheck, check_config};
 pub use inherited::{InheritedListener, mode_named};
 use limits::ConnectionLimits;
 pub use tls::{CertificateSource, TlsError, TlsHandle};

@@ -386,6 +386,9 @@ impl<R: Receiver> Session<R> {
         if self.mail.discarded {
             // A layer's decision: taken, and dropped (nothing stored, no `received`).
             let reply = Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id));
+            if let Some(m) = &self.services.metrics {
+                m.message_discarded();
+            }
             self.archive();
             return outcome.answer(reply);
         }

@@ -10,7 +10,12 @@
 //! that arrive meanwhile make the next batch. Recipients stored or refused for
 //! good are settled; while any recipient failed transiently the message goes
 //! back to the queue (for those recipients) after a wait that doubles from
-//! `retry_min` to `retry_max`, for as long as the process runs. A message's
+//! `retry_min` to `retry_max`, for as long as the process runs — unless the
+//! target brings its own [`RetrySchedule`] ([`Deliver::retry_schedule`], a
+//! webhook's `retry_initial`, `retry_max`, `retry_for`): then its waits, and
+//! once a message is older than its `give_up_after` (counted from the mail's
+//! `time`, so across restarts) the recipients still pending are refused for
+//! good with the last error and the message becomes a dead letter. A message's
 //! done mark is written only once the target reported every recipient settled,
 //! which for the Maildir is after the fsync of `new/`. A recipient refused for
 //! good makes the message a dead letter (`dead.rs`: kept in `dead/`, logged
@@ -23,13 +28,13 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, mpsc};
 
 use super::dead::{self, Refusal};
 use super::{Place, Spool, SpoolOptions};
-use crate::delivery::{Deliver, DeliverFuture, DeliveryError, DeliveryReport};
+use crate::delivery::{Deliver, DeliverFuture, DeliveryError, DeliveryReport, RetrySchedule};
 use crate::mail::Mail;
 
 /// Messages handed to the target in one batch at most.
@@ -45,6 +50,31 @@ struct Job {
     mail: Mail,
     /// The wait before its next attempt, should this one fail.
     wait: Duration,
+    /// When it was accepted (its retries may end some time after).
+    accepted_at: SystemTime,
+}
+
+impl Job {
+    fn new(place: Place, mail: Mail, wait: Duration) -> Self {
+        let accepted_at = accepted_at(&mail);
+        Self {
+            place,
+            mail,
+            wait,
+            accepted_at,
+        }
+    }
+}
+
+/// When `mail` was accepted: its `time` (the session's start, so a message
+/// recovered after a restart keeps its age), or now when that cannot be read.
+fn accepted_at(mail: &Mail) -> SystemTime {
+    chrono::DateTime::parse_from_str(&mail.time, "%Y-%m-%d %H:%M:%S %z")
+        .ok()
+        .and_then(|time| u64::try_from(time.timestamp()).ok())
+        .map_or_else(SystemTime::now, |secs| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+        })
 }
 
 /// A [`Deliver`] that answers once the message is in the spool; see the module
@@ -72,23 +102,26 @@ impl Spooled {
     /// delivery thread, which begins with the messages recovered.
     pub fn start(options: &SpoolOptions, target: Arc<dyn Deliver>) -> std::io::Result<Self> {
         let (spool, pending) = Spool::open(options)?;
+        let schedule = target.retry_schedule().unwrap_or(RetrySchedule {
+            initial: options.retry_min,
+            max: options.retry_max.max(options.retry_min),
+            give_up_after: None,
+        });
         let (jobs, queue) = mpsc::unbounded_channel();
         for (place, mail) in pending {
             // The receiver is alive: it is moved into the thread below.
-            let _ = jobs.send(Job {
-                place,
-                mail,
-                wait: options.retry_min,
-            });
+            let _ = jobs.send(Job::new(place, mail, schedule.initial));
         }
+        // Time and I/O: a target may make its connections on this thread (the
+        // webhook's HTTP client spawns them here).
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()?;
         let stop = Arc::new(Notify::new());
         let worker = Worker {
             spool: spool.clone(),
             target,
-            retry_max: options.retry_max.max(options.retry_min),
+            schedule,
             requeue: jobs.downgrade(),
             dead_letters: options.dir.join("dead"),
         };
@@ -103,7 +136,7 @@ impl Spooled {
         Ok(Self {
             spool,
             jobs,
-            retry_min: options.retry_min,
+            retry_min: schedule.initial,
             stop,
             ended: Mutex::new(ended),
         })
@@ -142,11 +175,7 @@ impl Deliver for Spooled {
             let place = self.spool.append(mail).await?;
             if self
                 .jobs
-                .send(Job {
-                    place,
-                    mail: mail.clone(),
-                    wait: self.retry_min,
-                })
+                .send(Job::new(place, mail.clone(), self.retry_min))
                 .is_err()
             {
                 // Durable all the same: delivered after the next start.
@@ -161,7 +190,8 @@ impl Deliver for Spooled {
 struct Worker {
     spool: Spool,
     target: Arc<dyn Deliver>,
-    retry_max: Duration,
+    /// The waits between attempts, and when to give up.
+    schedule: RetrySchedule,
     /// Where a message goes back for its retry (weak: the queue ends when the
     /// [`Spooled`] is gone, whatever waits for a retry).
     requeue: mpsc::WeakUnboundedSender<Job>,
@@ -202,7 +232,14 @@ impl Worker {
         for mut job in batch {
             let retry = match reports.next() {
                 Some(report) => {
-                    let (refused, retry) = settle(&mut job.mail, report);
+                    let (mut refused, retry) = settle(&mut job.mail, report);
+                    let retry = match retry {
+                        Some((error, pending)) if self.out_of_time(&job) => {
+                            refused.extend(self.given_up(pending, &error));
+                            None
+                        }
+                        other => other.map(|(error, _)| error),
+                    };
                     match self.bury(&mut job, refused).await {
                         Ok(()) => retry,
                         Err(error) => Some(retry.unwrap_or(error)),
@@ -262,15 +299,45 @@ impl Worker {
         }
     }
 
-    /// Puts `job` back on the queue after its wait, which then doubles.
+    /// Whether `job` is past its schedule's `give_up_after`.
+    fn out_of_time(&self, job: &Job) -> bool {
+        self.schedule
+            .give_up_after
+            .is_some_and(|limit| self.age(job) >= limit)
+    }
+
+    fn age(&self, job: &Job) -> Duration {
+        SystemTime::now()
+            .duration_since(job.accepted_at)
+            .unwrap_or_default()
+    }
+
+    /// The recipients still pending when the schedule gives up, as refusals
+    /// that say so and give the last error.
+    fn given_up(&self, pending: Vec<Refusal>, error: &DeliveryError) -> Vec<Refusal> {
+        let limit = self.schedule.give_up_after.unwrap_or_default();
+        pending
+            .into_iter()
+            .map(|refusal| Refusal {
+                reason: format!("not delivered within {limit:?}, giving up; last error: {error}"),
+                ..refusal
+            })
+            .collect()
+    }
+
+    /// Puts `job` back on the queue after its wait, which then doubles (the
+    /// last wait ends when the schedule gives up, for one final attempt).
     fn retry_later(&self, mut job: Job, error: &DeliveryError) {
         self.spool.count_retry();
-        let wait = job.wait;
+        let mut wait = job.wait;
+        if let Some(limit) = self.schedule.give_up_after {
+            wait = wait.min(limit.saturating_sub(self.age(&job)));
+        }
         tracing::warn!(
             id = %job.mail.id,
             "spooled message not delivered ({error}); retrying in {wait:?}"
         );
-        job.wait = (wait * 2).min(self.retry_max);
+        job.wait = self.schedule.next_wait(job.wait);
         let requeue = self.requeue.clone();
         tokio::spawn(async move {
             tokio::time::sleep(wait).await;
@@ -289,11 +356,14 @@ fn message_bytes(job: &Job) -> usize {
 
 /// Applies a report to `mail`: recipients stored are settled (no longer
 /// accepted, so not delivered again). Returns the recipients refused for good
-/// (settled once their dead letter is written) and the first transient failure
-/// when some recipient is to be tried again.
-fn settle(mail: &mut Mail, report: DeliveryReport) -> (Vec<Refusal>, Option<DeliveryError>) {
+/// (settled once their dead letter is written) and, when some recipient is to
+/// be tried again, the first transient failure and those recipients.
+fn settle(
+    mail: &mut Mail,
+    report: DeliveryReport,
+) -> (Vec<Refusal>, Option<(DeliveryError, Vec<Refusal>)>) {
     let mut refused = Vec::new();
-    let mut retry: Option<DeliveryError> = None;
+    let mut retry: Option<(DeliveryError, Vec<Refusal>)> = None;
     for outcome in report.outcomes {
         match outcome.result {
             Ok(()) => {
@@ -307,7 +377,15 @@ fn settle(mail: &mut Mail, report: DeliveryReport) -> (Vec<Refusal>, Option<Deli
                 reason: error.to_string(),
             }),
             Err(error) => {
-                retry.get_or_insert(error);
+                let pending = Refusal {
+                    index: outcome.index,
+                    recipient: outcome.recipient,
+                    reason: error.to_string(),
+                };
+                retry
+                    .get_or_insert_with(|| (error, Vec::new()))
+                    .1
+                    .push(pending);
             }
         }
     }

@@ -486,3 +486,58 @@ async fn an_unwritable_dead_letter_keeps_the_message_until_it_is_written() {
     let (_, pending) = Spool::open(&options).unwrap();
     assert!(pending.is_empty());
 }
+
+/// Fails every delivery transiently, on a schedule of its own.
+struct AlwaysLater(crate::delivery::RetrySchedule);
+
+impl Deliver for AlwaysLater {
+    fn deliver<'a>(&'a self, _mail: &'a Mail) -> DeliverFuture<'a> {
+        Box::pin(async { Err(DeliveryError::Temporary("try later".into())) })
+    }
+
+    fn retry_schedule(&self) -> Option<crate::delivery::RetrySchedule> {
+        Some(self.0)
+    }
+}
+
+/// A target's `give_up_after` counts from the mail's `time`: a mail accepted
+/// two hours ago (as after a restart) is a dead letter at its first failure,
+/// a new one after its retries; the dead letter says why, with the last error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_schedule_gives_up_counted_from_the_mail_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SpoolOptions::new(dir.path());
+    let schedule = crate::delivery::RetrySchedule {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(20),
+        // Well over the second the mail's `time` is truncated to, so the new
+        // mail is retried before it is given up.
+        give_up_after: Some(Duration::from_millis(2500)),
+    };
+    let spooled = Spooled::start(&options, Arc::new(AlwaysLater(schedule))).unwrap();
+    let mut old = mail("OLD");
+    old.time = (chrono::Utc::now() - chrono::Duration::hours(2))
+        .format("%Y-%m-%d %H:%M:%S %z")
+        .to_string();
+    spooled.deliver(&old).await.unwrap();
+    wait_for_done(&spooled, 1).await;
+    assert_eq!(spooled.spool().stats().retries, 0);
+    let mut new = mail("NEW");
+    new.time = chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S %z")
+        .to_string();
+    spooled.deliver(&new).await.unwrap();
+    wait_for_done(&spooled, 2).await;
+    assert!(spooled.spool().stats().retries >= 2);
+    let dead = dead_letters(dir.path());
+    assert_eq!(dead.len(), 2);
+    for letter in &dead {
+        assert!(
+            letter.starts_with(
+                "X-Net-Receiver-Dead-Letter: <rcpt@example.com>; not delivered within 2.5s, \
+                 giving up; last error: temporary delivery failure: try later\r\n"
+            ),
+            "{letter:?}"
+        );
+    }
+}

@@ -10,6 +10,7 @@ mod support;
 
 mod abuse;
 mod auth;
+mod callout;
 mod dns;
 mod handoff;
 mod hooks;

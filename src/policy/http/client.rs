@@ -5,6 +5,10 @@
 //! answer body read to at most [`MAX_ANSWER`] bytes. A call is never repeated:
 //! the one retry the pool makes is of a request that never left (a kept-alive
 //! connection the hook server had closed), so no hook sees one event twice.
+//!
+//! The webhook delivery target (`crate::delivery::webhook`) uses the same
+//! client, with headers made per request ([`HookClient::post`]: its
+//! signature covers the body and the moment it is sent).
 
 use std::time::Duration;
 
@@ -38,6 +42,13 @@ pub(crate) enum CallError {
     /// The request could not be made.
     #[error("cannot build the request: {0}")]
     Request(String),
+}
+
+impl HookClient {
+    /// The URL every call goes to.
+    pub(crate) fn url(&self) -> &Uri {
+        &self.url
+    }
 }
 
 /// A hook's pooled client and its limits.
@@ -82,21 +93,30 @@ impl HookClient {
         &self,
         body: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<(u16, Bytes), CallError> {
-        tokio::time::timeout(self.timeout, self.call_unbounded(body))
+        self.post(|| Ok((body()?, HeaderMap::new()))).await
+    }
+
+    /// [`HookClient::call`] where `request` makes the body and headers of
+    /// this one request (added to the client's own), once a slot is free.
+    pub(crate) async fn post(
+        &self,
+        request: impl FnOnce() -> Result<(Vec<u8>, HeaderMap), String>,
+    ) -> Result<(u16, Bytes), CallError> {
+        tokio::time::timeout(self.timeout, self.call_unbounded(request))
             .await
             .map_err(|_| CallError::Timeout(self.timeout))?
     }
 
     async fn call_unbounded(
         &self,
-        body: impl FnOnce() -> Result<Vec<u8>, String>,
+        request: impl FnOnce() -> Result<(Vec<u8>, HeaderMap), String>,
     ) -> Result<(u16, Bytes), CallError> {
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|_| CallError::Http("the hook is shut down".to_owned()))?;
-        let body = body().map_err(CallError::Request)?;
+        let (body, extra_headers) = request().map_err(CallError::Request)?;
         let mut request = Request::post(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(
@@ -106,6 +126,7 @@ impl HookClient {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallError::Http(e.to_string()))?;
         request.headers_mut().extend(self.headers.clone());
+        request.headers_mut().extend(extra_headers);
         let response = self
             .client
             .request(request)

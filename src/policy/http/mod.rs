@@ -25,14 +25,15 @@ mod wire;
 use std::time::Instant;
 
 pub use client::MAX_ANSWER;
+pub(crate) use client::{CallError, HookClient};
 pub use config::{HookConfig, OnError};
 
 use super::{Policy, PolicyFuture, Stage, Verdict, go_on};
 use crate::config::ConfigError;
 use crate::mail::{Ehlo, MailFrom, RcptTo};
+use crate::metrics::LayerKind;
 use crate::protocol::Reply;
 use crate::receiver::Context;
-use client::HookClient;
 use error_log::ErrorLog;
 use wire::{Command, request_body, verdict_from_response};
 
@@ -82,12 +83,16 @@ impl HttpHook {
         let body =
             || request_body(stage, cx.mail, command, raw, self.max_body).map_err(|e| e.to_string());
         let max_recipients = cx.settings.limits.max_recipients;
+        let started = Instant::now();
         let verdict = match self.client.call(body).await {
             Ok((status, answer)) => {
                 verdict_from_response(stage, status, &answer, &self.name, max_recipients)
             }
             Err(error) => Err(error.to_string()),
         };
+        if let Some(metrics) = cx.metrics() {
+            metrics.layer_call(LayerKind::Hook, stage, started.elapsed(), verdict.is_err());
+        }
         verdict.unwrap_or_else(|error| self.failed(stage, &error))
     }
 

@@ -43,6 +43,8 @@ fn issue16_man_pages_and_completions_list_every_flag() {
     assert!(page.contains(".TH net-receiver 1"), "{page}");
     let sub = std::fs::read_to_string(man.join("net-receiver-hash-password.1")).unwrap();
     assert!(sub.contains("argon2id"), "{sub}");
+    let check = std::fs::read_to_string(man.join("net-receiver-check-config.1")).unwrap();
+    assert!(check.contains("postfix check"), "{check}");
     let scripts: Vec<(String, String)> =
         ["net-receiver.bash", "_net-receiver", "net-receiver.fish"]
             .iter()
@@ -61,6 +63,9 @@ fn issue16_man_pages_and_completions_list_every_flag() {
             let bare = flag.trim_start_matches('-');
             assert!(text.contains(bare), "{flag} not in {name}");
         }
+    }
+    for (name, text) in &scripts {
+        assert!(text.contains("check-config"), "check-config not in {name}");
     }
     // (clap_complete's bash script completes hidden flags too: only the page
     // is held to this.)

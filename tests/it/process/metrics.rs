@@ -107,7 +107,7 @@ fn value(text: &str, sample: &str) -> Option<f64> {
 }
 
 /// What the mix must leave, sample by sample (the text format's names).
-const EXPECTED: [(&str, f64); 20] = [
+const EXPECTED: [(&str, f64); 23] = [
     ("net_receiver_connections_accepted_total", 6.0),
     ("net_receiver_sessions_open", 0.0),
     (r#"net_receiver_commands_total{verb="EHLO"}"#, 7.0),
@@ -130,6 +130,18 @@ const EXPECTED: [(&str, f64); 20] = [
     (r#"net_receiver_recipients_total{result="accepted"}"#, 3.0),
     ("net_receiver_messages_accepted_total", 3.0),
     ("net_receiver_delivery_duration_seconds_count", 3.0),
+    (
+        r#"net_receiver_delivery_target_outcomes_total{target="maildir",result="delivered"}"#,
+        3.0,
+    ),
+    (
+        r#"net_receiver_delivery_target_outcomes_total{target="maildir",result="temporary"}"#,
+        0.0,
+    ),
+    (
+        r#"net_receiver_delivery_target_duration_seconds_count{target="maildir"}"#,
+        3.0,
+    ),
     (r#"net_receiver_auth_total{result="failure"}"#, 1.0),
     (
         r#"net_receiver_tls_handshakes_total{version="TLSv1.3"}"#,
@@ -363,4 +375,130 @@ fn with_metrics(dir: &Path, spool: bool) -> (Binary, SocketAddr) {
         .and_then(|a| a.trim().parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     (binary, addr)
+}
+
+/// Issue 16, layer metrics: the binary with the DNS checks (the loopback test
+/// DNS server) and two HTTP hooks — one that answers, one on a port nobody
+/// listens on (`on_error = "accept"`) — sends one mail; each layer's calls are
+/// timed per stage, the dead hook's calls counted as errors, and what the DNS
+/// checks found counted per check.
+#[test]
+fn issue16_policy_layers_and_dns_results_are_counted() {
+    let dns = crate::support::dns_server::DnsServer::start_with("");
+    let hook = crate::support::hook_server::HookServer::start(|request| {
+        let action = if request["stage"] == "data" {
+            "discard"
+        } else {
+            "continue"
+        };
+        crate::support::hook_server::Answer::action(action)
+    });
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The dead hook first (it fails, `on_error = "accept"` goes on), then the
+    // one that discards the message at data.
+    let toml = format!(
+        "metrics_listen = \"127.0.0.1:0\"\n\
+         [[hook]]\nurl = \"http://{dead}/\"\nstages = [\"data\"]\non_error = \"accept\"\n\
+         [[hook]]\nurl = \"http://{}/\"\nstages = [\"mail_from\", \"data\"]\n",
+        hook.addr
+    );
+    let mut binary = start_binary(
+        dir.path(),
+        &toml,
+        "info",
+        &[
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--dns-server".as_ref(),
+            dns.addr.to_string().as_ref(),
+        ],
+        1,
+    );
+    let line = binary.wait_for_lines("metrics on ", 1).remove(0);
+    let metrics: SocketAddr = line
+        .rsplit("metrics on ")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    send_one(binary.port("smtp"), "layers");
+    let expected = [
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="dns",stage="connect"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="dns",stage="ehlo"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="dns",stage="mail_from"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="dns",stage="rcpt_to"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="dns",stage="data"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="hook",stage="connect"}"#,
+            0.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="hook",stage="mail_from"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_policy_duration_seconds_count{layer="hook",stage="data"}"#,
+            2.0,
+        ),
+        (r#"net_receiver_policy_errors_total{layer="hook"}"#, 1.0),
+        ("net_receiver_messages_discarded_total", 1.0),
+        ("net_receiver_messages_accepted_total", 0.0),
+        // The test zone is test.example; its server refuses every other name,
+        // so the EHLO name and example.com are errors (REFUSED), and SPF a
+        // temperror: the stages ehlo, mail_from and rcpt_to failed.
+        (r#"net_receiver_policy_errors_total{layer="dns"}"#, 3.0),
+        (
+            r#"net_receiver_dns_results_total{check="iprev",result="pass"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_dns_results_total{check="ehlo",result="refused"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_dns_results_total{check="domain",result="refused"}"#,
+            2.0,
+        ),
+        (
+            r#"net_receiver_dns_results_total{check="spf",result="temperror"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_dns_results_total{check="dmarc",result="none"}"#,
+            1.0,
+        ),
+        (
+            r#"net_receiver_dns_results_total{check="arc",result="none"}"#,
+            1.0,
+        ),
+    ];
+    let deadline = Instant::now() + SETTLE;
+    let text = loop {
+        let (_, body) = http_get(metrics, "/metrics", "*/*");
+        if expected.iter().all(|(s, v)| value(&body, s) == Some(*v)) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for (sample, want) in expected {
+        assert_eq!(value(&text, sample), Some(want), "{sample} in\n{text}");
+    }
+    drop(binary.stop());
 }

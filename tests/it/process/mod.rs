@@ -1,6 +1,7 @@
 //! The real binary as a process: privileges, daemon, signals, crashes, disk, logs, systemd.
 
 mod binary;
+mod check_config;
 mod crash;
 mod daemon_paths;
 mod disk_full;

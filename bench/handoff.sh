@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# bench/handoff.sh — the hand-off targets against `--no-deliver` (issue 15's
+# targets: each >= 0.5x): msgs/s of the persistent shape (net-receiver-load
+# --reuse, SESSIONS sessions, MSGS messages of SIZE octets) with
+#   nodel  net-receiver --no-deliver
+#   nats   one [[deliver]] table of kind nats: a private nats-server with
+#          JetStream on a free loopback port (a fresh store each run), the
+#          stream made by the receiver; the 250 waits for each PubAck
+# interleaved, RUNS runs each (default 5); then the medians, the median of the
+# per-run ratios, and the server's CPU per message (utime+stime from /proc).
+# After each nats run the stream must hold every accepted message.
+#
+# Usage: bench/handoff.sh [RUNS]   (builds the release binaries unless SKIP_BUILD=1)
+# Env: SESSIONS=20 MSGS=20000 SIZE=4096 PORT_BASE=25300 WORKERS=1
+# Talks to 127.0.0.1 only; every wait and run is bounded; any failure (a run
+# with errors, a stream short of messages, a server that does not start) stops
+# the script with a non-zero status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}
+SESSIONS=${SESSIONS:-20}
+MSGS=${MSGS:-20000}
+SIZE=${SIZE:-4096}
+PORT_BASE=${PORT_BASE:-25300}
+WORKERS=${WORKERS:-1}
+for n in RUNS SESSIONS MSGS SIZE PORT_BASE WORKERS; do
+  [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "$n must be a positive integer" >&2; exit 2; }
+done
+command -v nats-server >/dev/null || { echo "nats-server missing: apt-get install nats-server" >&2; exit 2; }
+[ "${SKIP_BUILD:-}" = 1 ] || cargo build --release --locked --bin net-receiver --bin net-receiver-load
+BIN=target/release/net-receiver
+LOAD=target/release/net-receiver-load
+WORK=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done || :
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+ticks=$(getconf CLK_TCK)
+
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
+
+# JetStream's message count of stream MAIL, from the monitoring endpoint.
+stream_messages() {
+  python3 - "$1" <<'EOF'
+import json, sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/jsz?streams=true", timeout=10) as r:
+    info = json.load(r)
+total = 0
+for account in info.get("account_details", []):
+    for stream in account.get("stream_detail", []):
+        if stream["name"] == "MAIL":
+            total += stream["state"]["messages"]
+print(total)
+EOF
+}
+
+# stop PID [SIGNAL]: the signal (default TERM), then wait; a status from the
+# signal (>= 128) or 0 is fine, anything else is a failure.
+stop() {
+  local status=0
+  kill -"${2:-TERM}" "$1"
+  wait "$1" 2>/dev/null || status=$?
+  if [ "$status" -ne 0 ] && [ "$status" -lt 128 ]; then
+    echo "process $1 exited with status $status" >&2
+    exit 1
+  fi
+  local kept=()
+  for p in "${pids[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
+  pids=("${kept[@]}")
+}
+
+declare -A rates cpus
+shapes=(nodel nats)
+port=$PORT_BASE
+ratios=""
+for run in $(seq "$RUNS"); do
+  declare -A this=()
+  for shape in "${shapes[@]}"; do
+    port=$((port + 3))
+    args=(--quiet --workers "$WORKERS" --listen "127.0.0.1:$port")
+    nats_pid=""
+    case $shape in
+      nodel) args+=(--no-deliver) ;;
+      nats)
+        store="$WORK/nats-$run"
+        printf 'listen: 127.0.0.1:%s\nhttp: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' \
+          $((port + 1)) $((port + 2)) "$store" > "$WORK/nats.conf"
+        nats-server -c "$WORK/nats.conf" >"$WORK/nats.log" 2>&1 &
+        nats_pid=$!; pids+=("$nats_pid")
+        wait_port $((port + 1))
+        printf '[[deliver]]\nkind = "nats"\nurl = "nats://127.0.0.1:%s"\nsubject = "mail.in"\nstream = "MAIL"\n' \
+          $((port + 1)) > "$WORK/receiver.toml"
+        args+=(--config "$WORK/receiver.toml")
+        ;;
+    esac
+    RUST_LOG=warn "$BIN" "${args[@]}" &
+    pid=$!; pids+=("$pid")
+    wait_port "$port"
+    status=0
+    out=$(timeout 600 "$LOAD" "127.0.0.1:$port" --reuse -s "$SESSIONS" -m "$MSGS" -l "$SIZE" 2>&1) || status=$?
+    ok=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$out")
+    rate=$(sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
+    if [ "$status" -ne 0 ] || [ "${ok:-0}" != "$MSGS" ] || [ -z "$rate" ]; then
+      echo "run $run $shape: the load run failed (status $status) or not every message was accepted:" >&2
+      echo "$out" >&2
+      exit 1
+    fi
+    cpu_us=$(awk -v t="$ticks" -v m="$MSGS" '{printf "%.1f", ($14 + $15) * 1e6 / t / m}' "/proc/$pid/stat")
+    stop "$pid"
+    if [ -n "$nats_pid" ]; then
+      stored=$(stream_messages $((port + 2)))
+      if [ "$stored" -lt "$MSGS" ]; then
+        echo "run $run nats: $MSGS accepted but the stream holds $stored" >&2
+        exit 1
+      fi
+      stop "$nats_pid" INT # nats-server exits 0 on SIGINT (1 on SIGTERM with JetStream)
+      rm -rf "$store"
+    fi
+    echo "run $run $shape: $rate msgs/s, server CPU $cpu_us us/msg"
+    rates[$shape]+="$rate "
+    cpus[$shape]+="$cpu_us "
+    this[$shape]=$rate
+  done
+  ratios+="$(awk -v a="${this[nats]}" -v b="${this[nodel]}" 'BEGIN {printf "%.3f", a / b}') "
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+for shape in "${shapes[@]}"; do
+  echo "median $shape: $(echo "${rates[$shape]}" | median) msgs/s, server CPU $(echo "${cpus[$shape]}" | median) us/msg"
+done
+echo "nats / nodel msgs/s, median of the per-run ratios: $(echo "$ratios" | median) (runs: $ratios)"

@@ -1,0 +1,163 @@
+//! `net-receiver check-config FILE` against real services: a chain of a real
+//! Dovecot (LMTP), a real webhook endpoint and a Maildir checks out (exit 0,
+//! one line per part, nothing delivered, nothing bound); a required LMTP
+//! target on a port nobody listens on, or a hook nobody serves, fails with
+//! the reason (exit 1); a bad key is named.
+
+use std::time::Duration;
+
+use crate::support::common::run_bounded;
+use crate::support::dovecot::Dovecot;
+use crate::support::nats_server::Nats;
+use crate::support::running::command;
+use crate::support::webhook_server::{SECRET, WebhookServer};
+
+/// Runs `check-config` on `config`; (success, stdout, stderr).
+fn check(config: &std::path::Path, flags: &[&str]) -> (bool, String, String) {
+    let output = run_bounded(
+        command().args(flags).arg("check-config").arg(config),
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.success(), stdout, stderr)
+}
+
+/// A loopback port nobody listens on.
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_good_chain_checks_out_and_nothing_is_delivered() {
+    let dovecot = Dovecot::start();
+    let webhook = WebhookServer::start(&[]);
+    let nats = Nats::single();
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let listen = format!("127.0.0.1:{}", unused_port());
+    let config = dir.path().join("good.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listening_ports = [\"{listen}\"]\n\
+             [[deliver]]\nkind = \"lmtp\"\naddress = \"127.0.0.1:{}\"\n\n\
+             [[deliver]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\n\
+             [[deliver]]\nkind = \"maildir\"\npath = \"{}\"\nrequired = false\n\n\
+             [[deliver]]\nkind = \"nats\"\nurl = \"{}\"\nsubject = \"mail.in\"\nstream = \"MAIL\"\n\n\
+             [[deliver]]\nkind = \"nats\"\nurl = \"{}\"\nsubject = \"nowhere\"\nrequired = false\n",
+            dovecot.port,
+            webhook.url(),
+            archive.display(),
+            nats.url(),
+            nats.url(),
+        ),
+    )
+    .unwrap();
+    let spool = dir.path().join("spool");
+    let (ok, stdout, stderr) = check(&config, &["--spool-dir", spool.to_str().unwrap()]);
+    assert!(ok, "{stdout}{stderr}");
+    for want in [
+        format!("ok   listener  {listen} (smtp)"),
+        format!(
+            "ok   deliver   lmtp 127.0.0.1:{} (required): greeted, LHLO answered 250",
+            dovecot.port
+        ),
+        format!(
+            "ok   deliver   webhook {} (required): TCP connection to 127.0.0.1:{} made; \
+             the spool retries after 5 s, doubling to 600 s, for 86400 s",
+            webhook.url(),
+            webhook.port
+        ),
+        format!(
+            "ok   deliver   maildir {} (optional): writable",
+            archive.display()
+        ),
+        format!(
+            "ok   spool     250 once durable in the spool {}",
+            spool.display()
+        ),
+        "ok   policy    1. the receiver's hooks".to_owned(),
+        format!(
+            "ok   deliver   nats {} mail.in (required): JetStream answers; stream MAIL will be created for mail.in",
+            nats.url()
+        ),
+        format!(
+            "warn deliver   nats {} nowhere (optional): no stream takes the subject nowhere",
+            nats.url()
+        ),
+        format!("{}: no problem found", config.display()),
+    ] {
+        assert!(stdout.contains(&want), "{want:?} not in:\n{stdout}");
+    }
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    assert_eq!(stdout.matches("\nwarn ").count(), 1, "{stdout}");
+    // Nothing was bound, posted, delivered, or spooled.
+    std::net::TcpListener::bind(&listen).expect("the listener's port is still free");
+    assert!(webhook.requests().is_empty());
+    assert!(dovecot.messages("alice").is_empty());
+    assert_eq!(std::fs::read_dir(archive.join("new")).unwrap().count(), 0);
+    assert!(!spool.exists());
+}
+
+#[test]
+fn an_unreachable_target_or_hook_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lmtp_port, hook_port) = (unused_port(), unused_port());
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[hook]]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nstages = [\"rcpt_to\"]\n\n\
+             [[deliver]]\nkind = \"lmtp\"\naddress = \"127.0.0.1:{lmtp_port}\"\n\n\
+             [[deliver]]\nkind = \"maildir\"\npath = \"{}\"\nrequired = false\n",
+            dir.path().join("archive").display()
+        ),
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = check(&config, &[]);
+    assert!(!ok, "{stdout}");
+    for want in [
+        format!(
+            "FAIL deliver   lmtp 127.0.0.1:{lmtp_port} (required): cannot connect: Connection refused"
+        ),
+        format!(
+            "FAIL policy    1. HTTP hook 127.0.0.1:{hook_port}/hook at rcpt_to: cannot connect to 127.0.0.1:{hook_port}"
+        ),
+        "ok   policy    2. the receiver's hooks".to_owned(),
+        format!("{}: 2 problem(s) found", config.display()),
+    ] {
+        assert!(stdout.contains(&want), "{want:?} not in:\n{stdout}{stderr}");
+    }
+
+    std::fs::write(
+        &config,
+        "[[deliver]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nsecret = \"not base64!\"\n",
+    )
+    .unwrap();
+    let (ok, stdout, _) = check(&config, &[]);
+    assert!(!ok);
+    assert!(
+        stdout.contains(
+            "FAIL deliver   invalid deliver: the webhook secret is not whsec_ followed by base64"
+        ),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        &config,
+        "[[deliver]]\nkind = \"webhook\"\nurl = \"http://x/\"\nsecrets = \"x\"\n",
+    )
+    .unwrap();
+    let (ok, stdout, stderr) = check(&config, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown field `secrets`"),
+        "{stdout}{stderr}"
+    );
+}
