@@ -49,6 +49,13 @@ pub(super) struct MilterState {
     rcpts_sent: Vec<String>,
 }
 
+impl MilterState {
+    /// The milter failed in this session (its default action applies).
+    pub(super) fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+}
+
 /// What the stage itself brings (what is not in the mail structure yet).
 pub(super) enum Current<'a> {
     /// Nothing (connect, the message).

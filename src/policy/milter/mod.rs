@@ -31,12 +31,14 @@ mod macros;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 pub use config::{DefaultAction, MilterConfig};
 
 use super::{Policy, PolicyFuture, Stage, Verdict};
 use crate::config::ConfigError;
 use crate::mail::{Ehlo, MailFrom, RcptTo};
+use crate::metrics::LayerKind;
 use crate::receiver::Context;
 use conversation::{Current, MilterStates};
 
@@ -82,7 +84,12 @@ impl Milter {
             return Verdict::Continue;
         }
         let mut state = cx.extensions.get_or_default::<MilterStates>().take(self.id);
+        let (started, had_failed) = (Instant::now(), state.has_failed());
         let verdict = self.stage(&mut state, cx, stage, current).await;
+        if let Some(metrics) = cx.metrics() {
+            let failed = !had_failed && state.has_failed();
+            metrics.layer_call(LayerKind::Milter, stage, started.elapsed(), failed);
+        }
         cx.extensions
             .get_or_default::<MilterStates>()
             .put(self.id, state);
