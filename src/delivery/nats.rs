@@ -16,12 +16,20 @@
 //!   the new key `claim_check = {"bucket", "name", "size"}`; a consumer fetches
 //!   the body with any NATS client's object store `get(bucket, name)`.
 //!
-//! The connection is made once and kept (the official `async-nats` client
+//! The connection made at start-up is kept (the official `async-nats` client
 //! reconnects by itself); a server that is down at start-up is retried in the
-//! background while deliveries fail with a temporary error. Any failure —
+//! background while deliveries fail with a temporary error. Publishing from
+//! another thread (each SMTP worker thread runs a runtime of its own, and so
+//! does the spool's delivery thread) goes through a connection of that
+//! thread, made at its first message: the client's connection task then runs
+//! where the sessions that publish run, so a publish and its PubAck cross no
+//! thread (one connection per such thread, at most workers + 1). Any failure —
 //! not connected, no stream for the subject, no PubAck in time — is
 //! [`DeliveryError::Temporary`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -46,6 +54,13 @@ pub struct Nats {
     bodies: OnceCell<jetstream::object_store::ObjectStore>,
     /// Replicas of the stream and the body bucket when this target creates them.
     replicas: usize,
+    /// What a thread's own connection is made with.
+    servers: Vec<async_nats::ServerAddr>,
+    timeout: Duration,
+    /// The thread that made `client`: it publishes through it.
+    home: ThreadId,
+    /// Every other thread's publishing context, made at its first message.
+    local: Mutex<HashMap<ThreadId, Arc<OnceCell<jetstream::Context>>>>,
 }
 
 impl std::fmt::Debug for Nats {
@@ -86,7 +101,7 @@ impl Nats {
             .retry_on_initial_connect()
             .connection_timeout(timeout)
             .request_timeout(Some(timeout))
-            .connect(servers)
+            .connect(servers.clone())
             .await
             .map_err(|e| format!("NATS {url}: {e}"))?;
         let mut jetstream = jetstream::new(client.clone());
@@ -108,7 +123,36 @@ impl Nats {
             stream_ready: OnceCell::new(),
             bodies: OnceCell::new(),
             replicas: 1,
+            servers,
+            timeout,
+            home: std::thread::current().id(),
+            local: Mutex::default(),
         })
+    }
+
+    /// The JetStream context to publish with on this thread (see the module doc).
+    async fn publisher(&self) -> Result<jetstream::Context, DeliveryError> {
+        let thread = std::thread::current().id();
+        if thread == self.home {
+            return Ok(self.jetstream.clone());
+        }
+        let cell = {
+            let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(local.entry(thread).or_default())
+        };
+        cell.get_or_try_init(|| async {
+            let client = async_nats::ConnectOptions::new()
+                .connection_timeout(self.timeout)
+                .request_timeout(Some(self.timeout))
+                .connect(self.servers.clone())
+                .await
+                .map_err(|e| temporary(&self.url, "connecting", e))?;
+            let mut jetstream = jetstream::new(client);
+            jetstream.set_timeout(self.timeout);
+            Ok(jetstream)
+        })
+        .await
+        .cloned()
     }
 
     /// The stream and the body bucket this target creates get `replicas`
@@ -239,7 +283,8 @@ impl Deliver for Nats {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", mail.id.as_str());
             let ack = self
-                .jetstream
+                .publisher()
+                .await?
                 .publish_with_headers(self.subject.clone(), headers, payload)
                 .await
                 .map_err(|e| temporary(&self.url, "publishing", e))?;
