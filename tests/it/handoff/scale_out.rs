@@ -57,11 +57,42 @@ impl Drop for Process {
 
 /// The deploy file `name` with every fixed port replaced as `ports` says.
 fn deploy_file(name: &str, ports: &HashMap<u16, u16>) -> String {
-    let mut text = std::fs::read_to_string(Path::new(DEPLOY).join(name)).unwrap();
-    for (fixed, free) in ports {
-        text = text.replace(&format!("127.0.0.1:{fixed}"), &format!("127.0.0.1:{free}"));
+    let text = std::fs::read_to_string(Path::new(DEPLOY).join(name)).unwrap();
+    replace_ports(&text, ports)
+}
+
+/// `text` with each whole port after `127.0.0.1:` that `ports` names replaced
+/// in one pass, so a free port that begins with a fixed one (42223 after 4222)
+/// is never replaced again.
+fn replace_ports(text: &str, ports: &HashMap<u16, u16>) -> String {
+    const HOST: &str = "127.0.0.1:";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(HOST) {
+        let (before, after) = rest.split_at(at + HOST.len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let (port, tail) = after.split_at(digits);
+        match port.parse::<u16>().ok().and_then(|p| ports.get(&p)) {
+            Some(free) => out.push_str(&free.to_string()),
+            None => out.push_str(port),
+        }
+        rest = tail;
     }
-    text
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn a_free_port_that_begins_with_a_fixed_one_is_replaced_once() {
+    let ports = HashMap::from([(4222, 42223), (4223, 4224), (4224, 50000)]);
+    assert_eq!(
+        replace_ports(
+            "a 127.0.0.1:4222,127.0.0.1:4223 127.0.0.1:42220 127.0.0.1:4224",
+            &ports
+        ),
+        "a 127.0.0.1:42223,127.0.0.1:4224 127.0.0.1:42220 127.0.0.1:50000"
+    );
 }
 
 fn wait_listening(port: u16, what: &str) {
