@@ -75,7 +75,7 @@ pub enum DeliverConfig {
     },
     /// `kind = "webhook"`: a signed HTTP POST (Standard Webhooks 1.0).
     Webhook {
-        /// `http://host:port/path`.
+        /// `http://host:port/path` or `https://host:port/path`.
         url: String,
         /// The signing secret, `whsec_<base64 of 24 to 64 random octets>`.
         secret: String,
@@ -98,6 +98,10 @@ pub enum DeliverConfig {
         /// POSTs in flight at once (default 64).
         #[serde(default = "webhook_max_concurrency")]
         max_concurrency: usize,
+        /// A PEM file of CA certificates an `https://` endpoint's certificate
+        /// may also chain to (a private CA), besides the system's.
+        #[serde(default)]
+        tls_ca: Option<PathBuf>,
     },
 }
 

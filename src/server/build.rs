@@ -337,6 +337,7 @@ pub(super) async fn delivery_links(
                 retry_max,
                 retry_for,
                 max_concurrency,
+                tls_ca,
                 ..
             } => {
                 let seconds = |value: f64, key: &str| {
@@ -350,10 +351,15 @@ pub(super) async fn delivery_links(
                     max: seconds(*retry_max, "retry_max")?,
                     give_up_after: Some(seconds(*retry_for, "retry_for")?),
                 };
-                let webhook =
-                    Webhook::new(url, secret, seconds(*timeout, "timeout")?, *max_concurrency)
-                        .map_err(invalid)?
-                        .with_retry(schedule);
+                let webhook = Webhook::new_trusting(
+                    url,
+                    secret,
+                    seconds(*timeout, "timeout")?,
+                    *max_concurrency,
+                    tls_ca.as_deref(),
+                )
+                .map_err(invalid)?
+                .with_retry(schedule);
                 (format!("webhook {url}"), Arc::new(webhook))
             }
         };

@@ -3,15 +3,14 @@
 //! without binding a port, dropping privileges or starting the spool (a
 //! running server keeps all three) — and with each outside service reached
 //! once: every delivery target ([`Deliver::check`]), each HTTP hook (a TCP
-//! connection), the AUTH database, the Redis lockout store. Like `postfix
+//! connection; for https also a TLS handshake that verifies the certificate,
+//! as a call would), the AUTH database, the Redis lockout store. Like `postfix
 //! check` or `exim -bV`, it prints one line per part and fails when any part
 //! would stop the server or lose mail.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
-
-use hyper::Uri;
 
 use super::TlsHandle;
 use super::build::{certificate_source, delivery_links, password_store};
@@ -222,7 +221,7 @@ async fn policy_layers(config: &Config, check: &mut ConfigCheck) {
         match HttpHook::new(table) {
             Ok(hook) => {
                 let stages: Vec<&str> = table.stages.iter().map(|s| s.as_str()).collect();
-                let reached = reach(&table.url).await;
+                let reached = hook.reach(CHECK_LIMIT).await;
                 // A hook that fails open only warns.
                 let status = match (&reached, table.on_error) {
                     (Ok(_), _) => CheckStatus::Ok,
@@ -245,25 +244,6 @@ async fn policy_layers(config: &Config, check: &mut ConfigCheck) {
         "policy",
         format!("{}. the receiver's hooks", order + 1),
     );
-}
-
-/// A TCP connection to an `http://` URL's host and port.
-async fn reach(url: &str) -> Result<String, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("{url:?}: {e}"))?;
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_matches(['[', ']'])
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let limit = CHECK_LIMIT;
-    match tokio::time::timeout(limit, tokio::net::TcpStream::connect((host.as_str(), port))).await {
-        Ok(Ok(_)) => Ok(format!("TCP connection to {host}:{port} made")),
-        Ok(Err(error)) => Err(format!("cannot connect to {host}:{port}: {error}")),
-        Err(_) => Err(format!(
-            "no TCP connection to {host}:{port} within {limit:?}"
-        )),
-    }
 }
 
 /// The delivery: the spool, then each target, reached once.

@@ -19,8 +19,9 @@
 //!   every recipient of the mail.
 //! - The client is the HTTP hooks' pooled keep-alive client
 //!   (`crate::policy::http`): at most `max_concurrency` requests in flight,
-//!   each under one deadline. Plain `http://` only; put a TLS proxy in front
-//!   of a remote endpoint.
+//!   each under one deadline. `http://` or `https://` (the certificate
+//!   verified against the system's CAs and those of `tls_ca`, a PEM file:
+//!   [`Webhook::new_trusting`]).
 //!
 //! No parser of ours reads the wire here (hyper speaks HTTP, the answer's
 //! body is ignored), so there is no fuzz target; the request is built and
@@ -28,6 +29,7 @@
 
 mod wire;
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hyper::Uri;
@@ -65,30 +67,47 @@ impl Webhook {
         give_up_after: Some(Duration::from_secs(24 * 3600)),
     };
 
-    /// A target POSTing to `url` (`http://host:port/path`), signing with
-    /// `secret` (`whsec_<base64>`), each request answered within `timeout`, at
-    /// most `max_concurrency` at once. Connections are made on first use.
+    /// A target POSTing to `url` (`http://host:port/path` or
+    /// `https://host:port/path`, verified against the system's CAs),
+    /// signing with `secret` (`whsec_<base64>`), each request answered within
+    /// `timeout`, at most `max_concurrency` at once. Connections are made on
+    /// first use.
     pub fn new(
         url: &str,
         secret: &str,
         timeout: Duration,
         max_concurrency: usize,
     ) -> Result<Self, String> {
+        Self::new_trusting(url, secret, timeout, max_concurrency, None)
+    }
+
+    /// [`Webhook::new`] where an `https://` endpoint's certificate may also
+    /// chain to a CA of the PEM file `tls_ca` (a private CA). A `tls_ca`
+    /// that cannot be read or holds no certificate is an error naming it.
+    pub fn new_trusting(
+        url: &str,
+        secret: &str,
+        timeout: Duration,
+        max_concurrency: usize,
+        tls_ca: Option<&Path>,
+    ) -> Result<Self, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("webhook url {url:?}: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(format!(
-                "webhook url {url:?}: use http://host:port/path (plain HTTP; put a TLS proxy in front of a remote endpoint)"
+                "webhook url {url:?}: use http://host:port/path or https://host:port/path"
             ));
         }
         if timeout.is_zero() || max_concurrency == 0 {
             return Err("a webhook needs a positive timeout and max_concurrency".to_owned());
         }
+        let client = HookClient::new(uri, HeaderMap::new(), max_concurrency, timeout, tls_ca)
+            .map_err(|e| format!("webhook tls_ca: {e}"))?;
         Ok(Self {
             url: url.to_owned(),
             key: wire::signing_key(secret)?,
-            client: HookClient::new(uri, HeaderMap::new(), max_concurrency, timeout),
+            client,
             timeout,
             schedule: Self::DEFAULT_RETRY,
         })
@@ -140,22 +159,13 @@ impl Deliver for Webhook {
         Some(self.schedule)
     }
 
-    /// A TCP connection to the URL's host and port, closed at once: nothing
-    /// is POSTed (an endpoint may act on any request).
+    /// A TCP connection to the URL's host and port (for https with a
+    /// verified TLS handshake), closed at once: nothing is POSTed (an
+    /// endpoint may act on any request).
     fn check(&self) -> CheckFuture<'_> {
         Box::pin(async move {
-            let uri = self.client.url();
-            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
-            let port = uri.port_u16().unwrap_or(80);
-            let connect = tokio::net::TcpStream::connect((host, port));
             let limit = self.timeout.min(super::checks::CHECK_LIMIT);
-            match tokio::time::timeout(limit, connect).await {
-                Ok(Ok(_)) => Ok(format!("TCP connection to {host}:{port} made")),
-                Ok(Err(error)) => Err(format!("cannot connect to {host}:{port}: {error}")),
-                Err(_) => Err(format!(
-                    "no TCP connection to {host}:{port} within {limit:?}"
-                )),
-            }
+            self.client.reach(limit).await
         })
     }
 }
@@ -167,7 +177,7 @@ mod tests {
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     #[test]
-    fn only_plain_http_urls_and_good_settings_make_a_webhook() {
+    fn only_http_and_https_urls_and_good_settings_make_a_webhook() {
         let ok = Webhook::new(
             "http://127.0.0.1:8080/mail",
             SECRET,
@@ -176,7 +186,13 @@ mod tests {
         );
         assert_eq!(ok.unwrap().url(), "http://127.0.0.1:8080/mail");
         for (url, secret, timeout, slots, want) in [
-            ("https://example.com/", SECRET, 1, 4, "plain HTTP"),
+            (
+                "ftp://example.com/",
+                SECRET,
+                1,
+                4,
+                "or https://host:port/path",
+            ),
             ("/mail", SECRET, 1, 4, "use http://host:port/path"),
             ("http://[::1", SECRET, 1, 4, "webhook url"),
             ("http://127.0.0.1/", "whsec_?", 1, 4, "not whsec_"),

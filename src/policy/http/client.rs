@@ -6,20 +6,30 @@
 //! the one retry the pool makes is of a request that never left (a kept-alive
 //! connection the hook server had closed), so no hook sees one event twice.
 //!
+//! `https://` URLs go through the same pool over rustls (`tls.rs`: the
+//! system's CAs plus the hook's `tls_ca`, ALPN `http/1.1`); `http://` ones
+//! are plain TCP as before.
+//!
 //! The webhook delivery target (`crate::delivery::webhook`) uses the same
 //! client, with headers made per request ([`HookClient::post`]: its
 //! signature covers the body and the moment it is sent).
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::header::{CONTENT_TYPE, HeaderMap, USER_AGENT};
 use hyper::{Request, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::ClientConfig;
 use tokio::sync::Semaphore;
+
+use super::tls;
 
 /// The largest answer body read from a hook; a bigger one is a hook error.
 pub const MAX_ANSWER: usize = 1 << 20;
@@ -44,46 +54,62 @@ pub(crate) enum CallError {
     Request(String),
 }
 
-impl HookClient {
-    /// The URL every call goes to.
-    pub(crate) fn url(&self) -> &Uri {
-        &self.url
-    }
-}
-
 /// A hook's pooled client and its limits.
 #[derive(Debug)]
 pub(crate) struct HookClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: Uri,
+    /// The TLS settings of an `https://` URL.
+    tls: Option<Arc<ClientConfig>>,
     headers: HeaderMap,
     slots: Semaphore,
     timeout: Duration,
 }
 
 impl HookClient {
-    /// A client for `url` (http) sending `headers` with each call.
+    /// A client for `url` (http or https) sending `headers` with each call;
+    /// an https one also trusts the CA certificates of the PEM file
+    /// `tls_ca`. The error (a `tls_ca` that cannot be read, nothing to
+    /// trust, `tls_ca` with an http URL) names the file.
     pub(crate) fn new(
         url: Uri,
         headers: HeaderMap,
         max_concurrency: usize,
         timeout: Duration,
-    ) -> Self {
+        tls_ca: Option<&Path>,
+    ) -> Result<Self, String> {
+        let tls = tls::client_config(&url, tls_ca)?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
+        // The https connector hands `https://` to it after its own check.
+        connector.enforce_http(false);
+        // An http client never uses the TLS settings: an empty trust store.
+        let tls_settings = match &tls {
+            Some(config) => Arc::clone(config),
+            None => tls::untrusting()?,
+        };
+        let connector = HttpsConnector::from((connector, tls_settings));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(IDLE)
             .pool_max_idle_per_host(max_concurrency)
             .build(connector);
-        Self {
+        Ok(Self {
             client,
             url,
+            tls,
             headers,
             slots: Semaphore::new(max_concurrency),
             timeout,
-        }
+        })
+    }
+
+    /// A TCP connection to the URL's host and port, for https with a
+    /// verified TLS handshake, within `limit`; nothing is sent (see
+    /// `tls::reach`).
+    pub(crate) async fn reach(&self, limit: Duration) -> Result<String, String> {
+        tls::reach(&self.url, self.tls.as_ref(), limit).await
     }
 
     /// POSTs the JSON that `body` makes and returns the status and the answer

@@ -2,6 +2,7 @@
 //! written) and its check into what the layer runs with ([`HttpHook::new`](super::HttpHook::new)
 //! takes a [`HookConfig`] and reports the key at fault).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -17,8 +18,9 @@ use crate::policy::Stage;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookConfig {
-    /// Where each call is POSTed: `http://HOST:PORT/PATH` (plain HTTP; put a
-    /// TLS proxy in front of a remote hook).
+    /// Where each call is POSTed: `http://HOST:PORT/PATH`, or
+    /// `https://HOST:PORT/PATH` (TLS; the certificate is verified against
+    /// the system's CAs and those of `tls_ca`).
     pub url: String,
     /// The hook's name in logs. Default: the URL's `host:port/path`.
     #[serde(default)]
@@ -47,6 +49,10 @@ pub struct HookConfig {
     /// their `timeout`). Default: 64.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: usize,
+    /// A PEM file of CA certificates an `https://` hook's certificate may
+    /// also chain to (a private CA), besides the system's. Default: none.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// What a failed hook call means.
@@ -88,6 +94,7 @@ impl HookConfig {
             headers: IndexMap::new(),
             max_body: default_max_body(),
             max_concurrency: default_max_concurrency(),
+            tls_ca: None,
         }
     }
 }
@@ -111,12 +118,11 @@ pub(crate) fn check(config: &HookConfig) -> Result<Checked, ConfigError> {
         .url
         .parse()
         .map_err(|e| invalid("hook.url", format!("{:?} is not a URL: {e}", config.url)))?;
-    if url.scheme_str() != Some("http") || url.host().is_none() {
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
         return Err(invalid(
             "hook.url",
             format!(
-                "{:?} must be http://HOST[:PORT]/PATH (https is not supported: put a TLS \
-                 proxy in front of a remote hook)",
+                "{:?} must be http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH",
                 config.url
             ),
         ));
@@ -170,8 +176,11 @@ mod tests {
         let ok = check(&HookConfig::with_url("http://127.0.0.1:8080/hook")).unwrap();
         assert_eq!(ok.name, "127.0.0.1:8080/hook");
         assert_eq!(ok.timeout, Duration::from_secs(10));
+        let tls = check(&HookConfig::with_url("https://[::1]:8443/hook")).unwrap();
+        assert_eq!(tls.name, "[::1]:8443/hook");
         for (config, key) in [
-            (HookConfig::with_url("https://example.com/"), "hook.url"),
+            (HookConfig::with_url("ftp://example.com/"), "hook.url"),
+            (HookConfig::with_url("unix:/run/hook.sock"), "hook.url"),
             (HookConfig::with_url("not a url"), "hook.url"),
             (HookConfig::with_url("/relative"), "hook.url"),
             (

@@ -9,6 +9,8 @@
 //!   Schema of both is `docs/hook.schema.json`).
 //! - `client.rs`: the pooled keep-alive client, the concurrency bound, the
 //!   deadline and the bounded answer.
+//! - `tls.rs`: the rustls settings of an `https://` hook (system CAs plus
+//!   `tls_ca`) and the handshake `check-config` makes.
 //! - `error_log.rs`: failures logged once per 10 s per hook, with a count.
 //!
 //! A failed call (no answer in time, no connection, a status other than 200 or
@@ -20,6 +22,7 @@
 mod client;
 mod config;
 pub(super) mod error_log;
+mod tls;
 mod wire;
 
 use std::time::Instant;
@@ -53,19 +56,31 @@ impl HttpHook {
     /// Connections are made on first use, so the hook need not be up yet.
     pub fn new(config: &HookConfig) -> Result<Self, ConfigError> {
         let checked = config::check(config)?;
+        let client = HookClient::new(
+            checked.url,
+            checked.headers,
+            config.max_concurrency,
+            checked.timeout,
+            config.tls_ca.as_deref(),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            key: "hook.tls_ca",
+            reason,
+        })?;
         Ok(Self {
-            client: HookClient::new(
-                checked.url,
-                checked.headers,
-                config.max_concurrency,
-                checked.timeout,
-            ),
+            client,
             name: checked.name,
             stages: config.stages.clone(),
             on_error: config.on_error,
             max_body: config.max_body,
             errors: ErrorLog::default(),
         })
+    }
+
+    /// A TCP connection to the hook's host (for https with a verified TLS
+    /// handshake) within `limit`, nothing sent: what `check-config` asks.
+    pub(crate) async fn reach(&self, limit: std::time::Duration) -> Result<String, String> {
+        self.client.reach(limit).await
     }
 
     fn wants(&self, stage: Stage) -> bool {

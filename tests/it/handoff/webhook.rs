@@ -5,7 +5,9 @@
 //! reply (2xx 250, 5xx/429/no answer 451, 4xx 554); with it, transient
 //! answers are retried with the same `webhook-id` until delivered (also after
 //! a SIGKILL and a restart), and a 4xx or running out of `retry_for` makes a
-//! dead letter.
+//! dead letter. Over https (Python's ssl, a certificate of a private test CA
+//! named by `tls_ca`) the same signed request arrives; without `tls_ca` the
+//! certificate does not verify and the mail gets 451 with nothing posted.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use serde_json::Value;
 
 use crate::support::common::Client;
 use crate::support::running::{Binary, listening_command};
+use crate::support::test_ca::TestCa;
 use crate::support::webhook_server::{SECRET, WebhookServer};
 
 /// The message each test sends: a dot-led line, 8-bit octets, CRLF.
@@ -142,6 +145,34 @@ fn without_spool_each_answer_is_one_reply() {
         ["200", "500", "429", "400", "hang", "408"]
     );
     running.terminate();
+}
+
+#[test]
+fn over_https_trusting_its_ca_the_signed_mail_is_delivered() {
+    let ca = TestCa::new();
+    let webhook = WebhookServer::start_tls(&[], &ca);
+    assert!(webhook.url().starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().unwrap();
+    let tls_ca = format!("tls_ca = \"{}\"\n", ca.ca_file.display());
+    let mut running = start(dir.path(), &webhook, &tls_ca, &[]);
+    let port = running.addr().port();
+    let (code, text) = send(port, &["alice@example.com"]);
+    assert_eq!(code, 250, "{text}");
+    let requests = webhook.wait_for(1);
+    assert_request(&requests[0], &accepted_id(&text));
+    running.terminate();
+
+    // The same endpoint without tls_ca: its CA is not trusted.
+    let mut running = start(dir.path(), &webhook, "timeout = 5\n", &[]);
+    let (code, text) = send(running.addr().port(), &["alice@example.com"]);
+    assert_eq!((code, &text[..5]), (451, "4.3.0"), "{text}");
+    running.terminate();
+    let log = running.log();
+    assert!(
+        log.contains("invalid peer certificate: UnknownIssuer"),
+        "{log}"
+    );
+    assert_eq!(webhook.requests().len(), 1, "nothing more was posted");
 }
 
 /// Waits (bounded) until `dir` holds `n` files; returns them.

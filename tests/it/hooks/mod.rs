@@ -10,6 +10,7 @@ mod concurrency;
 mod edits;
 mod examples;
 mod failures;
+mod https;
 mod requests;
 
 use std::sync::{Arc, Mutex};

@@ -2,14 +2,18 @@
 //! Dovecot (LMTP), a real webhook endpoint and a Maildir checks out (exit 0,
 //! one line per part, nothing delivered, nothing bound); a required LMTP
 //! target on a port nobody listens on, or a hook nobody serves, fails with
-//! the reason (exit 1); a bad key is named.
+//! the reason (exit 1); a bad key is named. An https hook or webhook is
+//! reached with a TLS handshake: a certificate of a CA the config does not
+//! trust fails with rustls's reason, one whose CA `tls_ca` names checks out.
 
 use std::time::Duration;
 
 use crate::support::common::run_bounded;
 use crate::support::dovecot::Dovecot;
+use crate::support::hook_server::{Answer, HookServer};
 use crate::support::nats_server::Nats;
 use crate::support::running::command;
+use crate::support::test_ca::TestCa;
 use crate::support::webhook_server::{SECRET, WebhookServer};
 
 /// Runs `check-config` on `config`; (success, stdout, stderr).
@@ -160,4 +164,80 @@ fn an_unreachable_target_or_hook_fails_with_the_reason() {
         stderr.contains("unknown field `secrets`"),
         "{stdout}{stderr}"
     );
+}
+
+#[test]
+fn an_https_hook_or_webhook_is_checked_with_a_tls_handshake() {
+    let ca = TestCa::new();
+    let hook = HookServer::start_tls(&ca, |_| Answer::action("continue"));
+    let webhook = WebhookServer::start_tls(&[], &ca);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("https.toml");
+    let hook_at = hook.addr;
+    let write = |tls_ca: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[hook]]\nurl = \"{}\"\nstages = [\"rcpt_to\"]\n{tls_ca}\n\
+                 [[deliver]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n{tls_ca}",
+                hook.url(),
+                webhook.url(),
+            ),
+        )
+        .unwrap();
+    };
+
+    write("");
+    let (ok, stdout, stderr) = check(&config, &[]);
+    assert!(!ok, "{stdout}");
+    for want in [
+        format!(
+            "FAIL policy    1. HTTP hook {hook_at}/hook at rcpt_to: TLS handshake with {hook_at} \
+             failed: invalid peer certificate: UnknownIssuer"
+        ),
+        format!(
+            "FAIL deliver   webhook {} (required): TLS handshake with 127.0.0.1:{} failed: \
+             invalid peer certificate: UnknownIssuer",
+            webhook.url(),
+            webhook.port
+        ),
+    ] {
+        assert!(stdout.contains(&want), "{want:?} not in:\n{stdout}{stderr}");
+    }
+
+    write(&format!("tls_ca = \"{}\"\n", ca.ca_file.display()));
+    let (ok, stdout, stderr) = check(&config, &[]);
+    assert!(ok, "{stdout}{stderr}");
+    for want in [
+        format!(
+            "ok   policy    1. HTTP hook {hook_at}/hook at rcpt_to: TCP connection to {hook_at} \
+             made, certificate verified (TLSv1_3)"
+        ),
+        format!(
+            "ok   deliver   webhook {} (required): TCP connection to 127.0.0.1:{} made, \
+             certificate verified (TLSv1_3)",
+            webhook.url(),
+            webhook.port
+        ),
+    ] {
+        assert!(stdout.contains(&want), "{want:?} not in:\n{stdout}{stderr}");
+    }
+    assert!(hook.requests().is_empty(), "nothing was posted to the hook");
+    assert!(
+        webhook.requests().is_empty(),
+        "nothing was posted to the webhook"
+    );
+
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    write(&format!(
+        "tls_ca = \"{}\"\n",
+        dir.path().join("empty.pem").display()
+    ));
+    let (ok, stdout, _) = check(&config, &[]);
+    assert!(!ok);
+    let want = format!(
+        "FAIL policy    invalid hook.tls_ca: {} holds no PEM certificate",
+        dir.path().join("empty.pem").display()
+    );
+    assert!(stdout.contains(&want), "{want:?} not in:\n{stdout}");
 }

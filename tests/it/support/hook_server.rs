@@ -3,7 +3,8 @@
 //! function says for that request (any status, any bytes, after a wait or
 //! never). It keeps every request it got (as JSON) and counts its TCP
 //! connections, so tests can check what was sent, how often, and that
-//! connections are kept alive.
+//! connections are kept alive. [`HookServer::start_tls`] serves the same
+//! over TLS (tokio-rustls) with a certificate of a test CA.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +20,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
+
+use crate::support::test_ca::TestCa;
 
 /// What the hook answers to one request.
 #[derive(Debug, Clone)]
@@ -57,6 +61,7 @@ struct Shared {
 pub(crate) struct HookServer {
     /// Where it listens.
     pub(crate) addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -64,6 +69,24 @@ pub(crate) struct HookServer {
 impl HookServer {
     /// Starts a server answering each request with `decide(request JSON)`.
     pub(crate) fn start(decide: impl Fn(&Value) -> Answer + Send + Sync + 'static) -> Self {
+        Self::serve(decide, None)
+    }
+
+    /// [`HookServer::start`] over TLS, presenting `ca`'s server certificate
+    /// (for `127.0.0.1` and `localhost`); a failed handshake is dropped
+    /// uncounted.
+    pub(crate) fn start_tls(
+        ca: &TestCa,
+        decide: impl Fn(&Value) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(decide, Some(TlsAcceptor::from(ca.server_config())))
+    }
+
+    fn serve(
+        decide: impl Fn(&Value) -> Answer + Send + Sync + 'static,
+        tls: Option<TlsAcceptor>,
+    ) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -86,26 +109,39 @@ impl HookServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                serving.connections.fetch_add(1, Ordering::SeqCst);
                 let shared = Arc::clone(&serving);
+                let tls = tls.clone();
                 tokio::spawn(async move {
+                    let counted = Arc::clone(&shared);
                     let service = service_fn(move |request| answer(Arc::clone(&shared), request));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            counted.connections.fetch_add(1, Ordering::SeqCst);
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            counted.connections.fetch_add(1, Ordering::SeqCst);
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
         Self {
             addr,
+            scheme,
             shared,
             runtime: Some(runtime),
         }
     }
 
-    /// The hook's URL.
+    /// The hook's URL (`https://` for [`HookServer::start_tls`]).
     pub(crate) fn url(&self) -> String {
-        format!("http://{}/hook", self.addr)
+        format!("{}://{}/hook", self.scheme, self.addr)
     }
 
     /// Every request so far, in arrival order.

@@ -13,5 +13,6 @@ pub(crate) mod postfix;
 pub(crate) mod redis_server;
 pub(crate) mod running;
 pub(crate) mod service;
+pub(crate) mod test_ca;
 pub(crate) mod tls;
 pub(crate) mod webhook_server;

@@ -1,20 +1,22 @@
 """A webhook endpoint for the tests, standard library only, that checks the
 Standard Webhooks 1.0 signature itself (hmac + hashlib, not our code).
 
-    python3 webhook_server.py SECRET RECORD_FILE ANSWERS
+    python3 webhook_server.py SECRET RECORD_FILE ANSWERS [CERT_FILE KEY_FILE]
 
 SECRET is whsec_<base64>. ANSWERS is a comma-separated list of what to answer
 to the 1st, 2nd, ... request: an HTTP status (200, 500, 429, 400, ...) or
 `hang` (never answer); after the list, 200. Each request is appended to
 RECORD_FILE as one JSON line (before it is answered): its webhook headers,
 whether the signature verified, the status given, and the body's JSON.
-Prints "port N" once listening on 127.0.0.1.
+Prints "port N" once listening on 127.0.0.1. With CERT_FILE and KEY_FILE (PEM)
+it serves HTTPS (Python's ssl module) with that certificate.
 """
 
 import base64
 import hashlib
 import hmac
 import json
+import ssl
 import sys
 import threading
 import time
@@ -79,5 +81,12 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.daemon_threads = True
+if len(sys.argv) > 5:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    # The handshake happens in the request's thread, not in accept().
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
 print(f"port {server.server_address[1]}", flush=True)
 server.serve_forever()

@@ -2,7 +2,8 @@
 //! (Python's standard library) on `127.0.0.1:<random port>`, which checks the
 //! Standard Webhooks signature with its own HMAC code, answers each request
 //! as the test planned (a status, or never) and records every request as a
-//! JSON line. Killed when dropped.
+//! JSON line; [`WebhookServer::start_tls`] serves HTTPS with a certificate of
+//! a test CA. Killed when dropped.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -10,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::support::test_ca::TestCa;
 
 /// A secret in the Standard Webhooks form.
 pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -21,6 +24,7 @@ const WAIT_LIMIT: Duration = Duration::from_secs(60);
 pub(crate) struct WebhookServer {
     /// Its port on 127.0.0.1.
     pub(crate) port: u16,
+    scheme: &'static str,
     child: Child,
     record: PathBuf,
     _dir: tempfile::TempDir,
@@ -30,17 +34,31 @@ impl WebhookServer {
     /// Starts one answering the n-th request with `answers[n]` (a status or
     /// `hang`), then 200.
     pub(crate) fn start(answers: &[&str]) -> Self {
+        Self::serve(answers, None)
+    }
+
+    /// [`WebhookServer::start`] over HTTPS with `ca`'s server certificate.
+    pub(crate) fn start_tls(answers: &[&str], ca: &TestCa) -> Self {
+        Self::serve(answers, Some(ca))
+    }
+
+    fn serve(answers: &[&str], tls: Option<&TestCa>) -> Self {
         let dir = tempfile::tempdir().expect("webhook dir");
         let record = dir.path().join("requests.jsonl");
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/it/support/webhook_server.py"
         );
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command
             .arg(script)
             .arg(SECRET)
             .arg(&record)
-            .arg(answers.join(","))
+            .arg(answers.join(","));
+        if let Some(ca) = tls {
+            command.arg(&ca.server_cert_file).arg(&ca.server_key_file);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -61,15 +79,16 @@ impl WebhookServer {
         };
         Self {
             port,
+            scheme: if tls.is_some() { "https" } else { "http" },
             child,
             record,
             _dir: dir,
         }
     }
 
-    /// Its URL.
+    /// Its URL (`https://` for [`WebhookServer::start_tls`]).
     pub(crate) fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mail", self.port)
+        format!("{}://127.0.0.1:{}/mail", self.scheme, self.port)
     }
 
     /// Every request so far.
