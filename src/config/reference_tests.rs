@@ -134,6 +134,7 @@ fn the_field_names_come_from_serde() {
             "hook.headers",
             "hook.max_body",
             "hook.max_concurrency",
+            "hook.tls_ca",
             "milter.address",
             "milter.name",
             "milter.default_action",
