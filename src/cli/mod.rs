@@ -103,7 +103,8 @@ pub(crate) struct Args {
     pub(crate) metrics_listen: Option<String>,
     /// Call an HTTP stage hook at `data` with the defaults of a `[[hook]]`
     /// table (repeatable; after the config file's hooks), e.g.
-    /// `http://127.0.0.1:8080/hook`.
+    /// `http://127.0.0.1:8080/hook`, or `https://…` (its certificate verified
+    /// against the system's CAs; a private CA needs a `[[hook]]` with `tls_ca`).
     #[arg(long = "hook", value_name = "URL")]
     pub(crate) hook: Vec<String>,
     /// Call a milter with the defaults of a `[[milter]]` table (repeatable;

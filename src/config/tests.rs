@@ -256,3 +256,26 @@ fn hook_tables_parse_with_their_defaults() {
         assert!(e.contains(culprit), "{text}: {e}");
     }
 }
+
+#[test]
+fn tls_ca_parses_in_hook_and_webhook_tables() {
+    let config = Config::parse(
+        "[[hook]]\nurl = \"https://hooks.example.net/p\"\ntls_ca = \"/etc/ca/hooks.pem\"\n\n\
+         [[deliver]]\nkind = \"webhook\"\nurl = \"https://app.example.net/mail\"\n\
+         secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\ntls_ca = \"/etc/ca/app.pem\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.hooks[0].tls_ca.as_deref(),
+        Some(std::path::Path::new("/etc/ca/hooks.pem"))
+    );
+    match &config.deliver[0] {
+        DeliverConfig::Webhook { tls_ca, .. } => {
+            assert_eq!(
+                tls_ca.as_deref(),
+                Some(std::path::Path::new("/etc/ca/app.pem"))
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
