@@ -40,10 +40,16 @@ impl JsonLines {
             .name("json-lines".to_owned())
             .spawn(move || {
                 let mut out = std::io::BufWriter::new(out);
+                // One buffer for every line, grown to the biggest mail once.
+                let mut line = Vec::new();
                 while let Some(mail) = lines.blocking_recv() {
-                    let written = serde_json::to_writer(&mut out, &*mail)
-                        .map_err(std::io::Error::from)
-                        .and_then(|()| out.write_all(b"\n"))
+                    line.clear();
+                    let written = mail
+                        .write_json(&mut line)
+                        .and_then(|()| {
+                            line.push(b'\n');
+                            out.write_all(&line)
+                        })
                         .and_then(|()| out.flush());
                     if let Err(error) = written {
                         // The mail is stored already; only its line is lost.

@@ -216,7 +216,7 @@ impl Nats {
 
     /// The payload: the mail structure, inline or with a claim check.
     async fn payload(&self, mail: &Mail) -> Result<Bytes, DeliveryError> {
-        let json = mail.to_json();
+        let json = mail.to_json_bytes();
         let limit = self
             .client
             .server_info()

@@ -12,6 +12,7 @@ mod address;
 mod callout;
 mod headers;
 pub mod id;
+pub(crate) mod json;
 mod listener;
 mod milter;
 mod text;
@@ -301,7 +302,8 @@ impl Data {
 impl Mail {
     /// The structure as one line of JSON.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+        // sonic-rs writes UTF-8 only; the fallback is never taken.
+        String::from_utf8(self.to_json_bytes()).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// The envelope sender for a `Return-Path`: `""` for the null path or

@@ -54,7 +54,7 @@ pub(crate) fn body(mail: &Mail) -> Result<Vec<u8>, String> {
     // The structure holds the message's lines once more (data.text).
     let mut body = Vec::with_capacity(message_len * 2 + message_len.div_ceil(3) * 4 + 4096);
     body.extend_from_slice(b"{\"mail\":");
-    serde_json::to_writer(&mut body, mail).map_err(|e| format!("mail structure: {e}"))?;
+    crate::mail::json::write(&mut body, mail).map_err(|e| format!("mail structure: {e}"))?;
     body.extend_from_slice(b",\"raw_base64\":\"");
     {
         let mut encoder = EncoderWriter::new(&mut body, &STANDARD);

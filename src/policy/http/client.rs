@@ -128,7 +128,8 @@ impl HookClient {
         &self,
         request: impl FnOnce() -> Result<(Vec<u8>, HeaderMap), String>,
     ) -> Result<(u16, Bytes), CallError> {
-        tokio::time::timeout(self.timeout, self.call_unbounded(request))
+        let deadline = coarse_deadline(self.timeout);
+        tokio::time::timeout_at(deadline, self.call_unbounded(request))
             .await
             .map_err(|_| CallError::Timeout(self.timeout))?
     }
@@ -166,6 +167,27 @@ impl HookClient {
             .to_bytes();
         Ok((status, answer))
     }
+}
+
+/// How far a call's deadline is rounded up: calls that start within one
+/// step share the timer wheel's deadline.
+const DEADLINE_STEP: Duration = Duration::from_millis(100);
+
+/// `now + timeout`, rounded up to the next [`DEADLINE_STEP`] since the first
+/// call. Tokio wakes its driver (a write to an eventfd and one more
+/// `epoll_wait`) whenever a new timer is due before every other one, which a
+/// hook's timer is among sessions waiting minutes for their next command;
+/// calls in flight together now share one deadline, so only the first of
+/// them does. A call may run up to 100 ms past its `timeout`, never less.
+fn coarse_deadline(timeout: Duration) -> tokio::time::Instant {
+    static BASE: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(tokio::time::Instant::now);
+    let exact = tokio::time::Instant::now() + timeout;
+    let since = exact.saturating_duration_since(base).as_nanos();
+    let step = DEADLINE_STEP.as_nanos();
+    let rounded = since.div_ceil(step) * step;
+    let extra = u64::try_from(rounded - since).unwrap_or(0);
+    exact + Duration::from_nanos(extra)
 }
 
 /// An error with its causes, `outer: inner: …` (hyper's own text is terse).

@@ -71,9 +71,9 @@ pub(crate) fn request_body(
     body.extend_from_slice(b"{\"stage\":\"");
     body.extend_from_slice(stage.as_str().as_bytes());
     body.extend_from_slice(b"\",\"mail\":");
-    serde_json::to_writer(&mut body, mail)?;
+    crate::mail::json::write(&mut body, mail).map_err(json_error)?;
     body.extend_from_slice(b",\"command\":");
-    serde_json::to_writer(&mut body, &command)?;
+    crate::mail::json::write(&mut body, &command).map_err(json_error)?;
     if let (Some(raw), Some(sent)) = (raw, sent) {
         body.extend_from_slice(b",\"message\":{\"raw_base64\":\"");
         let at = body.len();
@@ -91,6 +91,10 @@ pub(crate) fn request_body(
     }
     body.push(b'}');
     Ok(body)
+}
+
+fn json_error(error: String) -> serde_json::Error {
+    <serde_json::Error as serde::ser::Error>::custom(error)
 }
 
 /// What a hook may answer with `200` (unknown keys are ignored, so a hook

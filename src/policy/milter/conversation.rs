@@ -14,6 +14,7 @@
 //! code refuse the stage; discard drops the message (the connection's at
 //! CONNECT/HELO); quarantine (end of message) delivers into quarantine.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use super::connection::{Connection, DriverError};
@@ -22,7 +23,7 @@ use super::{DefaultAction, Milter, StateMap, edits};
 use crate::mail::{Mail, MailFrom, MilterVerdict, RcptTo};
 use crate::policy::changes::field_end;
 use crate::policy::{Action, Changes, Stage, Verdict};
-use crate::protocol::milter::{MacroStage, Response};
+use crate::protocol::milter::{MacroStage, Negotiated, Response};
 use crate::protocol::{Enhanced, Reply};
 use crate::receiver::Context;
 
@@ -82,6 +83,24 @@ fn stage_order(stage: Stage) -> u8 {
 fn path_of(url: &str, domain: Option<&str>) -> (String, Option<String>) {
     let bare = if url == "<>" { "" } else { url };
     (bare.to_owned(), domain.map(str::to_owned))
+}
+
+/// The macros for `stage` (see [`MacroSource`]).
+fn macros<'a>(
+    server_name: &'a str,
+    mail: &'a Mail,
+    negotiated: Option<&'a Negotiated>,
+    stage: MacroStage,
+    sender: Option<(&'a str, Option<&'a str>)>,
+    recipient: Option<(&'a str, Option<&'a str>)>,
+) -> Vec<(&'a str, Cow<'a, str>)> {
+    MacroSource {
+        mail,
+        server_name,
+        sender,
+        recipient,
+    }
+    .macros(negotiated, stage)
 }
 
 impl Milter {
@@ -175,24 +194,19 @@ impl Milter {
     ) -> Result<Verdict, DriverError> {
         let command_timeout = self.checked.command_timeout;
         let negotiated = connection.client.negotiated().cloned();
-        let server_name = cx.settings.server_name.clone();
-        let macros = |mail: &Mail,
-                      negotiated,
-                      stage,
-                      sender: Option<(&str, Option<&str>)>,
-                      recipient: Option<(&str, Option<&str>)>| {
-            MacroSource {
-                mail,
-                server_name: &server_name,
-                sender,
-                recipient,
-            }
-            .macros(negotiated, stage)
-        };
+        let settings = cx.settings;
+        let server_name = settings.server_name.as_str();
         if !state.sent_connect {
             state.sent_connect = true;
             let mail = &*cx.mail;
-            let list = macros(mail, negotiated.as_ref(), MacroStage::Connect, None, None);
+            let list = macros(
+                server_name,
+                mail,
+                negotiated.as_ref(),
+                MacroStage::Connect,
+                None,
+                None,
+            );
             let hostname = mail
                 .remote_hostname
                 .clone()
@@ -226,7 +240,14 @@ impl Milter {
                 connection.client.abort()?;
             }
             state.sent_helo = true;
-            let list = macros(cx.mail, negotiated.as_ref(), MacroStage::Helo, None, None);
+            let list = macros(
+                server_name,
+                cx.mail,
+                negotiated.as_ref(),
+                MacroStage::Helo,
+                None,
+                None,
+            );
             let awaits = connection.client.helo(&borrowed(&list), &helo)?;
             let answer = connection.exchange(awaits, "HELO", command_timeout).await?;
             if let Some(verdict) = self.settle(state, cx.mail, stage, answer) {
@@ -236,11 +257,10 @@ impl Milter {
         if stage_order(stage) < 2 {
             return Ok(Verdict::Continue);
         }
-        let mail_id = cx.mail.id.clone();
         if state
             .transaction
             .as_ref()
-            .is_some_and(|open| *open != mail_id)
+            .is_some_and(|open| *open != cx.mail.id)
         {
             connection.client.abort()?;
             state.transaction = None;
@@ -253,23 +273,24 @@ impl Milter {
             let Some(from) = from else {
                 return Ok(Verdict::Continue);
             };
-            let (sender, domain) = path_of(&from.url, from.domain.as_deref());
-            let mut args = vec![format!("<{sender}>")];
-            args.extend(from.size.map(|s| format!("SIZE={s}")));
-            args.extend(from.body.as_ref().map(|b| format!("BODY={b}")));
-            if from.smtputf8 {
-                args.push("SMTPUTF8".to_owned());
-            }
-            state.transaction = Some(mail_id.clone());
+            let sender = if from.url == "<>" { "" } else { &from.url };
+            let domain = from.domain.as_deref();
+            let path = format!("<{sender}>");
+            let size = from.size.map(|s| format!("SIZE={s}"));
+            let body = from.body.as_ref().map(|b| format!("BODY={b}"));
+            let utf8 = from.smtputf8.then_some("SMTPUTF8");
+            let args = [Some(path.as_str()), size.as_deref(), body.as_deref(), utf8];
+            let args: Vec<&str> = args.into_iter().flatten().collect();
+            state.transaction = Some(cx.mail.id.clone());
             state.rcpts_sent.clear();
             let list = macros(
+                server_name,
                 cx.mail,
                 negotiated.as_ref(),
                 MacroStage::Mail,
-                Some((&sender, domain.as_deref())),
+                Some((sender, domain)),
                 None,
             );
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             let awaits = connection.client.mail(&borrowed(&list), &args)?;
             let answer = connection.exchange(awaits, "MAIL", command_timeout).await?;
             if let Some(verdict) = self.settle(state, cx.mail, stage, answer) {
@@ -291,6 +312,7 @@ impl Milter {
         }
         for (address, domain) in recipients {
             let list = macros(
+                server_name,
                 cx.mail,
                 negotiated.as_ref(),
                 MacroStage::Rcpt,
@@ -322,18 +344,19 @@ impl Milter {
         let Some(raw) = cx.mail.data.as_ref().map(|d| d.raw.clone()) else {
             return Ok(Verdict::Continue);
         };
-        let server_name = cx.settings.server_name.clone();
-        let source = MacroSource {
-            mail: cx.mail,
-            server_name: &server_name,
-            sender: None,
-            recipient: None,
-        };
+        let settings = cx.settings;
+        let server_name = settings.server_name.as_str();
         let negotiated = connection.client.negotiated().cloned();
-        let data_macros = source.macros(negotiated.as_ref(), MacroStage::Data);
-        let eoh_macros = source.macros(negotiated.as_ref(), MacroStage::EndOfHeader);
-        let eom_macros = source.macros(negotiated.as_ref(), MacroStage::EndOfMessage);
-        let awaits = connection.client.data(&borrowed(&data_macros))?;
+        let negotiated = negotiated.as_ref();
+        let list = macros(
+            server_name,
+            cx.mail,
+            negotiated,
+            MacroStage::Data,
+            None,
+            None,
+        );
+        let awaits = connection.client.data(&borrowed(&list))?;
         let answer = connection.exchange(awaits, "DATA", limit).await?;
         if let Some(verdict) = self.settle(state, cx.mail, Stage::Data, answer) {
             return Ok(verdict);
@@ -361,7 +384,15 @@ impl Milter {
                 return Ok(verdict);
             }
         }
-        let awaits = connection.client.end_of_header(&borrowed(&eoh_macros))?;
+        let list = macros(
+            server_name,
+            cx.mail,
+            negotiated,
+            MacroStage::EndOfHeader,
+            None,
+            None,
+        );
+        let awaits = connection.client.end_of_header(&borrowed(&list))?;
         let answer = connection.exchange(awaits, "EOH", limit).await?;
         if let Some(verdict) = self.settle(state, cx.mail, Stage::Data, answer) {
             return Ok(verdict);
@@ -384,7 +415,15 @@ impl Milter {
                 }
             }
         }
-        let awaits = connection.client.end_of_message(&borrowed(&eom_macros))?;
+        let list = macros(
+            server_name,
+            cx.mail,
+            negotiated,
+            MacroStage::EndOfMessage,
+            None,
+            None,
+        );
+        let awaits = connection.client.end_of_message(&borrowed(&list))?;
         let answer = connection
             .exchange(awaits, "end of message", limit)
             .await?

