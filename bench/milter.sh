@@ -11,6 +11,8 @@
 #   noop-nr  the same milter asking for no answer but at end of message
 #            (SMFIP_NR_*, as many real milters do): one round trip per message
 #            (target for our client's CPU: <= 20 us)
+#   noop-nr-unix  the same over a unix socket (unix:PATH, as milters are often
+#            set up beside Postfix): the client without loopback TCP's cost
 #   python   the Python test milter (tests/it/support/milters/test_milter.py,
 #            python3-milter on libmilter) answering continue to everything
 #   opendkim OpenDKIM signing every message (rsa-sha256, 2048-bit key)
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 MESSAGES=${2:-5000}
 PORT_BASE=${PORT_BASE:-25400}
-MODES=${MODES:-none noop noop-nr python opendkim}
+MODES=${MODES:-none noop noop-nr noop-nr-unix python opendkim}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "RUNS must be a positive integer" >&2; exit 2; }
 [[ $MESSAGES =~ ^[1-9][0-9]*$ ]] || { echo "MESSAGES must be a positive integer" >&2; exit 2; }
 if [ "${SKIP_BUILD:-}" != 1 ]; then
@@ -70,6 +72,11 @@ pids+=($!)
 for _ in $(seq 100); do grep -q '^listening on ' "$work/noop-nr.out" && break; sleep 0.1; done
 address[noop-nr]=$(sed -n 's/^listening on //p' "$work/noop-nr.out")
 [ -n "${address[noop-nr]}" ] || { echo "noop_milter --no-replies did not start" >&2; exit 1; }
+"$NOOP" "unix:$work/noop-nr.sock" --no-replies >"$work/noop-nr-unix.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^listening on ' "$work/noop-nr-unix.out" && break; sleep 0.1; done
+address[noop-nr-unix]=$(sed -n 's/^listening on //p' "$work/noop-nr-unix.out")
+[ -n "${address[noop-nr-unix]}" ] || { echo "noop_milter on a unix socket did not start" >&2; exit 1; }
 # The Python test milter (continue to every recipient but its magic ones).
 if [[ " $MODES " == *" python "* ]]; then
   /usr/bin/python3 tests/it/support/milters/test_milter.py "unix:$work/python.sock" "$work/python.log" \

@@ -3,37 +3,45 @@
 //! (accept-nothing, change-nothing), so what it costs is our client's side.
 //! With `--no-replies` it asks, as many real milters do, for no answer but
 //! the one to end of message (`SMFIP_NR_*`). Prints `listening on
-//! inet:127.0.0.1:PORT`.
+//! inet:127.0.0.1:PORT` (or `unix:PATH`).
 //!
-//! Usage: `noop_milter [PORT] [--no-replies]` (0: any free port).
+//! Usage: `noop_milter [PORT | unix:PATH] [--no-replies]` (0: any free port).
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader};
+use tokio::net::{TcpListener, UnixListener};
 
 /// The largest frame read (a body chunk is at most 65535 bytes).
 const MAX_FRAME: usize = 1 << 20;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let address = std::env::args().nth(1).unwrap_or_default();
     let no_replies = std::env::args().any(|a| a == "--no-replies");
+    if let Some(path) = address.strip_prefix("unix:") {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        println!("listening on unix:{path}");
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let (read, write) = stream.into_split();
+            tokio::spawn(serve(read, write, no_replies));
+        }
+    }
+    let port: u16 = address.parse().unwrap_or(0);
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening on inet:{}", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(serve(stream, no_replies));
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        tokio::spawn(serve(read, write, no_replies));
     }
 }
 
 /// No reply to CONNECT, HELO, MAIL, RCPT, DATA, header fields, EOH, body.
 const NO_REPLIES: u32 = 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x80 | 0x40000 | 0x80000;
 
-async fn serve(stream: TcpStream, no_replies: bool) {
-    let _ = stream.set_nodelay(true);
-    let (read, mut write) = stream.into_split();
+async fn serve(read: impl AsyncRead + Unpin, mut write: impl AsyncWrite + Unpin, no_replies: bool) {
     let mut read = BufReader::with_capacity(64 * 1024, read);
     let mut frame = Vec::new();
     loop {
