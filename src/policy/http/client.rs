@@ -201,3 +201,22 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Never before `now + timeout`, at most one step after it, and calls
+    /// made together share their deadline.
+    #[test]
+    fn deadlines_round_up_by_at_most_one_step() {
+        let timeout = Duration::from_secs(10);
+        let before = tokio::time::Instant::now();
+        let first = coarse_deadline(timeout);
+        let second = coarse_deadline(timeout);
+        let after = tokio::time::Instant::now();
+        assert!(first >= before + timeout);
+        assert!(second >= first);
+        assert!(second <= after + timeout + DEADLINE_STEP);
+    }
+}
