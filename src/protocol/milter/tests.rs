@@ -391,3 +391,27 @@ fn abort_and_quit() {
     assert_eq!(sent, expected);
     assert!(!client.is_waiting());
 }
+
+#[test]
+fn quit_new_connection_is_framed_and_a_new_session_follows() {
+    let mut client = negotiated(action::ALL, 0);
+    let peer = "192.0.2.1:2525".parse().ok();
+    assert_eq!(client.connect(&[], "[192.0.2.1]", peer), Ok(true));
+    let mut sent = Vec::new();
+    client.poll_transmit(&mut sent);
+    assert_eq!(
+        client
+            .handle_input(&[0, 0, 0, 1, b'c'])
+            .map(|(used, _)| used),
+        Ok(5)
+    );
+    assert_eq!(client.quit_new_connection(), Ok(()));
+    sent.clear();
+    client.poll_transmit(&mut sent);
+    assert_eq!(sent, frame(command::QUIT_NC, &[]));
+    // The next session starts with CONNECT, without a new negotiation.
+    assert_eq!(client.connect(&[], "[192.0.2.2]", peer), Ok(true));
+    sent.clear();
+    client.poll_transmit(&mut sent);
+    assert_eq!(sent.get(4), Some(&command::CONNECT));
+}
