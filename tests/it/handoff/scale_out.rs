@@ -3,8 +3,10 @@
 //! HAProxy sending PROXY v2 to three receivers, one Redis for the lockout, one
 //! 3-node JetStream cluster with an R3 stream for the hand-off.
 //!
-//! Mail is driven through HAProxy from four client threads while one receiver
-//! is SIGKILLed and one NATS node stopped. A client retries what did not get a
+//! Mail is driven through HAProxy from four client threads while a kill loop
+//! runs: in each of three rounds, what the last round killed comes back and one
+//! receiver and one NATS node chosen at random are SIGKILLed (the seed is
+//! printed; `SCALE_OUT_SEED` repeats an order). A client retries what did not get a
 //! 250 (a reset connection, a 451), as an MTA would. Afterwards every message
 //! that got a 250 is in the stream exactly once by `Nats-Msg-Id` and complete,
 //! and no `Nats-Msg-Id` is there twice. Then a client guessing passwords from
@@ -36,6 +38,8 @@ const FIXED_PORTS: [u16; 14] = [
     2525, 10025, 10026, 10027, 9464, 9465, 9466, 4222, 4223, 4224, 6222, 6223, 6224, 6379,
 ];
 const MESSAGES: usize = 120;
+/// Rounds of the kill loop (each kills one receiver and one NATS node).
+const KILL_ROUNDS: usize = 3;
 const SENDERS: usize = 4;
 
 fn free_port() -> u16 {
@@ -43,6 +47,34 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .unwrap()
+}
+
+/// The kill loop's choices: xorshift from `SCALE_OUT_SEED`, or from the clock
+/// (printed, so a failing order can be run again).
+struct Chance(u64);
+
+impl Chance {
+    fn new() -> Self {
+        let seed = std::env::var("SCALE_OUT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            })
+            .max(1);
+        eprintln!("kill order: SCALE_OUT_SEED={seed}");
+        Self(seed)
+    }
+
+    /// A number below `n`.
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
 }
 
 /// A child process killed on drop.
@@ -325,7 +357,7 @@ fn stream_messages(url: &str) -> Vec<(String, serde_json::Value)> {
 }
 
 #[test]
-fn issue15_scale_out_loses_nothing_when_a_receiver_and_a_nats_node_die() {
+fn issue15_scale_out_loses_nothing_while_receivers_and_nats_nodes_die_at_random() {
     let mut fleet = Fleet::start();
     let front = fleet.port(2525);
     let next = Arc::new(AtomicUsize::new(0));
@@ -353,12 +385,29 @@ fn issue15_scale_out_loses_nothing_when_a_receiver_and_a_nats_node_die() {
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    wait_for(MESSAGES / 4);
-    if let Some(receiver) = &fleet.receivers[1] {
-        receiver.signal(Signal::SIGKILL);
+    // A kill loop: in each round, what the last round killed comes back, and
+    // one receiver (SIGKILL) and one NATS node (SIGKILL) chosen at random die.
+    let mut chance = Chance::new();
+    let mut receiver_down = None;
+    let mut nats_down = None;
+    for round in 1..=KILL_ROUNDS {
+        wait_for(MESSAGES * round / (KILL_ROUNDS + 1));
+        if let Some(n) = receiver_down.take() {
+            fleet.start_receiver(n);
+        }
+        let n = 1 + chance.below(3);
+        if let Some(receiver) = &fleet.receivers[n - 1] {
+            receiver.signal(Signal::SIGKILL);
+        }
+        receiver_down = Some(n);
+        if let Some(n) = nats_down.take() {
+            fleet.start_nats(n);
+        }
+        let m = 1 + chance.below(3);
+        fleet.nats[m - 1] = None; // killed
+        nats_down = Some(m);
+        eprintln!("round {round}: receiver {n} and NATS node {m} killed");
     }
-    wait_for(MESSAGES / 2);
-    fleet.nats[2] = None; // killed
     for sender in senders {
         sender.join().unwrap();
     }
@@ -396,7 +445,9 @@ fn issue15_scale_out_loses_nothing_when_a_receiver_and_a_nats_node_die() {
 
     // The guessing client, from 127.0.0.9 through HAProxy: three failures on
     // whichever receivers HAProxy picks lock it out of every receiver.
-    fleet.start_receiver(2);
+    if let Some(n) = receiver_down {
+        fleet.start_receiver(n);
+    }
     for _ in 0..3 {
         let mut client = connect_from(Ipv4Addr::new(127, 0, 0, 9), front);
         assert_eq!(client.greeting.code, 220, "{:?}", client.greeting);
