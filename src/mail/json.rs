@@ -3,7 +3,9 @@
 //! escaping is about 2.5× faster than serde_json's byte loop on a message's
 //! lines and writes the same bytes (a test below holds the two together), into
 //! one buffer sized up front from the message, so a message's text is neither
-//! escaped slowly nor copied while the buffer grows.
+//! escaped slowly nor copied while the buffer grows. The message's base64 in
+//! such bodies ([`append_base64`]) is base64-simd's (AVX2 when the CPU has it:
+//! about 5× the base64 crate's speed, the same characters).
 
 use serde::Serialize;
 
@@ -19,6 +21,50 @@ pub(crate) fn write<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Resu
 pub(crate) fn size_hint(mail: &Mail) -> usize {
     let text = mail.data.as_ref().map_or(0, |d| d.text.as_bytes().len());
     text + text / 8 + 2048
+}
+
+/// Appends the standard base64 (padded) of `parts` taken as one sequence of
+/// octets, encoded in place: no part is copied to join them.
+pub(crate) fn append_base64(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    out.reserve(total.div_ceil(3) * 4);
+    // Octets of a group of three that spans two parts.
+    let mut carry = [0u8; 3];
+    let mut held = 0;
+    for (index, part) in parts.iter().enumerate() {
+        let mut part = *part;
+        if held > 0 {
+            let take = (3 - held).min(part.len());
+            carry[held..held + take].copy_from_slice(&part[..take]);
+            held += take;
+            part = &part[take..];
+            if held < 3 {
+                continue;
+            }
+            encode_base64(out, &carry);
+        }
+        let last = index + 1 == parts.len();
+        let whole = if last {
+            part.len()
+        } else {
+            part.len() - part.len() % 3
+        };
+        encode_base64(out, &part[..whole]);
+        let rest = &part[whole..];
+        carry[..rest.len()].copy_from_slice(rest);
+        held = rest.len();
+    }
+    if held > 0 {
+        encode_base64(out, &carry[..held]);
+    }
+}
+
+fn encode_base64(out: &mut Vec<u8>, octets: &[u8]) {
+    let at = out.len();
+    out.resize(at + base64_simd::STANDARD.encoded_length(octets.len()), 0);
+    // The encoded slice it returns is `out[at..]` itself.
+    let _encoded =
+        base64_simd::STANDARD.encode(octets, base64_simd::Out::from_slice(&mut out[at..]));
 }
 
 impl Mail {
@@ -42,6 +88,32 @@ impl Mail {
 mod tests {
     use super::*;
     use crate::mail::Text;
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any octets cut into any parts: the base64 crate's encoding of the
+        /// whole, after what the buffer held.
+        #[test]
+        fn base64_of_parts_is_that_of_the_whole(
+            octets in proptest::collection::vec(any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(0usize..200, 0..4),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(octets.len())).collect();
+            cuts.sort_unstable();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for cut in cuts {
+                parts.push(&octets[from..cut]);
+                from = cut;
+            }
+            parts.push(&octets[from..]);
+            let mut out = b"{\"raw\":\"".to_vec();
+            append_base64(&mut out, &parts);
+            let expected = base64::engine::general_purpose::STANDARD.encode(&octets);
+            prop_assert_eq!(&out[8..], expected.as_bytes());
+        }
+    }
 
     /// Every character class a JSON string escapes or keeps, in a message's
     /// lines and in the other fields: sonic-rs writes serde_json's bytes.

@@ -11,10 +11,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use base64::write::EncoderWriter;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use ring::hmac;
-use std::io::Write as _;
 
 use crate::delivery::DeliveryError;
 use crate::mail::Mail;
@@ -57,12 +55,7 @@ pub(crate) fn body(mail: &Mail) -> Result<Vec<u8>, String> {
     crate::mail::json::write(&mut body, mail).map_err(|e| format!("mail structure: {e}"))?;
     body.extend_from_slice(b",\"raw_base64\":\"");
     {
-        let mut encoder = EncoderWriter::new(&mut body, &STANDARD);
-        encoder
-            .write_all(received)
-            .and_then(|()| encoder.write_all(raw))
-            .and_then(|()| encoder.finish().map(|_| ()))
-            .map_err(|e| format!("base64: {e}"))?;
+        crate::mail::json::append_base64(&mut body, &[received, raw]);
     }
     body.extend_from_slice(b"\"}");
     Ok(body)

@@ -14,7 +14,6 @@
 //! code outside its action's class or an edit at a stage that does not allow it
 //! is a hook error (the hook's `on_error` decides).
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -76,12 +75,7 @@ pub(crate) fn request_body(
     crate::mail::json::write(&mut body, &command).map_err(json_error)?;
     if let (Some(raw), Some(sent)) = (raw, sent) {
         body.extend_from_slice(b",\"message\":{\"raw_base64\":\"");
-        let at = body.len();
-        body.resize(at + base64_len, 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(sent, &mut body[at..])
-            .map_err(|e| <serde_json::Error as serde::ser::Error>::custom(e.to_string()))?;
-        body.truncate(at + written);
+        crate::mail::json::append_base64(&mut body, &[sent]);
         let tail = format!(
             "\",\"size\":{},\"truncated\":{}}}",
             raw.len(),

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::policy::Decision;
+use base64::Engine as _;
 
 fn read(stage: Stage, status: u16, body: &str) -> Result<Verdict, String> {
     verdict_from_response(stage, status, body.as_bytes(), "h", 3)
