@@ -128,6 +128,7 @@ impl HookClient {
         &self,
         request: impl FnOnce() -> Result<(Vec<u8>, HeaderMap), String>,
     ) -> Result<(u16, Bytes), CallError> {
+        anchor_timers();
         let deadline = coarse_deadline(self.timeout);
         tokio::time::timeout_at(deadline, self.call_unbounded(request))
             .await
@@ -188,6 +189,36 @@ fn coarse_deadline(timeout: Duration) -> tokio::time::Instant {
     let rounded = since.div_ceil(step) * step;
     let extra = u64::try_from(rounded - since).unwrap_or(0);
     exact + Duration::from_nanos(extra)
+}
+
+/// How often the timer anchor of a thread wakes.
+const ANCHOR_STEP: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static ANCHORED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Keeps a timer due within [`ANCHOR_STEP`] on this thread's runtime (one
+/// task, spawned at the thread's first call, ended with the runtime). Tokio's
+/// driver, parked until its earliest timer, is woken through its eventfd
+/// whenever a new timer is due before that one; with sessions waiting minutes
+/// for their next command, a call's deadline would be that timer on most
+/// calls. The anchor makes every deadline longer than a second later than
+/// the earliest, so a call costs no wake-up (`strace -c`: eventfd writes per
+/// 5,000 calls from 500–3,700 to a handful).
+fn anchor_timers() {
+    if ANCHORED.with(|anchored| anchored.replace(true)) {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async {
+            let mut tick = tokio::time::interval(ANCHOR_STEP);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+            }
+        });
+    }
 }
 
 /// An error with its causes, `outer: inner: …` (hyper's own text is terse).
