@@ -76,6 +76,7 @@ pub mod receiver;
 pub mod server;
 pub mod session;
 pub mod spool;
+mod timers;
 
 pub use config::{Config, Settings};
 pub use delivery::{Deliver, DeliveryError, Maildir};

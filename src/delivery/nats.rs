@@ -278,6 +278,7 @@ impl Deliver for Nats {
     /// Publishes and waits for the PubAck.
     fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
         Box::pin(async move {
+            crate::timers::anchor();
             self.ensure_stream().await?;
             let payload = self.payload(mail).await?;
             let mut headers = async_nats::HeaderMap::new();
