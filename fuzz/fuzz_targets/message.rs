@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use net_receiver::mail::{Data, Text};
+use net_receiver::mail::{Data, Mail, Text};
 
 fuzz_target!(|data: &[u8]| {
     let parsed = Data::from_message(data.to_vec(), String::new());
@@ -19,4 +19,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = value.first();
     }
     let _ = parsed.parsed();
+    let mail = Mail {
+        id: String::from_utf8_lossy(data).into_owned(),
+        data: Some(parsed),
+        ..Default::default()
+    };
+    assert_eq!(
+        mail.to_json(),
+        serde_json::to_string(&mail).expect("mail serializes")
+    );
 });
