@@ -40,16 +40,11 @@ impl JsonLines {
             .name("json-lines".to_owned())
             .spawn(move || {
                 let mut out = std::io::BufWriter::new(out);
-                // One buffer for every line, grown to the biggest mail once.
-                let mut line = Vec::new();
                 while let Some(mail) = lines.blocking_recv() {
-                    line.clear();
+                    // Streamed: the line is never built whole.
                     let written = mail
-                        .write_json(&mut line)
-                        .and_then(|()| {
-                            line.push(b'\n');
-                            out.write_all(&line)
-                        })
+                        .write_json(&mut out)
+                        .and_then(|()| out.write_all(b"\n"))
                         .and_then(|()| out.flush());
                     if let Err(error) = written {
                         // The mail is stored already; only its line is lost.

@@ -68,10 +68,11 @@ fn encode_base64(out: &mut Vec<u8>, octets: &[u8]) {
 }
 
 impl Mail {
-    /// Appends the structure's JSON to `out` (one buffer reused across mails
-    /// makes a line of JSON without an allocation).
-    pub fn write_json(&self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        write(out, self).map_err(std::io::Error::other)
+    /// Writes the structure's JSON to `out` as it goes (a buffer of one
+    /// value at a time, so a big message is never held a second time).
+    pub fn write_json(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        sonic_rs::to_writer(sonic_rs::writer::BufferedWriter::new(out), self)
+            .map_err(std::io::Error::other)
     }
 
     /// The structure as JSON bytes (what [`Mail::to_json`] returns as a string).
@@ -139,10 +140,11 @@ mod tests {
             ..Default::default()
         };
         let ours = mail.to_json_bytes();
-        assert_eq!(
-            String::from_utf8_lossy(&ours),
-            serde_json::to_string(&mail).unwrap()
-        );
+        let expected = serde_json::to_string(&mail).unwrap();
+        assert_eq!(String::from_utf8_lossy(&ours), expected);
+        let mut streamed = Vec::new();
+        mail.write_json(&mut streamed).unwrap();
+        assert_eq!(String::from_utf8_lossy(&streamed), expected);
         assert!(ours.capacity() >= size_hint(&mail));
     }
 }
