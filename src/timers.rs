@@ -43,7 +43,7 @@ thread_local! {
 /// for their next command, a call's deadline would be that timer on most
 /// calls. The anchor makes every deadline longer than a second later than
 /// the earliest, so a call costs no wake-up (`strace -c`: eventfd writes per
-/// 5,000 calls from 500–3,700 to a handful).
+/// 5,000 calls from 500–3,700 to 72–109 in three runs).
 pub(crate) fn anchor() {
     if ANCHORED.with(|anchored| anchored.replace(true)) {
         return;
