@@ -35,7 +35,7 @@ BEGIN {
   for (i = 1; i <= nr; i++) { split(ratios[i], pair, "/"); top[i] = pair[1]; bottom[i] = pair[2] }
 }
 END {
-  printf "\nmedians of %d run(s), %d s in all (fsyncs: one untimed pass under strace). Servers: sink = smtp-sink,\n", ENVIRON["RUNS"], ENVIRON["ELAPSED"]
+  printf "\nmedians of %d run(s), %d s in all (fsyncs: a separate pass counted by perf stat -a). Servers: sink = smtp-sink,\n", ENVIRON["RUNS"], ENVIRON["ELAPSED"]
   printf "nodel = net-receiver --no-deliver, dns = nodel with the DNS checks, maildir = --maildir, spool = --spool-dir\n"
   printf "(+ Maildir), postfix = a private Postfix (fsync before 250, discard). Ratios: median of the per-run ratios.\n"
   line = sprintf("%-32s", "shape / metric")
