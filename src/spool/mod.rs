@@ -25,8 +25,10 @@
 //! One writer thread (`writer.rs`) owns the files. [`Spool::append`] queues the
 //! encoded record (its head; the raw message is shared, not copied) and waits; the thread writes everything queued as one batch
 //! and calls `fdatasync` once for it; requests that arrive meanwhile form the
-//! next batch. No timer: an idle disk flushes a lone message at once, a busy one
-//! covers many messages per flush ([`FlushStats`], logged at `info`). An appender
+//! next batch. An idle disk flushes a lone message at once; under load (the
+//! last flush held two messages or more) a flush waits up to `commit_delay`
+//! (300 µs) for more to share it, as PostgreSQL's `commit_delay` does, and a
+//! busy disk covers many messages per flush ([`FlushStats`], logged at `info`). An appender
 //! hears back only after the flush holding its record; a failed write or flush
 //! fails the whole batch (`452 4.3.1` for `ENOSPC`/`EDQUOT`, else `451 4.3.0`)
 //! and is cut off the file. Beyond `spool_max_bytes` on disk appends are
@@ -83,6 +85,10 @@ pub struct SpoolOptions {
     /// How often the flush statistics are logged (when there were flushes).
     /// Default: 60 s.
     pub stats_interval: Duration,
+    /// Under load (the last flush held two messages or more), how long a
+    /// flush may wait for more messages to share it; an idle spool flushes a
+    /// lone message at once. Default: 300 µs.
+    pub commit_delay: Duration,
 }
 
 impl SpoolOptions {
@@ -95,6 +101,7 @@ impl SpoolOptions {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             stats_interval: Duration::from_secs(60),
+            commit_delay: Duration::from_micros(300),
         }
     }
 }
@@ -185,6 +192,8 @@ impl Spool {
             stats_interval: options.stats_interval,
             carried: Vec::new(),
             unsynced: false,
+            commit_delay: options.commit_delay,
+            last_appends: 0,
         };
         writer.delete_done_segments();
         let (requests, receiver) = mpsc::channel();

@@ -3,8 +3,9 @@
 //! thread of its own.
 //!
 //! The delivery thread runs a small current-thread runtime and delivers in
-//! batches, the way the writer flushes: it takes every message queued (up to
-//! 64 messages or 32 MiB) and gives them to the target at once
+//! batches, the way the writer flushes: it takes every message queued, and
+//! what arrives within 10 ms of the first (up to 64 messages or 32 MiB), and
+//! gives them to the target at once
 //! with [`Deliver::deliver_batch`] — the Maildir writes every file, fsyncs
 //! them, renames them in one pass and fsyncs `new/` once — while the messages
 //! that arrive meanwhile make the next batch. Recipients stored or refused for
@@ -41,6 +42,9 @@ use crate::mail::Mail;
 const BATCH_MESSAGES: usize = 64;
 /// Message bytes in one batch at most (a batch holds at least one message).
 const BATCH_BYTES: usize = 32 << 20;
+/// How long the delivery thread waits, after a batch's first message, for
+/// more to deliver with it (the 250s are given already).
+const BATCH_GATHER: Duration = Duration::from_millis(10);
 /// How long a drop waits for the batch in progress.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -213,8 +217,21 @@ impl Worker {
             };
             let mut bytes = message_bytes(&first);
             let mut batch = vec![first];
+            // Gather what arrives within `BATCH_GATHER` of the first message:
+            // its 250 is given already, and a bigger batch shares the target's
+            // flushes (the Maildir's syncfs and fsync of `new/`).
+            let gathered_by = tokio::time::Instant::now() + BATCH_GATHER;
             while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
-                let Ok(job) = queue.try_recv() else { break };
+                let job = match queue.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        match tokio::time::timeout_at(gathered_by, queue.recv()).await {
+                            Ok(Some(job)) => job,
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                };
                 bytes += message_bytes(&job);
                 batch.push(job);
             }

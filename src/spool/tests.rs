@@ -70,6 +70,23 @@ async fn group_commit_covers_many_appends_per_flush() {
     assert_eq!(pending.len(), 400);
 }
 
+#[tokio::test]
+async fn an_idle_spool_flushes_a_lone_message_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SpoolOptions::new(dir.path());
+    // A commit delay no test could wait out: only a flush under load may use it.
+    options.commit_delay = Duration::from_secs(3600);
+    let (spool, _) = Spool::open(&options).unwrap();
+    for i in 0..3 {
+        let lone = mail(&format!("LONE{i}"));
+        tokio::time::timeout(Duration::from_secs(30), spool.append(&lone))
+            .await
+            .expect("a lone message waits for no other")
+            .unwrap();
+    }
+    assert_eq!(spool.stats().flushes, 3, "one flush each");
+}
+
 #[test]
 fn a_spool_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();

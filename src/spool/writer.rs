@@ -7,7 +7,8 @@
 //! `fdatasync`; only then does each appender hear back. Requests that arrive
 //! while that `fdatasync` runs wait in the channel and make the next batch — so
 //! one flush covers every message that finished during the previous one, and an
-//! idle disk adds no delay at all. A failed write or flush fails every appender
+//! idle disk adds no delay at all. Under load a flush may wait `commit_delay`
+//! for more messages (see `Writer::gather`). A failed write or flush fails every appender
 //! of that batch and cuts the segment back to where the batch began (nothing
 //! half-acknowledged); if the cut cannot be made, nothing more is written to
 //! that segment (the next batch starts a new one, or fails too). The thread
@@ -110,6 +111,10 @@ pub(crate) struct Writer {
     pub(crate) carried: Vec<Place>,
     /// Done marks written but not yet flushed.
     pub(crate) unsynced: bool,
+    /// How long a flush under load may wait for more messages to share it.
+    pub(crate) commit_delay: Duration,
+    /// Messages in the last batch that held any.
+    pub(crate) last_appends: usize,
 }
 
 /// How long written done marks may wait for a message flush to carry them
@@ -132,6 +137,7 @@ impl Writer {
                 Ok(first) => {
                     let mut batch = vec![first];
                     batch.extend(requests.try_iter());
+                    self.gather(&requests, &mut batch);
                     self.commit(batch);
                 }
                 Err(RecvTimeoutError::Timeout) if self.unsynced => self.sync_done_marks(),
@@ -151,6 +157,41 @@ impl Writer {
         }
         if self.unsynced {
             self.sync_done_marks();
+        }
+    }
+
+    /// Under load — the last flush held at least two messages — waits up to
+    /// `commit_delay` for more appends to share this flush, and stops early
+    /// once the batch holds twice as many messages as the last one
+    /// (PostgreSQL's `commit_delay` with `commit_siblings`). A lone message on
+    /// an idle spool is flushed at once: the last batch held one.
+    fn gather(&mut self, requests: &Receiver<Request>, batch: &mut Vec<Request>) {
+        let appends = |batch: &[Request]| {
+            batch
+                .iter()
+                .filter(|r| matches!(r, Request::Append { .. }))
+                .count()
+        };
+        let mut count = appends(batch);
+        if count > 0 && self.last_appends >= 2 && !self.commit_delay.is_zero() {
+            let until = Instant::now() + self.commit_delay;
+            while count < self.last_appends * 2 {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match requests.recv_timeout(left) {
+                    Ok(request) => {
+                        batch.push(request);
+                        batch.extend(requests.try_iter());
+                        count = appends(batch);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if count > 0 {
+            self.last_appends = count;
         }
     }
 
