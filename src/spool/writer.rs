@@ -166,8 +166,8 @@ impl Writer {
     /// (PostgreSQL's `commit_delay` with `commit_siblings`). A lone message on
     /// an idle spool is flushed at once: the last batch held one.
     fn gather(&mut self, requests: &Receiver<Request>, batch: &mut Vec<Request>) {
-        let appends = |batch: &[Request]| {
-            batch
+        let appends = |requests: &[Request]| {
+            requests
                 .iter()
                 .filter(|r| matches!(r, Request::Append { .. }))
                 .count()
@@ -180,14 +180,13 @@ impl Writer {
                 if left.is_zero() {
                     break;
                 }
-                match requests.recv_timeout(left) {
-                    Ok(request) => {
-                        batch.push(request);
-                        batch.extend(requests.try_iter());
-                        count = appends(batch);
-                    }
-                    Err(_) => break,
-                }
+                let Ok(request) = requests.recv_timeout(left) else {
+                    break;
+                };
+                let seen = batch.len();
+                batch.push(request);
+                batch.extend(requests.try_iter());
+                count += appends(&batch[seen..]);
             }
         }
         if count > 0 {
