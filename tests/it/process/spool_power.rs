@@ -104,6 +104,11 @@ fn sessions(port: u16, prefix: &str, size: usize, load: &Arc<Load>) -> Vec<JoinH
                     let counter = if reply.code == 250 {
                         &load.acked
                     } else {
+                        // As an MTA does after a 4xx, the next try comes on a
+                        // new connection: a session that kept going would meet
+                        // max_errors (421) before the disk is back.
+                        client.quit();
+                        client = Client::ehlo(port);
                         &load.deferred
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
