@@ -18,7 +18,8 @@
 //!
 //! A process appends only to its own newest segment and starts a new one at
 //! start-up and every `segment_bytes` (64 MiB by default). A segment is deleted
-//! once every message in it and in every older segment is done.
+//! once every message in it and in every older segment is done (by the
+//! writer's reclaim thread, off the path of the flushes).
 //!
 //! ## Group commit
 //!
@@ -194,6 +195,7 @@ impl Spool {
             unsynced: false,
             commit_delay: options.commit_delay,
             last_appends: 0,
+            reclaim: None,
         };
         writer.delete_done_segments();
         let (requests, receiver) = mpsc::channel();

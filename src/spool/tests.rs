@@ -87,6 +87,33 @@ async fn an_idle_spool_flushes_a_lone_message_at_once() {
     assert_eq!(spool.stats().flushes, 3, "one flush each");
 }
 
+#[tokio::test]
+async fn finished_segments_are_deleted_while_the_spool_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = SpoolOptions::new(dir.path());
+    options.segment_bytes = 1; // a new segment after every batch
+    let (spool, _) = Spool::open(&options).unwrap();
+    for i in 0..8 {
+        let place = spool.append(&mail(&format!("SEG{i}"))).await.unwrap();
+        spool.mark_done(place);
+    }
+    spool.append(&mail("LAST")).await.unwrap();
+    // The writer stops (and waits for its reclaim thread) once the spool is dropped.
+    drop(spool);
+    let mut left = Vec::new();
+    for _ in 0..500 {
+        left = segments(dir.path());
+        if left.len() <= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(left.len() <= 3, "finished segments stayed: {left:?}");
+    let (_, pending) = Spool::open(&options).unwrap();
+    let ids: Vec<&str> = pending.iter().map(|(_, m)| m.id.as_str()).collect();
+    assert_eq!(ids, ["LAST"]);
+}
+
 #[test]
 fn a_spool_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
