@@ -439,7 +439,9 @@ impl Writer {
                         delete_segments(&self.dir, back.0);
                     }
                 }
-                None => delete_segments(&self.dir, finished),
+                None => {
+                    delete_segments(&self.dir, finished);
+                }
             }
         }
         self.publish_disk_bytes();
@@ -452,8 +454,11 @@ impl Writer {
         match std::thread::Builder::new()
             .name("spool-reclaim".into())
             .spawn(move || {
+                // Oldest first across batches too: once a segment stays, no
+                // newer one goes before the next start.
+                let mut stuck = false;
                 for batch in finished {
-                    delete_segments(&dir, batch);
+                    stuck = stuck || !delete_segments(&dir, batch);
                 }
             }) {
             Ok(thread) => self.reclaim = Some((paths, thread)),
@@ -476,8 +481,9 @@ impl Writer {
 
 /// Removes the segment files `paths`, oldest first, then flushes `dir`. A file
 /// that cannot be removed stops it (the newer ones may hold the done marks of
-/// its messages); the next start removes what is left.
-fn delete_segments(dir: &Path, paths: Vec<PathBuf>) {
+/// its messages) and makes it return false; the next start removes what is
+/// left.
+fn delete_segments(dir: &Path, paths: Vec<PathBuf>) -> bool {
     for path in &paths {
         if let Err(error) = std::fs::remove_file(path)
             && error.kind() != io::ErrorKind::NotFound
@@ -486,12 +492,13 @@ fn delete_segments(dir: &Path, paths: Vec<PathBuf>) {
                 "spool: cannot delete {}: {error}; the next start deletes it",
                 path.display()
             );
-            return;
+            return false;
         }
     }
     if let Err(error) = sync_dir(dir) {
         tracing::warn!("spool: cannot flush {}: {error}", dir.display());
     }
+    true
 }
 
 /// Writes every piece, in order, with as few `writev` calls as the kernel
