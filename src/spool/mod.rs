@@ -27,8 +27,8 @@
 //! encoded record (its head; the raw message is shared, not copied) and waits; the thread writes everything queued as one batch
 //! and calls `fdatasync` once for it; requests that arrive meanwhile form the
 //! next batch. An idle disk flushes a lone message at once; under load (the
-//! last flush held two messages or more) a flush waits up to `commit_delay`
-//! (300 µs) for more to share it, as PostgreSQL's `commit_delay` does, and a
+//! last flush held two messages or more) a flush first sleeps `commit_delay`
+//! (300 µs) so more can share it, as PostgreSQL's `commit_delay` does, and a
 //! busy disk covers many messages per flush ([`FlushStats`], logged at `info`). An appender
 //! hears back only after the flush holding its record; a failed write or flush
 //! fails the whole batch (`452 4.3.1` for `ENOSPC`/`EDQUOT`, else `451 4.3.0`)
@@ -218,6 +218,13 @@ impl Spool {
     /// Appends `mail` (envelope, structure and raw message) and returns once it
     /// is durable, with its place. Never blocks the calling thread.
     pub async fn append(&self, mail: &Mail) -> Result<Place, DeliveryError> {
+        self.append_mut(&mut mail.clone()).await
+    }
+
+    /// [`Spool::append`] for a mail the caller owns: its message-derived
+    /// headers and text are taken out while the record is encoded and put
+    /// back, so the structure is not copied.
+    pub(crate) async fn append_mut(&self, mail: &mut Mail) -> Result<Place, DeliveryError> {
         // The raw message is shared with the writer, not copied: the session's
         // buffer is the only copy of the body (issue 18, 25 MiB messages).
         let (head, body) = record::encode_message(mail)

@@ -124,33 +124,43 @@ pub(crate) fn decode(buf: &[u8], at: usize) -> Decoded<'_> {
 /// never copied: the head (record header, JSON length and the JSON) and the
 /// body (the raw message, shared). Written one after the other they are
 /// exactly `encode(Kind::Message, message_payload(mail))`.
-pub(crate) fn encode_message(mail: &Mail) -> Result<(Vec<u8>, Bytes), serde_json::Error> {
-    let mut envelope = mail.clone();
-    let raw = match envelope.data.as_mut() {
-        Some(data) => {
-            let raw = data.raw.clone();
-            data.forget_message();
-            raw
-        }
-        None => Bytes::new(),
+///
+/// The message-derived `data.headers` and `data.text` are taken out of `mail`
+/// while its JSON is written, and put back: the structure is not copied to
+/// leave them out, and the JSON goes straight into the head.
+pub(crate) fn encode_message(mail: &mut Mail) -> Result<(Vec<u8>, Bytes), String> {
+    let (headers, text, raw) = match mail.data.as_mut() {
+        Some(data) => (
+            std::mem::take(&mut data.headers),
+            std::mem::take(&mut data.text),
+            data.raw.clone(),
+        ),
+        None => Default::default(),
     };
-    let json = serde_json::to_vec(&envelope)?;
-    let json_len = u32::try_from(json.len()).unwrap_or(u32::MAX).to_le_bytes();
-    let payload_len = 4 + json.len() + raw.len();
+    // Room for the record header and the JSON length, filled in below.
+    let mut head = Vec::with_capacity(HEADER + 4 + 2048);
+    head.resize(HEADER + 4, 0);
+    let written = crate::mail::json::write(&mut head, &*mail);
+    if let Some(data) = mail.data.as_mut() {
+        data.headers = headers;
+        data.text = text;
+    }
+    written?;
+    let json_len = head.len() - HEADER - 4;
+    let json_len_bytes = u32::try_from(json_len).unwrap_or(u32::MAX).to_le_bytes();
+    let payload_len = 4 + json_len + raw.len();
     let len = u32::try_from(payload_len).unwrap_or(u32::MAX).to_le_bytes();
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[Kind::Message as u8]);
     crc.update(&len);
-    crc.update(&json_len);
-    crc.update(&json);
+    crc.update(&json_len_bytes);
+    crc.update(&head[HEADER + 4..]);
     crc.update(&raw);
-    let mut head = Vec::with_capacity(HEADER + 4 + json.len());
-    head.extend_from_slice(&MAGIC);
-    head.push(Kind::Message as u8);
-    head.extend_from_slice(&len);
-    head.extend_from_slice(&crc.finalize().to_le_bytes());
-    head.extend_from_slice(&json_len);
-    head.extend_from_slice(&json);
+    head[..4].copy_from_slice(&MAGIC);
+    head[4] = Kind::Message as u8;
+    head[5..9].copy_from_slice(&len);
+    head[9..13].copy_from_slice(&crc.finalize().to_le_bytes());
+    head[13..17].copy_from_slice(&json_len_bytes);
     Ok((head, raw))
 }
 
@@ -289,8 +299,10 @@ mod tests {
         for mail in [sample(), Mail::default()] {
             let mut whole = Vec::new();
             encode(Kind::Message, &message_payload(&mail).unwrap(), &mut whole);
-            let (head, body) = encode_message(&mail).unwrap();
+            let mut encoded = mail.clone();
+            let (head, body) = encode_message(&mut encoded).unwrap();
             assert_eq!([head.as_slice(), &body[..]].concat(), whole);
+            assert_eq!(encoded, mail, "the headers and text are put back");
             if let Some(data) = &mail.data {
                 assert_eq!(body.as_ptr(), data.raw.as_ptr(), "the body is shared");
             }

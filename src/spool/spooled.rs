@@ -176,10 +176,13 @@ impl Deliver for Spooled {
     /// done; the delivery to the target follows on the delivery thread.
     fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
         Box::pin(async move {
-            let place = self.spool.append(mail).await?;
+            // One copy of the structure, for the delivery thread; the
+            // record is encoded from it.
+            let mut queued = mail.clone();
+            let place = self.spool.append_mut(&mut queued).await?;
             if self
                 .jobs
-                .send(Job::new(place, mail.clone(), self.retry_min))
+                .send(Job::new(place, queued, self.retry_min))
                 .is_err()
             {
                 // Durable all the same: delivered after the next start.
@@ -219,21 +222,22 @@ impl Worker {
             let mut batch = vec![first];
             // Gather what arrives within `BATCH_GATHER` of the first message:
             // its 250 is given already, and a bigger batch shares the target's
-            // flushes (the Maildir's syncfs and fsync of `new/`).
+            // flushes (the Maildir's syncfs and fsync of `new/`). The gather
+            // is slept out, then the queue taken: waking for each message as
+            // it arrived preempted the sessions' thread each time.
             let gathered_by = tokio::time::Instant::now() + BATCH_GATHER;
-            while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
-                let job = match queue.try_recv() {
-                    Ok(job) => job,
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        match tokio::time::timeout_at(gathered_by, queue.recv()).await {
-                            Ok(Some(job)) => job,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                };
-                bytes += message_bytes(&job);
-                batch.push(job);
+            let mut slept = false;
+            loop {
+                while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+                    let Ok(job) = queue.try_recv() else { break };
+                    bytes += message_bytes(&job);
+                    batch.push(job);
+                }
+                if slept || batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
+                    break;
+                }
+                tokio::time::sleep_until(gathered_by).await;
+                slept = true;
             }
             self.deliver(batch).await;
         }
