@@ -87,8 +87,11 @@ pub struct SpoolOptions {
     /// Default: 60 s.
     pub stats_interval: Duration,
     /// Under load (the last flush held two messages or more), how long a
-    /// flush may wait for more messages to share it; an idle spool flushes a
-    /// lone message at once. Default: 300 µs.
+    /// flush first sleeps so that more messages share it (every session
+    /// waiting for that flush waits this long too); an idle spool flushes a
+    /// lone message at once. Zero turns it off. Measured here: no change in
+    /// msgs/s from 0 to 300 µs (fewer fdatasyncs), slower from 600 µs on.
+    /// Default: 300 µs.
     pub commit_delay: Duration,
 }
 
