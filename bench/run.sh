@@ -53,6 +53,8 @@
 #      each new file costs up to ~300 us more (a Python loop creating 20,000
 #      4 KiB files: 23-47 us each on a fresh directory, 196-300 us after such a
 #      delete) and the next durable run would pay for the previous one's cleanup.
+#      So BENCH_MAILDIR_ROOT needs room for all of them: about 5 GB with the
+#      defaults (170-230 MB per durable run of 22,000 messages).
 #   5. A separate pass counts fsync + fdatasync + syncfs calls per accepted
 #      message for each server and both shapes (FSYNC_MSGS messages): `perf stat
 #      -a` counting the syscall tracepoints on the whole machine while the load
