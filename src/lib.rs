@@ -65,6 +65,7 @@
 pub mod auth;
 pub mod config;
 pub mod delivery;
+mod digits;
 pub mod dns;
 pub mod lockout;
 pub mod logging;

@@ -58,32 +58,48 @@ pub(crate) fn process_id() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
-/// Formats an id from its time in milliseconds and its part-2 number.
+/// Formats an id from its time in milliseconds and its part-2 number, into
+/// one string sized up front (an id is made for every connection).
 fn format_id(millis: u64, unique: u64) -> String {
-    let mut s = base36(millis / 1000, 1);
-    s.push('-');
-    s.push_str(&base36(unique % PART2_LIMIT, 6));
-    s.push('-');
-    s.push_str(&base36(millis % 1000, 2));
-    s
+    let mut id = String::with_capacity(13 + 1 + 6 + 1 + 2);
+    push_base36(&mut id, millis / 1000, 1);
+    id.push('-');
+    push_base36(&mut id, unique % PART2_LIMIT, 6);
+    id.push('-');
+    push_base36(&mut id, millis % 1000, 2);
+    id
 }
 
-/// Upper-case base 36, zero-padded to at least `width` digits.
-fn base36(mut n: u64, width: usize) -> String {
+/// Appends `n` in upper-case base 36, zero-padded to at least `width` digits.
+fn push_base36(out: &mut String, mut n: u64, width: usize) {
     const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    let mut out = Vec::with_capacity(13);
+    // u64::MAX has 13 base-36 digits.
+    let mut digits = [b'0'; 13];
+    let mut start = digits.len();
     loop {
+        start -= 1;
         // n % 36 < 36, so the index is always in range.
-        out.push(DIGITS[(n % 36) as usize]);
+        digits[start] = DIGITS[(n % 36) as usize];
         n /= 36;
         if n == 0 {
             break;
         }
     }
-    while out.len() < width {
-        out.push(b'0');
+    for _ in digits.len()..width {
+        out.push('0');
     }
-    out.iter().rev().map(|&b| char::from(b)).collect()
+    let start = start.min(digits.len().saturating_sub(width));
+    for &digit in &digits[start..] {
+        out.push(char::from(digit));
+    }
+}
+
+/// `n` in upper-case base 36, zero-padded to at least `width` digits.
+#[cfg(test)]
+fn base36(n: u64, width: usize) -> String {
+    let mut out = String::new();
+    push_base36(&mut out, n, width);
+    out
 }
 
 #[cfg(test)]
@@ -125,6 +141,7 @@ mod tests {
             (36, 1, "10"),
             (PART2_LIMIT - 1, 6, "ZZZZZZ"),
             (u64::MAX, 1, "3W5E11264SGSF"),
+            (35, 15, "00000000000000Z"),
         ] {
             assert_eq!(base36(n, width), want);
         }

@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Write as _;
 
 /// An enhanced mail system status code, `class.subject.detail` (RFC 3463).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,9 +94,15 @@ impl Reply {
         while let Some(line) = all.next() {
             let last = all.peek().is_none();
             write_code(out, code, if last { b' ' } else { b'-' });
-            if let Some(e) = self.enhanced {
-                // Writing into a Vec cannot fail.
-                let _ = write!(out, "{e} ");
+            if let Some(Enhanced(class, subject, detail)) = self.enhanced {
+                // Digits written directly: `write!` costs about a thousand
+                // instructions a reply (six or more replies per message).
+                push_decimal(out, u16::from(class));
+                out.push(b'.');
+                push_decimal(out, subject);
+                out.push(b'.');
+                push_decimal(out, detail);
+                out.push(b' ');
             }
             push_sanitised(out, line);
             out.extend_from_slice(b"\r\n");
@@ -113,6 +118,11 @@ fn write_code(out: &mut Vec<u8>, code: u16, sep: u8) {
         sep,
     ];
     out.extend_from_slice(&digits);
+}
+
+/// Appends `n` in decimal, without leading zeros.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    out.extend_from_slice(crate::digits::decimal(n, &mut [0; 5]));
 }
 
 fn push_sanitised(out: &mut Vec<u8>, line: &str) {
@@ -131,5 +141,23 @@ impl fmt::Display for Reply {
         let mut out = Vec::new();
         self.write_to(&mut out);
         f.write_str(String::from_utf8_lossy(&out).trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The enhanced code written digit by digit reads as its `Display`.
+        #[test]
+        fn an_enhanced_code_is_written_as_it_displays(class: u8, subject: u16, detail: u16, code in 200u16..600) {
+            let reply = Reply::new(code, (class, subject, detail), "text");
+            let mut out = Vec::new();
+            reply.write_to(&mut out);
+            let want = format!("{code} {} text\r\n", Enhanced(class, subject, detail));
+            prop_assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 }

@@ -127,11 +127,12 @@ impl<R: Receiver> Session<R> {
         services: Services,
         info: ConnectionInfo,
     ) -> Self {
-        let remote_ip = info.remote.ip().to_canonical().to_string();
+        // Written without `core::fmt`: this runs for every connection.
+        let remote_ip = crate::digits::ip_string(info.remote.ip().to_canonical());
         let mail = Mail {
-            local_port: info.local.port().to_string(),
+            local_port: crate::digits::decimal_string(info.local.port()),
             local_hostname: settings.local_hostname.clone(),
-            remote_port: info.remote.port().to_string(),
+            remote_port: crate::digits::decimal_string(info.remote.port()),
             remote_hostname: None,
             remote_ip: remote_ip.clone(),
             id: id::new_mail_id(),
@@ -141,7 +142,7 @@ impl<R: Receiver> Session<R> {
                 ..Connect::default()
             },
             listener: Some(Listener {
-                address: info.listener.addr.to_string(),
+                address: crate::digits::socket_addr_string(info.listener.addr),
                 mode: info.listener.mode.as_str().to_owned(),
             }),
             ..Mail::default()
@@ -385,7 +386,7 @@ impl<R: Receiver> Session<R> {
         self.mail.accepted = true;
         if self.mail.discarded {
             // A layer's decision: taken, and dropped (nothing stored, no `received`).
-            let reply = Reply::new(250, (2, 0, 0), format!("OK id={}", self.mail.id));
+            let reply = Reply::new(250, (2, 0, 0), ["OK id=", self.mail.id.as_str()].concat());
             if let Some(m) = &self.services.metrics {
                 m.message_discarded();
             }
@@ -412,7 +413,7 @@ impl<R: Receiver> Session<R> {
             Ok(()) => outcome.answer(Reply::new(
                 250,
                 (2, 0, 0),
-                format!("OK id={}", self.mail.id),
+                ["OK id=", self.mail.id.as_str()].concat(),
             )),
             Err(error) => {
                 let reply = delivery_error_reply(&error);
