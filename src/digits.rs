@@ -1,6 +1,7 @@
 //! Numbers and socket addresses written as text without `core::fmt`, for the
 //! paths every connection takes (its ports and addresses in the mail
-//! structure, the enhanced codes of its replies): `to_string()` and `write!`
+//! structure, the enhanced codes of its replies, the dates of its trace
+//! header): `to_string()` and `write!`
 //! cost a thousand or more instructions each there (callgrind), these a few
 //! dozen.
 
@@ -26,6 +27,14 @@ pub(crate) fn push_decimal(out: &mut String, n: u16) {
     let mut buf = [0; 5];
     for &digit in decimal(n, &mut buf) {
         out.push(char::from(digit));
+    }
+}
+
+/// Appends the last `width` decimal digits of `n`, zero-padded (dates).
+pub(crate) fn push_zero_padded(out: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
     }
 }
 

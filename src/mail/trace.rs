@@ -16,11 +16,12 @@
 //! (a PTR record may hold anything), and `for <recipient>`, optional in the
 //! grammar, is left out when the address holds a space, `;` or a control.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Datelike as _, FixedOffset, Timelike as _};
+
+use crate::digits::push_zero_padded;
 
 /// Longest text (in characters) [`sanitize_header_text`] lets through.
 pub const MAX_HEADER_TEXT: usize = 255;
@@ -220,7 +221,7 @@ pub fn rfc5322_date(time: &DateTime<FixedOffset>) -> String {
     let mut out = String::with_capacity(31);
     out.push_str(DAYS[time.weekday().num_days_from_monday() as usize % 7]);
     out.push_str(", ");
-    push_digits(&mut out, time.day(), 2);
+    push_zero_padded(&mut out, time.day(), 2);
     out.push(' ');
     out.push_str(MONTHS[time.month0() as usize % 12]);
     out.push(' ');
@@ -236,9 +237,9 @@ pub fn seed_time(time: &DateTime<FixedOffset>) -> String {
     let mut out = String::with_capacity(25);
     push_year(&mut out, time.year());
     out.push('-');
-    push_digits(&mut out, time.month(), 2);
+    push_zero_padded(&mut out, time.month(), 2);
     out.push('-');
-    push_digits(&mut out, time.day(), 2);
+    push_zero_padded(&mut out, time.day(), 2);
     out.push(' ');
     push_clock_and_offset(&mut out, time);
     out
@@ -246,33 +247,25 @@ pub fn seed_time(time: &DateTime<FixedOffset>) -> String {
 
 /// `hh:mm:ss +hhmm` (chrono's `%H:%M:%S %z`).
 fn push_clock_and_offset(out: &mut String, time: &DateTime<FixedOffset>) {
-    push_digits(out, time.hour(), 2);
+    push_zero_padded(out, time.hour(), 2);
     out.push(':');
-    push_digits(out, time.minute(), 2);
+    push_zero_padded(out, time.minute(), 2);
     out.push(':');
-    push_digits(out, time.second(), 2);
+    push_zero_padded(out, time.second(), 2);
     out.push(' ');
     let offset = time.offset().local_minus_utc();
     out.push(if offset < 0 { '-' } else { '+' });
     let minutes = offset.unsigned_abs() / 60;
-    push_digits(out, minutes / 60, 2);
-    push_digits(out, minutes % 60, 2);
+    push_zero_padded(out, minutes / 60, 2);
+    push_zero_padded(out, minutes % 60, 2);
 }
 
 /// A year as chrono's `%Y` writes it: four digits from 0 to 9999, else with its sign.
 fn push_year(out: &mut String, year: i32) {
     if (0..=9999).contains(&year) {
-        push_digits(out, year.unsigned_abs(), 4);
+        push_zero_padded(out, year.unsigned_abs(), 4);
     } else {
         out.push_str(&format!("{year:+05}"));
-    }
-}
-
-/// The last `width` decimal digits of `n`, zero-padded.
-fn push_digits(out: &mut String, n: u32, width: u32) {
-    for place in (0..width).rev() {
-        let digit = n / 10u32.pow(place) % 10;
-        out.push(char::from(b'0' + digit as u8));
     }
 }
 
