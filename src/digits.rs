@@ -1,15 +1,13 @@
 //! Numbers and socket addresses written as text without `core::fmt`, for the
 //! paths every connection takes (its ports and addresses in the mail
 //! structure, the enhanced codes of its replies, the dates of its trace
-//! header): `to_string()` and `write!`
-//! cost a thousand or more instructions each there (callgrind), these a few
-//! dozen.
+//! header): `to_string()` and `write!` cost a thousand or more instructions
+//! each there (callgrind), these a few dozen.
 
 use std::net::{IpAddr, SocketAddr};
 
 /// The decimal digits of `n`, without leading zeros, at the end of `buf`.
-pub(crate) fn decimal(n: u16, buf: &mut [u8; 5]) -> &[u8] {
-    let mut n = n;
+pub(crate) fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
     let mut start = buf.len();
     loop {
         start -= 1;
