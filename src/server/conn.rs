@@ -305,6 +305,19 @@ impl<R: Receiver> Connection<R> {
         let metrics = session.metrics().cloned();
         let metrics = metrics.as_deref();
         let mut stopping = false;
+        // One timer and one wait for the stop signal for the whole
+        // conversation, not one of each per read: a deadline that moves later
+        // only updates the timer (tokio re-files it when the old one comes
+        // due), and the stop signal stays registered once.
+        let mut deadline = machine
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + machine.limits().command_timeout);
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+        let mut stop_watch = stop.clone();
+        let mut stop_signal = std::pin::pin!(async move {
+            // An error is the server gone: a shutdown too.
+            let _ = stop_watch.changed().await;
+        });
         loop {
             let mut start = 0;
             let mut events = 0;
@@ -352,20 +365,25 @@ impl<R: Receiver> Connection<R> {
                 // A burst (DATA) is over: an idle session gives the memory back.
                 *input = Vec::new();
             }
-            let deadline = machine
+            let next = machine
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + machine.limits().command_timeout);
+            if next != deadline || timer.is_elapsed() {
+                deadline = next;
+                timer.as_mut().reset(deadline.into());
+            }
             let read = tokio::select! {
                 read = read_some(stream, input) => read?,
-                () = tokio::time::sleep_until(deadline.into()) => {
+                () = &mut timer => {
                     machine.handle_timeout(Instant::now());
                     if machine.is_closed() {
                         tally.end("timeout");
                     }
                     continue;
                 }
-                // A change (or the server gone) means shutdown, handled above.
-                _ = stop.changed(), if !stopping => {
+                // A change (or the server gone) means shutdown, handled above;
+                // the signal, once seen, is not waited for again.
+                () = &mut stop_signal, if !stopping => {
                     stopping = true;
                     continue;
                 }
