@@ -308,13 +308,15 @@ impl<R: Receiver> Connection<R> {
         // One timer and one wait for the stop signal for the whole
         // conversation, not one of each per read: a deadline that moves later
         // only updates the timer (tokio re-files it when the old one comes
-        // due), and the stop signal stays registered once.
+        // due), and the stop signal stays registered once. Both on the heap:
+        // in the conversation's own state they would sit beside every hook's
+        // future and make each idle connection's task bigger.
         let mut deadline = machine
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + machine.limits().command_timeout);
-        let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+        let mut timer = Box::pin(tokio::time::sleep_until(deadline.into()));
         let mut stop_watch = stop.clone();
-        let mut stop_signal = std::pin::pin!(async move {
+        let mut stop_signal = Box::pin(async move {
             // An error is the server gone: a shutdown too.
             let _ = stop_watch.changed().await;
         });
