@@ -33,6 +33,9 @@ impl Default for Config {
             no_deliver: false,
             spool_dir: None,
             spool_max_bytes: 1 << 30,
+            spool_commit_delay: crate::spool::SpoolOptions::new("")
+                .commit_delay
+                .as_secs_f64(),
             deliver: Vec::new(),
             json_file: None,
             listeners: Vec::new(),

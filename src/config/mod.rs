@@ -92,6 +92,10 @@ pub struct Config {
     pub spool_dir: Option<PathBuf>,
     /// Bytes of spool on disk beyond which mail gets 452 4.3.1. Default: 1073741824.
     pub spool_max_bytes: u64,
+    /// Seconds a spool flush waits under load (the last flush held two messages
+    /// or more), so more messages share its fdatasync (see [`SpoolOptions::commit_delay`](crate::spool::SpoolOptions::commit_delay)).
+    /// 0 turns it off; at most 0.1. Default: 0.0003.
+    pub spool_commit_delay: f64,
     /// The delivery chain (`[[deliver]]` tables: `kind = "maildir" | "lmtp"`, see
     /// [`DeliverConfig`]). Default: none — the Maildir at `maildir`.
     #[serde(rename = "deliver")]
@@ -460,6 +464,7 @@ impl Config {
                 format!("{:?} must be a host name", limits.server_name),
             ));
         }
+        self.spool_commit_delay()?;
         if self.workers > MAX_WORKERS {
             return Err(invalid(
                 "workers",
@@ -546,7 +551,7 @@ pub fn local_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-fn invalid(key: &'static str, reason: String) -> ConfigError {
+pub(super) fn invalid(key: &'static str, reason: String) -> ConfigError {
     ConfigError::Invalid { key, reason }
 }
 
@@ -583,8 +588,10 @@ pub use deliver::DeliverConfig;
 pub use errors::{ConfigError, describe_toml_error};
 
 mod network;
+mod spool;
 pub use network::{Cidr, ListenerConfig, ListenerMode, ListenerSpec, parse_listen_addr};
 use network::{cidrs, listen_addr};
+pub use spool::MAX_COMMIT_DELAY;
 
 #[cfg(test)]
 mod reference_tests;

@@ -172,6 +172,7 @@ impl<R: Receiver> Server<R> {
                 Some(dir) => {
                     let mut options = SpoolOptions::new(dir);
                     options.max_bytes = config.spool_max_bytes;
+                    options.commit_delay = config.spool_commit_delay()?;
                     let spooled =
                         Spooled::start(&options, target).map_err(|source| ServerError::Spool {
                             path: dir.clone(),
