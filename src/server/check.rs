@@ -257,9 +257,15 @@ async fn delivery(config: &Config, server_name: &str, check: &mut ConfigCheck) {
         return;
     }
     if let Some(dir) = &config.spool_dir {
+        let delay = config.spool_commit_delay().map_or_else(
+            |e| e.to_string(),
+            |d| format!("{} ms", d.as_secs_f64() * 1000.0),
+        );
         let text = format!(
-            "250 once durable in the spool {}, then delivered with retries",
-            dir.display()
+            "250 once durable in the spool {}, then delivered with retries \
+             (452 beyond {} bytes; commit delay under load {delay})",
+            dir.display(),
+            config.spool_max_bytes
         );
         check.push(CheckStatus::Ok, "spool", text);
     }
