@@ -84,9 +84,9 @@ pub(super) async fn serve_listeners<R: Receiver>(
     shared: Arc<Shared<R>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // A session's read deadline is often due before every other timer (the
-    // DATA phase's is shorter than the command phase's): the anchor spares
-    // the driver a wake-up through its eventfd for each.
+    // A session's read timer may be due before every timer the driver parked
+    // with, or be the only one: the anchor (a timer always due within a
+    // second) spares the driver a wake-up through its eventfd for each.
     crate::timers::anchor();
     let connections = Arc::new(std::sync::Mutex::new(JoinSet::new()));
     let mut accepting = JoinSet::new();
