@@ -257,8 +257,9 @@ async fn delivery(config: &Config, server_name: &str, check: &mut ConfigCheck) {
         return;
     }
     if let Some(dir) = &config.spool_dir {
+        // An invalid delay is the settings line's failure.
         let delay = config.spool_commit_delay().map_or_else(
-            |e| e.to_string(),
+            |_| "invalid, see settings".to_owned(),
             |d| format!("{} ms", d.as_secs_f64() * 1000.0),
         );
         let text = format!(
