@@ -1,11 +1,11 @@
 //! Timers on the hot paths (a session's read deadline, a hook's or webhook's
 //! HTTP call, a NATS publish and its PubAck): tokio wakes its driver through
 //! an eventfd — one more syscall and one more `epoll_wait` — whenever a new
-//! timer is due before every other timer, which a per-call deadline is among
-//! sessions that wait minutes for their next command, and a session's DATA
-//! deadline among sessions in their command phase. [`anchor`] keeps a timer
-//! due within a second on each runtime thread that makes such calls, and
-//! [`coarse_deadline`] lets calls in flight together share one deadline.
+//! timer is due before every timer it parked with (or when it parked with
+//! none), which a per-call deadline is among sessions that wait minutes for
+//! their next command. [`anchor`] keeps a timer due within a second on each
+//! runtime thread that makes such calls, and [`coarse_deadline`] lets calls in
+//! flight together share one deadline.
 
 use std::time::Duration;
 
