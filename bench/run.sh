@@ -169,8 +169,12 @@ cleanup() {
   if [ -n "$SERVER_PID" ]; then stop_server; fi
   if [ -n "$NSD_PID" ]; then stop_pid "$NSD_PID" nsd; fi
   postfix_cleanup
+  # Gigabytes of kept Maildirs: a benchmark started before this ends would
+  # measure the deletion (and, on ext4, the deleted inodes; see above).
+  log "deleting the runs' Maildirs and spools ($(du -sh "$MAILDIR_ROOT" 2>/dev/null | cut -f1)); start no other benchmark until this script has exited"
   rm -rf "$MAILDIR_ROOT"
   if [ "${KEEP:-}" = 1 ]; then log "raw figures kept in $WORK"; else rm -rf "$WORK"; fi
+  log "done"
   exit "$status"
 }
 trap cleanup EXIT
