@@ -213,19 +213,21 @@ impl DataDecoder {
         self.size
     }
 
-    /// Handles text starting at a non-empty `rest` in [`State::Text`]:
-    /// copies the run up to the next CR or LF and deals with that byte.
-    /// Returns the bytes used (at least one).
+    /// Handles text starting at a non-empty `rest` in [`State::Text`]: copies
+    /// the complete lines there in one go (see [`Self::clean_lines`]), or else
+    /// the run up to the next CR or LF, and deals with that byte. Returns the
+    /// bytes used (at least one).
     fn text(&mut self, rest: &[u8], out: &mut Vec<u8>) -> usize {
+        let clean = self.clean_lines(rest);
+        if clean > 0 {
+            // The common case: one copy for every line up to a dot, a bare
+            // line ending or the end of the input, not one a line.
+            self.write(rest.get(..clean).unwrap_or(rest), out);
+            self.state = State::LineStart;
+            return clean;
+        }
         let at = memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
         let (run, tail) = rest.split_at_checked(at).unwrap_or((rest, &[]));
-        if let [b'\r', b'\n', ..] = tail {
-            // The common case: the whole line and its CRLF in one copy.
-            self.grow_line(at, true);
-            self.write(rest.get(..at + 2).unwrap_or(run), out);
-            self.state = State::LineStart;
-            return at + 2;
-        }
         self.grow_line(at, false);
         self.write(run, out);
         match tail.first() {
@@ -239,6 +241,29 @@ impl DataDecoder {
                 at + 1
             }
         }
+    }
+
+    /// The length of the run of complete lines at the start of `rest` that
+    /// are copied as they are: each ends with CRLF (no bare CR or LF before
+    /// it), and each after the first starts with something other than a dot.
+    /// Their lengths are counted as they go; 0 when the first line is not
+    /// complete there.
+    fn clean_lines(&mut self, rest: &[u8]) -> usize {
+        let mut clean = 0;
+        while let Some(line) = rest.get(clean..) {
+            let Some(at) = memchr2(b'\r', b'\n', line) else {
+                break;
+            };
+            if line.get(at..at + 2) != Some(b"\r\n".as_slice()) {
+                break;
+            }
+            self.grow_line(at, true);
+            clean += at + 2;
+            if matches!(rest.get(clean), None | Some(b'.')) {
+                break;
+            }
+        }
+        clean
     }
 
     /// A bare CR or LF ends the current line: refused or written as CRLF.

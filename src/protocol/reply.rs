@@ -90,6 +90,11 @@ impl Reply {
             .text
             .split('\n')
             .map(|l| l.strip_suffix('\r').unwrap_or(l));
+        // Room for the whole reply at once ("250-2.0.0 " and CRLF around each
+        // line) instead of the vector doubling its way up from 8 bytes.
+        let line_count = self.text.len() / 64 + 1 + extra.len();
+        let text_bytes = self.text.len() + extra.iter().map(|l| l.len()).sum::<usize>();
+        out.reserve(text_bytes + line_count * 16);
         let mut all = lines.chain(extra.iter().copied()).peekable();
         while let Some(line) = all.next() {
             let last = all.peek().is_none();

@@ -103,8 +103,16 @@ pub(super) async fn serve_listeners<R: Receiver>(
             loop {
                 match listener.accept().await {
                     Ok((stream, remote)) => {
-                        let task =
-                            connection(stream, remote, spec, Arc::clone(&shared), stop.clone());
+                        // On the heap from the start: the task then moves a
+                        // pointer, not the connection's ~4 KiB of state, through
+                        // the runtime's spawn, its stage changes and the join.
+                        let task = Box::pin(connection(
+                            stream,
+                            remote,
+                            spec,
+                            Arc::clone(&shared),
+                            stop.clone(),
+                        ));
                         if let Ok(mut set) = connections.lock() {
                             while set.try_join_next().is_some() {}
                             set.spawn(task);
