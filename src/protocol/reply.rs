@@ -164,5 +164,36 @@ mod tests {
             let want = format!("{code} {} text\r\n", Enhanced(class, subject, detail));
             prop_assert_eq!(String::from_utf8(out).unwrap(), want);
         }
+
+        /// Every line but the last says "-"; each has the code, the enhanced
+        /// code when there is one, and its own text, control bytes made `?`.
+        #[test]
+        fn multi_line_replies_are_written_line_by_line(
+            text in "[a-z\x01 ]{0,12}(\r?\n[a-z ]{0,12}){0,3}",
+            extra in proptest::collection::vec("[A-Z0-9 ]{1,10}", 0..4),
+            enhanced: bool,
+            after in "[a-z]{0,3}",
+        ) {
+            let reply = if enhanced {
+                Reply::new(250, (2, 1, 0), text.clone())
+            } else {
+                Reply::plain(250, text.clone())
+            };
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            let mut out = after.clone().into_bytes();
+            reply.write_with_extra_lines(&mut out, &extra);
+            let lines: Vec<String> = text
+                .split('\n')
+                .map(|l| l.trim_end_matches('\r').replace('\x01', "?"))
+                .chain(extra.iter().map(|l| (*l).to_owned()))
+                .collect();
+            let mut want = after;
+            for (index, line) in lines.iter().enumerate() {
+                let separator = if index + 1 == lines.len() { ' ' } else { '-' };
+                let code = if enhanced { "2.1.0 " } else { "" };
+                want += &format!("250{separator}{code}{line}\r\n");
+            }
+            prop_assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
     }
 }
