@@ -86,10 +86,13 @@ impl Reply {
         } else {
             451
         };
-        let lines = self
-            .text
-            .split('\n')
-            .map(|l| l.strip_suffix('\r').unwrap_or(l));
+        if extra.is_empty() && memchr::memchr(b'\n', self.text.as_bytes()).is_none() {
+            // Most replies: one line.
+            out.reserve(self.text.len() + 16);
+            self.write_line(out, code, b' ', &self.text);
+            return;
+        }
+        let lines = self.text.split('\n');
         // Room for the whole reply at once ("250-2.0.0 " and CRLF around each
         // line) instead of the vector doubling its way up from 8 bytes.
         let line_count = self.text.len() / 64 + 1 + extra.len();
@@ -98,20 +101,27 @@ impl Reply {
         let mut all = lines.chain(extra.iter().copied()).peekable();
         while let Some(line) = all.next() {
             let last = all.peek().is_none();
-            write_code(out, code, if last { b' ' } else { b'-' });
-            if let Some(Enhanced(class, subject, detail)) = self.enhanced {
-                // Digits written directly: `write!` costs about a thousand
-                // instructions a reply (six or more replies per message).
-                push_decimal(out, u16::from(class));
-                out.push(b'.');
-                push_decimal(out, subject);
-                out.push(b'.');
-                push_decimal(out, detail);
-                out.push(b' ');
-            }
-            push_sanitised(out, line);
-            out.extend_from_slice(b"\r\n");
+            self.write_line(out, code, if last { b' ' } else { b'-' }, line);
         }
+    }
+
+    /// One line of the reply: the code, `separator`, the enhanced code if
+    /// any, `line` without a CR at its end and with other control bytes made
+    /// `?`, CRLF.
+    fn write_line(&self, out: &mut Vec<u8>, code: u16, separator: u8, line: &str) {
+        write_code(out, code, separator);
+        if let Some(Enhanced(class, subject, detail)) = self.enhanced {
+            // Digits written directly: `write!` costs about a thousand
+            // instructions a reply (six or more replies per message).
+            push_decimal(out, u16::from(class));
+            out.push(b'.');
+            push_decimal(out, subject);
+            out.push(b'.');
+            push_decimal(out, detail);
+            out.push(b' ');
+        }
+        push_sanitised(out, line.strip_suffix('\r').unwrap_or(line));
+        out.extend_from_slice(b"\r\n");
     }
 }
 
