@@ -22,9 +22,10 @@ use super::text::{Lines, Text};
 /// line without a line ending is kept. Bytes that are not UTF-8 are replaced
 /// with U+FFFD.
 pub fn split_message(raw: &Bytes) -> (IndexMap<String, HeaderValue>, Text) {
-    let mut headers: IndexMap<String, HeaderValue> = IndexMap::new();
+    // Room for a usual header section, not grown header by header.
+    let mut headers: IndexMap<String, HeaderValue> = IndexMap::with_capacity(8);
     let mut lines = Lines::new(raw);
-    let mut current: Option<(String, Vec<u8>)> = None;
+    let mut current: Option<(String, Pending<'_>)> = None;
     let mut body_start = raw.len();
 
     loop {
@@ -35,12 +36,12 @@ pub fn split_message(raw: &Bytes) -> (IndexMap<String, HeaderValue>, Text) {
             break;
         }
         if let (Some(b' ' | b'\t'), Some((_, value))) = (line.first(), current.as_mut()) {
-            value.extend_from_slice(line);
+            value.fold(line);
             continue;
         }
         if let Some(key) = header_key(line) {
-            if let Some((k, v)) = current.replace((key, line.to_vec())) {
-                insert_header(&mut headers, k, &v);
+            if let Some((k, v)) = current.replace((key, Pending::Line(line))) {
+                insert_header(&mut headers, k, v.bytes());
             }
             continue;
         }
@@ -48,14 +49,47 @@ pub fn split_message(raw: &Bytes) -> (IndexMap<String, HeaderValue>, Text) {
         break;
     }
     if let Some((k, v)) = current {
-        insert_header(&mut headers, k, &v);
+        insert_header(&mut headers, k, v.bytes());
     }
 
     (headers, Text::from_body(raw.slice(body_start..)))
 }
 
+/// A header's value while its continuation lines may still come: the line
+/// itself until one does (no copy), then the lines joined.
+enum Pending<'a> {
+    Line(&'a [u8]),
+    Folded(Vec<u8>),
+}
+
+impl Pending<'_> {
+    /// Joins a continuation line (only the line break between them removed).
+    fn fold(&mut self, line: &[u8]) {
+        match self {
+            Pending::Line(first) => {
+                let mut joined = Vec::with_capacity(first.len() + line.len());
+                joined.extend_from_slice(first);
+                joined.extend_from_slice(line);
+                *self = Pending::Folded(joined);
+            }
+            Pending::Folded(joined) => joined.extend_from_slice(line),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Pending::Line(line) => line,
+            Pending::Folded(joined) => joined,
+        }
+    }
+}
+
 fn insert_header(headers: &mut IndexMap<String, HeaderValue>, key: String, value: &[u8]) {
-    let value = String::from_utf8_lossy(value).into_owned();
+    // The check alone first: it is quicker than the lossy conversion's.
+    let value = match std::str::from_utf8(value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(value).into_owned(),
+    };
     match headers.entry(key) {
         indexmap::map::Entry::Occupied(mut e) => e.get_mut().push(value),
         indexmap::map::Entry::Vacant(e) => {
@@ -76,14 +110,15 @@ fn header_key(line: &[u8]) -> Option<String> {
     if name.is_empty() || !name.iter().all(|&b| (33..=126).contains(&b)) {
         return None;
     }
-    Some(
-        name.iter()
-            .map(|&b| match b {
-                b'-' => '_',
-                b => char::from(b.to_ascii_lowercase()),
-            })
-            .collect(),
-    )
+    let key: Vec<u8> = name
+        .iter()
+        .map(|&b| match b {
+            b'-' => b'_',
+            b => b.to_ascii_lowercase(),
+        })
+        .collect();
+    // Printable ASCII (checked above), so this never fails.
+    String::from_utf8(key).ok()
 }
 
 #[cfg(test)]
