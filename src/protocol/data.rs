@@ -247,7 +247,10 @@ impl DataDecoder {
     /// are copied as they are: each ends with CRLF (no bare CR or LF before
     /// it), and each after the first starts with something other than a dot.
     /// Their lengths are counted as they go; 0 when the first line is not
-    /// complete there.
+    /// complete there. A line that would take the message over
+    /// `max_message_size` ends the run before it (it is then copied alone and
+    /// refused alone), so an oversized message keeps every line up to the
+    /// limit, as if each line were copied on its own.
     fn clean_lines(&mut self, rest: &[u8]) -> usize {
         let mut clean = 0;
         while let Some(line) = rest.get(clean..) {
@@ -255,6 +258,10 @@ impl DataDecoder {
                 break;
             };
             if line.get(at..at + 2) != Some(b"\r\n".as_slice()) {
+                break;
+            }
+            let after = self.size.saturating_add((clean + at + 2) as u64);
+            if clean > 0 && after > self.limits.max_message_size {
                 break;
             }
             self.grow_line(at, true);
