@@ -114,6 +114,35 @@ mod tests {
             let expected = base64::engine::general_purpose::STANDARD.encode(&octets);
             prop_assert_eq!(&out[8..], expected.as_bytes());
         }
+
+        /// Short and long strings, with and without what JSON escapes, as
+        /// values and as keys (the headers map): serde_json's bytes.
+        #[test]
+        fn strings_are_written_as_serde_json_writes_them(
+            strings in proptest::collection::vec(
+                proptest::string::string_regex("[\\x00-\\x7f\\u{80}-\\u{7ff}\\u{2028}\\u{fffd}]{0,40}")
+                    .unwrap_or_else(|_| unreachable!()),
+                3,
+            ),
+        ) {
+            let mut headers = indexmap::IndexMap::new();
+            headers.insert(
+                strings[2].clone(),
+                crate::mail::HeaderValue::One(strings[0].clone()),
+            );
+            let mail = Mail {
+                id: strings[0].clone(),
+                local_hostname: strings[1].clone(),
+                data: Some(crate::mail::Data { headers, ..Default::default() }),
+                ..Default::default()
+            };
+            let expected = serde_json::to_string(&mail).unwrap_or_default();
+            let written = mail.to_json_bytes();
+            prop_assert_eq!(String::from_utf8_lossy(&written), expected.as_str());
+            let mut streamed = Vec::new();
+            prop_assert!(mail.write_json(&mut streamed).is_ok());
+            prop_assert_eq!(String::from_utf8_lossy(&streamed), expected);
+        }
     }
 
     /// Every character class a JSON string escapes or keeps, in a message's
