@@ -252,6 +252,12 @@ impl DataDecoder {
     /// refused alone), so an oversized message keeps every line up to the
     /// limit, as if each line were copied on its own.
     fn clean_lines(&mut self, rest: &[u8]) -> usize {
+        // Once the message is refused nothing more is kept: no limit to keep.
+        let room = match self.outcome {
+            DataOutcome::Ok => self.limits.max_message_size.saturating_sub(self.size),
+            _ => u64::MAX,
+        };
+        let room = usize::try_from(room).unwrap_or(usize::MAX);
         let mut clean = 0;
         while let Some(line) = rest.get(clean..) {
             let Some(at) = memchr2(b'\r', b'\n', line) else {
@@ -260,8 +266,7 @@ impl DataDecoder {
             if line.get(at..at + 2) != Some(b"\r\n".as_slice()) {
                 break;
             }
-            let after = self.size.saturating_add((clean + at + 2) as u64);
-            if clean > 0 && after > self.limits.max_message_size {
+            if clean > 0 && clean + at + 2 > room {
                 break;
             }
             self.grow_line(at, true);

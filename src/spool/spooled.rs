@@ -83,7 +83,7 @@ fn accepted_at(mail: &Mail) -> SystemTime {
 /// The seconds since the Unix epoch of a `time` in the seed's form
 /// (`2016-10-05 14:51:46 +0000`, chrono's `%Y-%m-%d %H:%M:%S %z`). The form
 /// the session writes is read directly (chrono parsed its format string for
-/// each message: about 5,700 instructions on the sessions' thread, 6 % of a
+/// each message: about 2,900 instructions on the sessions' thread, 3 % of a
 /// spooled message's there); anything else — a `time` a hook changed, a
 /// leap second, a date that may not exist — goes to chrono, so the result is
 /// always chrono's.
