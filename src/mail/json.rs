@@ -145,6 +145,41 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// A message's lines with every kind of line ending (CRLF, a bare LF,
+        /// a CR alone, at the end or not) and what JSON escapes among plain
+        /// text: sonic-rs writes serde_json's bytes.
+        #[test]
+        fn a_message_s_lines_are_written_as_serde_json_writes_them(
+            body in proptest::collection::vec(
+                prop_oneof![
+                    8 => proptest::string::string_regex("[a-zA-Z0-9 .,:;=/<>-]{0,70}")
+                        .unwrap_or_else(|_| unreachable!()),
+                    2 => Just("\r\n".to_owned()),
+                    1 => Just("\n".to_owned()),
+                    1 => Just("\r".to_owned()),
+                    1 => proptest::string::string_regex("[\"\\\\\t\x00-\x1f\u{e9}\u{2028}\u{1f600}]")
+                        .unwrap_or_else(|_| unreachable!()),
+                ],
+                0..40,
+            ).prop_map(|parts| parts.concat()),
+        ) {
+            let mail = Mail {
+                data: Some(crate::mail::Data {
+                    text: Text::from_body(body.clone().into_bytes().into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let expected = serde_json::to_string(&mail).unwrap_or_default();
+            let written = mail.to_json_bytes();
+            prop_assert_eq!(String::from_utf8_lossy(&written), expected.as_str());
+            let mut streamed = Vec::new();
+            prop_assert!(mail.write_json(&mut streamed).is_ok());
+            prop_assert_eq!(String::from_utf8_lossy(&streamed), expected.as_str());
+        }
+    }
+
     /// Every character class a JSON string escapes or keeps, in a message's
     /// lines and in the other fields: sonic-rs writes serde_json's bytes.
     #[test]
