@@ -4,9 +4,20 @@
 //! ([`Deliver::deliver_each`]).
 //!
 //! The protocol is the sans-IO [`crate::protocol::lmtp`] client; this file only
-//! connects, moves bytes and keeps the deadlines. One connection per delivery
-//! (LMTP servers are local and connections cheap; a pool can come later without
-//! changing the seam).
+//! connects, moves bytes and keeps the deadlines.
+//!
+//! Connections are reused, as Postfix's LMTP client caches them: a
+//! connection whose transaction ended cleanly is kept, idle, for the next
+//! delivery from the same thread (each SMTP worker thread and the spool's
+//! delivery thread run a runtime of their own, and a socket stays with the
+//! runtime that opened it), which begins with `RSET` instead of a new
+//! connection, greeting and LHLO. At most [`IDLE_KEPT`] idle connections per
+//! thread, each for at most [`IDLE_LIMIT`]; older ones are closed when next
+//! looked at. A kept connection the server closed meanwhile is noticed when
+//! it answers nothing: the delivery then goes over a new connection (nothing
+//! of it was taken). A batch (the spool's delivery thread) goes over at most
+//! [`IDLE_KEPT`] connections at once, each carrying its share of the
+//! messages one after the other, instead of a connection per message.
 //!
 //! What is sent: the trace header(s) (`mail.data.received`), then the message as
 //! received, dot-stuffed on the way in buffers of [`WRITE_BUFFER`] octets (the
@@ -20,19 +31,30 @@
 //! timeout, a malformed reply) → `Temporary`: the message may or may not have
 //! been stored, so it is retried — at least once, never less.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{
-    Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture, accepted_recipients,
+    BatchFuture, Deliver, DeliverFuture, DeliveryError, DeliveryReport, ReportFuture,
+    accepted_recipients,
 };
 use crate::mail::Mail;
-use crate::protocol::lmtp::{DotStuffer, Envelope, LmtpClient, RecipientResult};
+use crate::protocol::lmtp::{DotStuffer, Envelope, LmtpClient, RecipientResult, ServerReply};
 
 /// Octets of the message written per system call.
 pub const WRITE_BUFFER: usize = 64 * 1024;
+
+/// Idle connections kept per thread, at most; also how many connections a
+/// batch uses at once.
+pub const IDLE_KEPT: usize = 4;
+
+/// How long an idle connection is kept for the next delivery.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Where the LMTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +104,55 @@ pub struct Lmtp {
     connect_timeout: Duration,
     command_timeout: Duration,
     final_timeout: Duration,
+    idle: IdleConnections,
+}
+
+/// A connection kept for the next transaction.
+struct Idle {
+    stream: Stream,
+    /// The server's LHLO reply on it.
+    lhlo: ServerReply,
+    since: Instant,
+}
+
+/// The idle connections, per thread (see the module doc); clones share them.
+#[derive(Clone, Default)]
+struct IdleConnections(Arc<Mutex<HashMap<ThreadId, Vec<Idle>>>>);
+
+impl std::fmt::Debug for IdleConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdleConnections")
+    }
+}
+
+impl IdleConnections {
+    /// The most recently kept connection of this thread still young enough;
+    /// older ones are dropped (closed).
+    fn take(&self) -> Option<Idle> {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = idle.get_mut(&std::thread::current().id())?;
+        kept.retain(|connection| connection.since.elapsed() < IDLE_LIMIT);
+        kept.pop()
+    }
+
+    /// Keeps a connection for this thread, unless it holds enough already.
+    /// Connections too old to be taken (also those of threads that are gone)
+    /// are closed on the way.
+    fn keep(&self, stream: Stream, lhlo: ServerReply) {
+        let mut idle = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|_, kept| {
+            kept.retain(|connection| connection.since.elapsed() < IDLE_LIMIT);
+            !kept.is_empty()
+        });
+        let kept = idle.entry(std::thread::current().id()).or_default();
+        if kept.len() < IDLE_KEPT {
+            kept.push(Idle {
+                stream,
+                lhlo,
+                since: Instant::now(),
+            });
+        }
+    }
 }
 
 impl Lmtp {
@@ -95,6 +166,7 @@ impl Lmtp {
             connect_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(300),
             final_timeout: Duration::from_secs(600),
+            idle: IdleConnections::default(),
         }
     }
 
@@ -117,9 +189,23 @@ impl Lmtp {
         &self.address
     }
 
-    /// Runs one transaction; one result per accepted recipient, in order.
+    /// Runs one transaction; one result per accepted recipient, in order:
+    /// over a kept connection when this thread has one (over a new one when
+    /// the kept one answers nothing), else over a new connection.
     async fn transact(&self, mail: &Mail, envelope: Envelope) -> Vec<RecipientResult> {
-        let mut client = LmtpClient::new(envelope);
+        if let Some(idle) = self.idle.take() {
+            let mut client = LmtpClient::resume(envelope.clone(), idle.lhlo);
+            let outcome = self.converse(&mut client, idle.stream, mail).await;
+            if client.began() {
+                return client.results();
+            }
+            // Closed while idle, or RSET refused: nothing of it was taken.
+            tracing::debug!(
+                "a kept LMTP connection to {} failed before the transaction ({outcome:?}); opening a new one",
+                self.address
+            );
+        }
+        let mut client = LmtpClient::new(envelope).keep_open();
         if client.is_done() {
             return client.results();
         }
@@ -137,19 +223,64 @@ impl Lmtp {
             }
         })
         .await;
-        let why = match connected {
-            Ok(Ok(Stream::Tcp(mut stream))) => self.converse(&mut client, &mut stream, mail).await,
-            Ok(Ok(Stream::Unix(mut stream))) => self.converse(&mut client, &mut stream, mail).await,
-            Ok(Err(error)) => Err(format!("cannot connect to LMTP {}: {error}", self.address)),
-            Err(_) => Err(format!("connecting to LMTP {} timed out", self.address)),
-        };
-        if let Err(why) = why {
-            client.connection_lost(&why);
+        match connected {
+            Ok(Ok(stream)) => {
+                // Its failure is in the results already.
+                let _ = self.converse(&mut client, stream, mail).await;
+            }
+            Ok(Err(error)) => {
+                client
+                    .connection_lost(&format!("cannot connect to LMTP {}: {error}", self.address));
+            }
+            Err(_) => {
+                client.connection_lost(&format!("connecting to LMTP {} timed out", self.address));
+            }
         }
         client.results()
     }
 
-    async fn converse<S>(
+    /// Runs `client`'s transaction over `stream`, then keeps the connection
+    /// for the next one when the client says it can carry it, or ends it
+    /// (QUIT, whose answer is not needed). A failure is also recorded in the
+    /// client (its open recipients become `Unknown`).
+    async fn converse(
+        &self,
+        client: &mut LmtpClient,
+        mut stream: Stream,
+        mail: &Mail,
+    ) -> Result<(), String> {
+        let outcome = match &mut stream {
+            Stream::Tcp(tcp) => self.exchange(client, tcp, mail).await,
+            Stream::Unix(unix) => self.exchange(client, unix, mail).await,
+        };
+        if let Err(why) = &outcome {
+            client.connection_lost(why);
+        }
+        match (client.reusable(), client.lhlo_reply()) {
+            (true, Some(lhlo)) => self.idle.keep(stream, lhlo.clone()),
+            _ => {
+                let mut output = Vec::new();
+                client.poll_transmit(&mut output);
+                match &mut stream {
+                    Stream::Tcp(tcp) => self.close(tcp, &output).await,
+                    Stream::Unix(unix) => self.close(unix, &output).await,
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Sends what is left (QUIT) and shuts the connection down, within the
+    /// command timeout.
+    async fn close<S: AsyncWrite + Unpin>(&self, stream: &mut S, output: &[u8]) {
+        if !output.is_empty() {
+            let _ = tokio::time::timeout(self.command_timeout, stream.write_all(output)).await;
+        }
+        let _ = tokio::time::timeout(self.command_timeout, stream.shutdown()).await;
+    }
+
+    /// Moves bytes until the client has every result.
+    async fn exchange<S>(
         &self,
         client: &mut LmtpClient,
         stream: &mut S,
@@ -192,12 +323,6 @@ impl Lmtp {
             let used = client.handle_input(&input);
             input.drain(..used.min(input.len()));
         }
-        // QUIT; its answer is not needed.
-        client.poll_transmit(&mut output);
-        if !output.is_empty() {
-            let _ = tokio::time::timeout(self.command_timeout, stream.write_all(&output)).await;
-        }
-        let _ = tokio::time::timeout(self.command_timeout, stream.shutdown()).await;
         Ok(())
     }
 
@@ -297,6 +422,31 @@ impl Deliver for Lmtp {
                 report.push(index, rcpt, delivery_result(result));
             }
             report
+        })
+    }
+
+    /// At most [`IDLE_KEPT`] transactions at once, each lane of the batch
+    /// one message after the other over its (kept) connection; the reports in
+    /// the batch's order.
+    fn deliver_batch<'a>(&'a self, mails: &'a [&'a Mail]) -> BatchFuture<'a> {
+        Box::pin(async move {
+            let lanes = mails.len().clamp(1, IDLE_KEPT);
+            let delivered = futures_util::future::join_all((0..lanes).map(|lane| async move {
+                let mut reports = Vec::new();
+                for (index, mail) in mails.iter().enumerate().skip(lane).step_by(lanes) {
+                    reports.push((index, self.deliver_each(mail).await));
+                }
+                reports
+            }))
+            .await;
+            let mut reports: Vec<DeliveryReport> =
+                mails.iter().map(|_| DeliveryReport::default()).collect();
+            for (index, report) in delivered.into_iter().flatten() {
+                if let Some(slot) = reports.get_mut(index) {
+                    *slot = report;
+                }
+            }
+            reports
         })
     }
 

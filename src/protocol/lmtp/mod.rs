@@ -22,6 +22,13 @@
 //!   every recipient without a final reply [`RecipientResult::Unknown`]: the
 //!   message may or may not have been delivered, so it is retried (at least
 //!   once, never less).
+//!
+//! A connection can carry more than one transaction: a client made
+//! [`keep_open`](LmtpClient::keep_open) sends no QUIT after a transaction that
+//! ended cleanly (every command answered, nothing malformed), says so with
+//! [`reusable`](LmtpClient::reusable), and the next transaction on that
+//! connection is an [`LmtpClient::resume`]: `RSET` (whatever the last one left
+//! open), then MAIL as the kept LHLO reply allows.
 
 mod dot;
 mod reply;
@@ -66,6 +73,7 @@ pub enum RecipientResult {
 enum Awaiting {
     Greeting,
     Lhlo,
+    Rset,
     Mail,
     Rcpt(usize),
     Data,
@@ -88,6 +96,16 @@ pub struct LmtpClient {
     results: Vec<Option<RecipientResult>>,
     wants_body: bool,
     done: bool,
+    /// No QUIT after a clean transaction: the caller keeps the connection.
+    keep_open: bool,
+    /// The connection is in no known state (a malformed or unexpected reply,
+    /// a reply cut off, the server refusing to talk): it must be closed.
+    broken: bool,
+    /// The server's LHLO reply (its extensions), for the next transaction.
+    lhlo: Option<ServerReply>,
+    /// The server answered a command of the transaction itself (MAIL or
+    /// later), not only the greeting, LHLO or RSET.
+    began: bool,
 }
 
 impl LmtpClient {
@@ -112,6 +130,10 @@ impl LmtpClient {
             results,
             wants_body: false,
             done: false,
+            keep_open: false,
+            broken: false,
+            lhlo: None,
+            began: false,
             envelope,
         };
         if !sendable(&client.envelope.sender) || !sendable(&client.envelope.lhlo_name) {
@@ -120,6 +142,59 @@ impl LmtpClient {
             client.done = true;
         }
         client
+    }
+
+    /// Sends no QUIT after a transaction that ends cleanly, so the connection
+    /// can carry the next one ([`LmtpClient::reusable`]).
+    #[must_use]
+    pub fn keep_open(mut self) -> Self {
+        self.keep_open = true;
+        self
+    }
+
+    /// A transaction on a connection an earlier one left open (it was
+    /// [`reusable`](LmtpClient::reusable)): `RSET`, then MAIL as `lhlo` (that
+    /// connection's LHLO reply) allows — pipelined with it when the server
+    /// offers PIPELINING. Keeps the connection open in turn.
+    pub fn resume(envelope: Envelope, lhlo: ServerReply) -> Self {
+        let mut client = Self::new(envelope).keep_open();
+        client.awaiting.clear();
+        if client.done {
+            // Nothing can be sent (a control character): the connection stays as it was.
+            client.out.clear();
+            client.broken = false;
+            client.lhlo = Some(lhlo);
+            return client;
+        }
+        client.out.extend_from_slice(b"RSET\r\n");
+        client.awaiting.push_back(Awaiting::Rset);
+        client.pipelining = lhlo.has_keyword("PIPELINING");
+        if client.pipelining {
+            client.after_lhlo(&lhlo);
+        }
+        client.lhlo = Some(lhlo);
+        client
+    }
+
+    /// True when the transaction is done and the connection can carry the
+    /// next one ([`LmtpClient::resume`] with [`LmtpClient::lhlo_reply`]): the
+    /// client was made [`keep_open`](LmtpClient::keep_open), every command
+    /// got its reply and none was malformed or unexpected.
+    pub fn reusable(&self) -> bool {
+        self.done && self.keep_open && !self.broken && self.lhlo.is_some()
+    }
+
+    /// The server's reply to LHLO on this connection, once known.
+    pub fn lhlo_reply(&self) -> Option<&ServerReply> {
+        self.lhlo.as_ref()
+    }
+
+    /// Whether the server answered MAIL or a later command of this
+    /// transaction. If not, nothing of it was taken: on a kept connection that
+    /// failed (closed while idle, or RSET refused), the caller may run it
+    /// again over a new connection.
+    pub fn began(&self) -> bool {
+        self.began
     }
 
     /// Moves the commands to send into `out`.
@@ -162,7 +237,7 @@ impl LmtpClient {
                 }
                 Ok((consumed, None)) => return used + consumed,
                 Err(error) => {
-                    self.fail_all(&format!("LMTP server sent a {error}"));
+                    self.break_off(&format!("LMTP server sent a {error}"));
                     return input.len();
                 }
             }
@@ -172,7 +247,7 @@ impl LmtpClient {
 
     /// The connection ended or timed out: whoever has no result gets `Unknown`.
     pub fn connection_lost(&mut self, why: &str) {
-        self.fail_all(why);
+        self.break_off(why);
     }
 
     /// One result per recipient, in the envelope's order (`Unknown` for any
@@ -190,18 +265,35 @@ impl LmtpClient {
 
     fn on_reply(&mut self, reply: ServerReply) {
         let Some(awaiting) = self.awaiting.pop_front() else {
-            self.fail_all(&format!("LMTP server sent an unexpected reply: {reply}"));
+            self.break_off(&format!("LMTP server sent an unexpected reply: {reply}"));
             return;
         };
+        self.began |= !matches!(
+            awaiting,
+            Awaiting::Greeting | Awaiting::Lhlo | Awaiting::Rset
+        );
         match awaiting {
             Awaiting::Greeting if reply.code == 220 => {
                 let lhlo = format!("LHLO {}\r\n", self.envelope.lhlo_name);
                 self.out.extend_from_slice(lhlo.as_bytes());
                 self.awaiting.push_back(Awaiting::Lhlo);
             }
-            Awaiting::Greeting | Awaiting::Lhlo if !reply.is_positive() => self.refuse_all(reply),
-            Awaiting::Greeting => self.fail_all(&format!("LMTP greeting was {reply}")),
+            Awaiting::Greeting | Awaiting::Lhlo if !reply.is_positive() => {
+                self.broken = true;
+                self.refuse_all(reply);
+            }
+            Awaiting::Greeting => self.break_off(&format!("LMTP greeting was {reply}")),
             Awaiting::Lhlo => self.after_lhlo(&reply),
+            Awaiting::Rset if !reply.is_positive() => {
+                self.break_off(&format!("LMTP server refused RSET: {reply}"));
+            }
+            Awaiting::Rset => {
+                if !self.pipelining
+                    && let Some(lhlo) = self.lhlo.clone()
+                {
+                    self.after_lhlo(&lhlo);
+                }
+            }
             Awaiting::Mail if reply.is_positive() => {
                 if !self.pipelining {
                     self.send_next_rcpt(0);
@@ -209,7 +301,7 @@ impl LmtpClient {
             }
             Awaiting::Mail => {
                 // Pipelined RCPTs and DATA still get (failing) replies.
-                if !self.pipelining {
+                if !self.pipelining && !self.keep_open {
                     self.out.extend_from_slice(b"QUIT\r\n");
                 }
                 self.failed = Some(reply);
@@ -242,6 +334,7 @@ impl LmtpClient {
     }
 
     fn after_lhlo(&mut self, reply: &ServerReply) {
+        self.lhlo = Some(reply.clone());
         self.pipelining = reply.has_keyword("PIPELINING");
         if self.envelope.smtputf8 && !reply.has_keyword("SMTPUTF8") {
             self.refuse_all(ServerReply {
@@ -279,7 +372,7 @@ impl LmtpClient {
     fn after_data(&mut self, reply: ServerReply) {
         if let Some(failed) = self.failed.clone() {
             if reply.code == 354 {
-                self.fail_all("LMTP server said 354 to DATA after refusing MAIL");
+                self.break_off("LMTP server said 354 to DATA after refusing MAIL");
             } else {
                 self.refuse_all(failed);
             }
@@ -288,7 +381,7 @@ impl LmtpClient {
         if reply.code == 354 && !self.accepted.is_empty() {
             self.wants_body = true;
         } else if reply.is_intermediate() || reply.is_positive() {
-            self.fail_all(&format!(
+            self.break_off(&format!(
                 "LMTP server said {reply} to DATA with no recipient accepted"
             ));
         } else {
@@ -316,7 +409,11 @@ impl LmtpClient {
     fn send_next_rcpt(&mut self, from: usize) {
         match self.next_sendable(from) {
             Some(i) => self.push_rcpt(i),
-            None if self.accepted.is_empty() => self.out.extend_from_slice(b"QUIT\r\n"),
+            None if self.accepted.is_empty() => {
+                if !self.keep_open {
+                    self.out.extend_from_slice(b"QUIT\r\n");
+                }
+            }
             None => {
                 self.out.extend_from_slice(b"DATA\r\n");
                 self.awaiting.push_back(Awaiting::Data);
@@ -340,9 +437,7 @@ impl LmtpClient {
             return;
         }
         self.done = true;
-        if !self.out.ends_with(b"QUIT\r\n") {
-            self.out.extend_from_slice(b"QUIT\r\n");
-        }
+        self.quit_unless_kept();
     }
 
     /// The server refused the whole transaction: every open recipient gets its reply.
@@ -353,6 +448,13 @@ impl LmtpClient {
         self.end();
     }
 
+    /// The connection can carry nothing more: every open recipient is
+    /// `Unknown` and QUIT is queued even when kept open.
+    fn break_off(&mut self, why: &str) {
+        self.broken = true;
+        self.fail_all(why);
+    }
+
     fn fail_all(&mut self, why: &str) {
         for slot in self.results.iter_mut().filter(|r| r.is_none()) {
             *slot = Some(RecipientResult::Unknown(why.to_owned()));
@@ -361,10 +463,20 @@ impl LmtpClient {
     }
 
     fn end(&mut self) {
+        if !self.awaiting.is_empty() || self.wants_body {
+            // Replies still due (or a body) would be read by the next
+            // transaction as its own.
+            self.broken = true;
+        }
         self.awaiting.clear();
         self.wants_body = false;
         self.done = true;
-        if !self.out.ends_with(b"QUIT\r\n") {
+        self.quit_unless_kept();
+    }
+
+    /// Queues QUIT, unless the connection is kept for another transaction.
+    fn quit_unless_kept(&mut self) {
+        if (!self.keep_open || self.broken) && !self.out.ends_with(b"QUIT\r\n") {
             self.out.extend_from_slice(b"QUIT\r\n");
         }
     }

@@ -15,7 +15,12 @@ fn envelope(recipients: &[&str]) -> Envelope {
 /// Runs a transaction against scripted server bytes, fed in `chunks`; the body
 /// is "hi\r\n". Returns (everything the client sent, results).
 fn run(envelope: Envelope, chunks: &[&[u8]]) -> (String, Vec<RecipientResult>) {
-    let mut client = LmtpClient::new(envelope);
+    let (sent, results, _) = drive(LmtpClient::new(envelope), chunks);
+    (sent, results)
+}
+
+/// [`run`] with a given client, which it returns as it ends.
+fn drive(mut client: LmtpClient, chunks: &[&[u8]]) -> (String, Vec<RecipientResult>, LmtpClient) {
     let mut sent = Vec::new();
     let mut buffer = Vec::new();
     for chunk in chunks {
@@ -41,6 +46,7 @@ fn run(envelope: Envelope, chunks: &[&[u8]]) -> (String, Vec<RecipientResult>) {
     (
         String::from_utf8_lossy(&sent).into_owned(),
         client.results(),
+        client,
     )
 }
 
@@ -241,4 +247,124 @@ fn dot_stuffing_at_every_line_start_across_parts() {
             "{parts:?}"
         );
     }
+}
+
+/// A kept connection: no QUIT after a clean transaction, and the next one
+/// starts with RSET, pipelined with MAIL when the server offers PIPELINING,
+/// one at a time when not — split at every position.
+#[test]
+fn a_kept_connection_carries_the_next_transaction() {
+    let first = [
+        LHLO_PIPELINING,
+        b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 <x@y> saved\r\n",
+    ]
+    .concat();
+    let (sent, results, client) = drive(LmtpClient::new(envelope(&["x@y"])).keep_open(), &[&first]);
+    assert_eq!(
+        sent,
+        "LHLO mx.test\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y>\r\nDATA\r\nhi\r\n.\r\n"
+    );
+    assert!(matches!(results[..], [RecipientResult::Delivered(_)]));
+    assert!(client.reusable());
+    let lhlo = client.lhlo_reply().cloned().unwrap();
+    assert!(lhlo.has_keyword("PIPELINING"));
+
+    let second: &[u8] =
+        b"250 2.0.0 ok\r\n250 2.1.0 ok\r\n550 5.1.1 no\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 <z@y> saved\r\n";
+    let resumed = || LmtpClient::resume(envelope(&["nobody@y", "z@y"]), lhlo.clone());
+    let whole = drive(resumed(), &[second]);
+    for split in 1..second.len() {
+        let (a, b) = second.split_at(split);
+        let parts = drive(resumed(), &[a, b]);
+        assert_eq!(
+            (&parts.0, &parts.1),
+            (&whole.0, &whole.1),
+            "split at {split}"
+        );
+    }
+    let (sent, results, client) = whole;
+    assert_eq!(
+        sent,
+        "RSET\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<nobody@y>\r\nRCPT TO:<z@y>\r\nDATA\r\nhi\r\n.\r\n"
+    );
+    assert!(matches!(
+        results[..],
+        [RecipientResult::Refused(_), RecipientResult::Delivered(_)]
+    ));
+    assert!(client.reusable());
+
+    // Without PIPELINING: RSET alone first.
+    let plain = reply(250, "lmtp");
+    let (sent, results, client) = drive(
+        LmtpClient::resume(envelope(&["x@y"]), plain),
+        &[b"250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 saved\r\n"],
+    );
+    assert_eq!(
+        sent,
+        "RSET\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<x@y>\r\nDATA\r\nhi\r\n.\r\n"
+    );
+    assert!(matches!(results[..], [RecipientResult::Delivered(_)]));
+    assert!(client.reusable());
+}
+
+/// Refusals that end a transaction cleanly keep the connection; anything that
+/// leaves it in no known state closes it with QUIT.
+#[test]
+fn what_keeps_a_connection_and_what_closes_it() {
+    let lhlo = || {
+        let mut reader = ReplyReader::default();
+        let lhlo = b"250-dovecot\r\n250-PIPELINING\r\n250 8BITMIME\r\n";
+        reader.read(lhlo).ok().and_then(|(_, r)| r).unwrap()
+    };
+    for (server, reusable, closes, began) in [
+        // MAIL refused: RCPT and DATA still answered, nothing open.
+        (
+            &b"250 ok\r\n451 4.3.0 later\r\n503 no\r\n503 no\r\n"[..],
+            true,
+            false,
+            true,
+        ),
+        // Every recipient refused, DATA too.
+        (
+            b"250 ok\r\n250 ok\r\n452 4.2.2 quota\r\n554 no\r\n",
+            true,
+            false,
+            true,
+        ),
+        // RSET refused (a server that timed the idle connection out).
+        (b"421 4.4.2 idle too long\r\n", false, true, false),
+        // A malformed reply.
+        (b"250 ok\r\nxyz\r\n", false, true, false),
+        // The server goes away before answering anything.
+        (b"", false, true, false),
+        // 354 with no recipient accepted: the server waits for a body.
+        (
+            b"250 ok\r\n250 ok\r\n550 no\r\n354 go\r\n",
+            false,
+            true,
+            true,
+        ),
+    ] {
+        let (sent, results, client) =
+            drive(LmtpClient::resume(envelope(&["x@y"]), lhlo()), &[server]);
+        assert!(client.is_done());
+        assert_eq!(client.began(), began, "{server:?}: {sent}");
+        assert_eq!(client.reusable(), reusable, "{server:?}: {sent}");
+        assert_eq!(sent.ends_with("QUIT\r\n"), closes, "{server:?}: {sent}");
+        assert_eq!(results.len(), 1);
+    }
+    // Not kept open: QUIT as before, and never reusable.
+    let (sent, _, client) = drive(
+        LmtpClient::new(envelope(&["x@y"])),
+        &[&[LHLO_PIPELINING, b"250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n"].concat()],
+    );
+    assert!(sent.ends_with(".\r\nQUIT\r\n"), "{sent}");
+    assert!(!client.reusable());
+    // A first transaction whose LHLO is refused is not kept.
+    let (sent, _, client) = drive(
+        LmtpClient::new(envelope(&["x@y"])).keep_open(),
+        &[b"220 hi\r\n421 4.3.2 going down\r\n"],
+    );
+    assert!(sent.ends_with("QUIT\r\n"), "{sent}");
+    assert!(!client.reusable());
 }

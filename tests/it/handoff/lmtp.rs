@@ -177,3 +177,145 @@ fn lmtp_server_down_is_a_temporary_failure() {
         .unwrap_or_default();
     assert!(error.contains("cannot connect to LMTP"), "{error}");
 }
+
+/// Deliveries one after the other share one LMTP connection (each after the
+/// first begins with RSET; Dovecot's log names each delivery's session, and
+/// they are one);
+/// when Dovecot's worker holding it dies, the next delivery notices the dead
+/// connection before anything was taken, opens a new one and is stored once.
+#[test]
+fn deliveries_share_a_kept_connection_and_a_dead_one_is_replaced() {
+    let dovecot = Dovecot::start();
+    let (server, _) = start(LmtpAddress::Tcp(format!("127.0.0.1:{}", dovecot.port)));
+    let saved = |log: &str| log.matches("saved mail to INBOX").count();
+    let bodies: Vec<Vec<u8>> = (0..6)
+        .map(|n| format!("message {n}\r\n").into_bytes())
+        .collect();
+    for body in &bodies[..3] {
+        assert_eq!(send(server.port, &["alice@example.com"], body).0, 250);
+    }
+    let log = wait_for_log(&dovecot, |log| saved(log) >= 3);
+    assert_eq!(lmtp_sessions(&log), 1, "{log}");
+
+    assert!(dovecot.kill_lmtp_workers() >= 1, "{log}");
+    for body in &bodies[3..] {
+        let (code, text) = send(server.port, &["alice@example.com"], body);
+        assert_eq!(code, 250, "{text}: {}", dovecot.log());
+    }
+    let log = wait_for_log(&dovecot, |log| saved(log) >= 6);
+    assert_eq!(lmtp_sessions(&log), 2, "{log}");
+    let stored = dovecot.messages("alice");
+    assert_eq!(stored.len(), bodies.len(), "{log}");
+    for body in &bodies {
+        let ending = [&b"\r\n\r\n"[..], body].concat();
+        let copies = stored.iter().filter(|m| m.ends_with(&ending)).count();
+        assert_eq!(copies, 1, "{}", String::from_utf8_lossy(body));
+    }
+}
+
+/// How many LMTP connections stored mail, by Dovecot's log: each saved
+/// message's line names its session, `lmtp(alice)<pid><SESSION:T2>` for the
+/// second transaction of a connection.
+fn lmtp_sessions(log: &str) -> usize {
+    let sessions: std::collections::HashSet<&str> = log
+        .lines()
+        .filter(|line| line.contains("saved mail to INBOX"))
+        .filter_map(|line| line.split('<').nth(2)?.split(['>', ':']).next())
+        .collect();
+    sessions.len()
+}
+
+/// Dovecot's log once `done` holds for it (its log process writes a moment
+/// later), waiting at most 10 s.
+fn wait_for_log(dovecot: &Dovecot, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log = dovecot.log();
+        if done(&log) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A batch (what the spool's delivery thread hands over) goes over at most
+/// `IDLE_KEPT` connections at once, each carrying its share of the messages,
+/// and every message is stored once with its own outcome.
+#[test]
+fn a_batch_goes_over_a_few_kept_connections() {
+    use net_receiver::Deliver as _;
+    use net_receiver::mail::{Address, Data, MailFrom, RcptTo};
+
+    let dovecot = Dovecot::start();
+    let lmtp = Lmtp::new(
+        LmtpAddress::Tcp(format!("127.0.0.1:{}", dovecot.port)),
+        SERVER_NAME,
+    );
+    let recipient = |url: &str| RcptTo {
+        address: Address {
+            accepted: true,
+            url: url.to_owned(),
+            ..Address::default()
+        },
+        ..RcptTo::default()
+    };
+    let mails: Vec<Mail> = (0..12)
+        .map(|n| Mail {
+            mailfrom: Some(MailFrom {
+                address: Address {
+                    accepted: true,
+                    url: "sender@example.org".to_owned(),
+                    ..Address::default()
+                },
+                ..MailFrom::default()
+            }),
+            // Every third one also to an unknown user: refused for it alone.
+            rcptto: if n % 3 == 0 {
+                vec![
+                    recipient("alice@example.com"),
+                    recipient("nobody@example.com"),
+                ]
+            } else {
+                vec![recipient("alice@example.com")]
+            },
+            data: Some(Data::from_message(
+                format!("Subject: batch\r\n\r\nbatch message {n}\r\n").into_bytes(),
+                String::new(),
+            )),
+            ..Mail::default()
+        })
+        .collect();
+    let batch: Vec<&Mail> = mails.iter().collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reports = runtime.block_on(lmtp.deliver_batch(&batch));
+    assert_eq!(reports.len(), mails.len());
+    for (n, report) in reports.iter().enumerate() {
+        let outcomes: Vec<bool> = report.outcomes.iter().map(|o| o.result.is_ok()).collect();
+        let want = if n % 3 == 0 {
+            vec![true, false]
+        } else {
+            vec![true]
+        };
+        assert_eq!(outcomes, want, "message {n}: {:?}", report.outcomes);
+    }
+    let saved = |log: &str| log.matches("saved mail to INBOX").count();
+    let log = wait_for_log(&dovecot, |log| saved(log) >= mails.len());
+    assert_eq!(
+        lmtp_sessions(&log),
+        net_receiver::delivery::lmtp::IDLE_KEPT,
+        "{log}"
+    );
+    let stored = dovecot.messages("alice");
+    assert_eq!(stored.len(), mails.len(), "{log}");
+    for n in 0..mails.len() {
+        let ending = format!("\r\n\r\nbatch message {n}\r\n");
+        let copies = stored
+            .iter()
+            .filter(|m| m.ends_with(ending.as_bytes()))
+            .count();
+        assert_eq!(copies, 1, "message {n}");
+    }
+}

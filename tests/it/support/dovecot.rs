@@ -104,6 +104,36 @@ impl Dovecot {
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }
+
+    /// SIGKILLs this instance's `lmtp` worker processes (children of its
+    /// master named `lmtp`), which ends every LMTP connection they hold; the
+    /// master starts new ones for the next connections. Returns how many.
+    pub(crate) fn kill_lmtp_workers(&self) -> usize {
+        let master = self.child.id().to_string();
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...
+            let Some((head, tail)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let comm = head.split_once(" (").map(|(_, c)| c).unwrap_or_default();
+            let ppid = tail.split_whitespace().nth(1).unwrap_or_default();
+            if comm == "lmtp" && ppid == master {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                if Command::new("kill")
+                    .args(["-KILL", &pid])
+                    .status()
+                    .is_ok_and(|s| s.success())
+                {
+                    killed += 1;
+                }
+            }
+        }
+        killed
+    }
 }
 
 impl Drop for Dovecot {
