@@ -136,12 +136,7 @@ mod tests {
                 data: Some(crate::mail::Data { headers, ..Default::default() }),
                 ..Default::default()
             };
-            let expected = serde_json::to_string(&mail).unwrap_or_default();
-            let written = mail.to_json_bytes();
-            prop_assert_eq!(String::from_utf8_lossy(&written), expected.as_str());
-            let mut streamed = Vec::new();
-            prop_assert!(mail.write_json(&mut streamed).is_ok());
-            prop_assert_eq!(String::from_utf8_lossy(&streamed), expected);
+            written_as_serde_json_writes(&mail)?;
         }
     }
 
@@ -171,13 +166,20 @@ mod tests {
                 }),
                 ..Default::default()
             };
-            let expected = serde_json::to_string(&mail).unwrap_or_default();
-            let written = mail.to_json_bytes();
-            prop_assert_eq!(String::from_utf8_lossy(&written), expected.as_str());
-            let mut streamed = Vec::new();
-            prop_assert!(mail.write_json(&mut streamed).is_ok());
-            prop_assert_eq!(String::from_utf8_lossy(&streamed), expected.as_str());
+            written_as_serde_json_writes(&mail)?;
         }
+    }
+
+    /// `mail`'s JSON, whole ([`Mail::to_json_bytes`]) and streamed
+    /// ([`Mail::write_json`]), is serde_json's.
+    fn written_as_serde_json_writes(mail: &Mail) -> Result<(), TestCaseError> {
+        let expected = serde_json::to_string(mail).unwrap_or_default();
+        let written = mail.to_json_bytes();
+        prop_assert_eq!(String::from_utf8_lossy(&written), expected.as_str());
+        let mut streamed = Vec::new();
+        prop_assert!(mail.write_json(&mut streamed).is_ok());
+        prop_assert_eq!(String::from_utf8_lossy(&streamed), expected.as_str());
+        Ok(())
     }
 
     /// Every character class a JSON string escapes or keeps, in a message's
