@@ -4,20 +4,12 @@
 //! all are killed on drop. The tests read the streams with the official
 //! `async-nats` client.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use super::service::spawn_quiet;
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::service::{service_port, spawn_quiet};
 
 /// One node.
 pub(crate) struct NatsNode {
@@ -68,7 +60,10 @@ impl Nats {
     /// `n` nodes; with more than one, a cluster with routes between all.
     pub(crate) fn cluster_of(n: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        // All chosen before the first node starts, which dials the others'
+        // routes at once: outside the ephemeral range, so none of those
+        // connections can take one.
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (service_port(), service_port())).collect();
         let mut nodes = Vec::new();
         for (i, (port, cluster_port)) in ports.iter().enumerate() {
             let store = dir.path().join(format!("store{i}"));
