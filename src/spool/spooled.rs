@@ -8,7 +8,10 @@
 //! gives them to the target at once
 //! with [`Deliver::deliver_batch`] — the Maildir writes every file, fsyncs
 //! them, renames them in one pass and fsyncs `new/` once — while the messages
-//! that arrive meanwhile make the next batch. Recipients stored or refused for
+//! that arrive meanwhile make the next batch. A batch that takes over 100 ms
+//! (a slow target: a webhook answering only at its `timeout`) gets the next
+//! one started beside it, up to 8 at once: it delays its own messages, not
+//! the ones after it. Recipients stored or refused for
 //! good are settled; while any recipient failed transiently the message goes
 //! back to the queue (for those recipients) after a wait that doubles from
 //! `retry_min` to `retry_max`, for as long as the process runs — unless the
@@ -23,7 +26,7 @@
 //! at `error`, no bounce) before it is done. Messages found in the spool at
 //! start-up are delivered first.
 //!
-//! Dropping the [`Spooled`] (at shutdown) lets the batch being delivered
+//! Dropping the [`Spooled`] (at shutdown) lets the batches being delivered
 //! finish (waiting at most 10 s) and stops; what is still queued
 //! or waiting for a retry stays in the spool for the next start.
 
@@ -32,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 
 use super::dead::{self, Refusal};
 use super::{Place, Spool, SpoolOptions};
@@ -45,6 +49,10 @@ const BATCH_BYTES: usize = 32 << 20;
 /// How long the delivery thread waits, after a batch's first message, for
 /// more to deliver with it (the 250s are given already).
 const BATCH_GATHER: Duration = Duration::from_millis(10);
+/// Batches being delivered at once at most (each up to [`BATCH_MESSAGES`]).
+const BATCHES_IN_FLIGHT: usize = 8;
+/// How long a batch may take before the next one starts beside it.
+const BATCH_STALL: Duration = Duration::from_millis(100);
 /// How long a drop waits for the batch in progress.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
@@ -247,7 +255,7 @@ impl Spooled {
 }
 
 impl Drop for Spooled {
-    /// Stops the delivery thread after its current batch (waiting at most
+    /// Stops the delivery thread after its batches in flight (waiting at most
     /// `SHUTDOWN_LIMIT`) and logs the flush statistics of the whole run.
     fn drop(&mut self) {
         self.stop.notify_one();
@@ -301,40 +309,40 @@ struct Worker {
 }
 
 impl Worker {
-    /// Delivers batch after batch until stopped or the queue ends.
+    /// Delivers batch after batch until stopped or the queue ends. The next
+    /// batch starts when the last one is done — or, when a target is slow (a
+    /// webhook taking its whole `timeout`), once the last one has taken
+    /// [`BATCH_STALL`], up to [`BATCHES_IN_FLIGHT`] at once: a held-up batch
+    /// delays its own messages, not the ones after it, while a target that
+    /// keeps up gets one batch at a time (the biggest batches, the fewest
+    /// flushes). When stopped, the batches in flight finish; nothing new starts.
     async fn run(self, mut queue: mpsc::UnboundedReceiver<Job>, stop: &Notify) {
+        let worker = Arc::new(self);
+        let mut in_flight = JoinSet::new();
+        let mut last_started = tokio::time::Instant::now();
         loop {
-            let first = tokio::select! {
+            while in_flight.try_join_next().is_some() {}
+            let may_start = if in_flight.is_empty() {
+                tokio::time::Instant::now()
+            } else {
+                last_started + BATCH_STALL
+            };
+            let next = tokio::select! {
                 biased;
                 () = stop.notified() => break,
-                job = queue.recv() => match job {
-                    Some(job) => job,
-                    None => break,
-                },
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+                job = async {
+                    tokio::time::sleep_until(may_start).await;
+                    queue.recv().await
+                }, if in_flight.len() < BATCHES_IN_FLIGHT => job,
             };
-            let mut bytes = message_bytes(&first);
-            let mut batch = vec![first];
-            // Gather what arrives within `BATCH_GATHER` of the first message:
-            // its 250 is given already, and a bigger batch shares the target's
-            // flushes (the Maildir's syncfs and fsync of `new/`). The gather
-            // is slept out, then the queue taken: waking for each message as
-            // it arrived preempted the sessions' thread each time.
-            let gathered_by = tokio::time::Instant::now() + BATCH_GATHER;
-            let mut slept = false;
-            loop {
-                while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
-                    let Ok(job) = queue.try_recv() else { break };
-                    bytes += message_bytes(&job);
-                    batch.push(job);
-                }
-                if slept || batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
-                    break;
-                }
-                tokio::time::sleep_until(gathered_by).await;
-                slept = true;
-            }
-            self.deliver(batch).await;
+            let Some(first) = next else { break };
+            last_started = tokio::time::Instant::now();
+            let batch = gather(first, &mut queue).await;
+            let worker = Arc::clone(&worker);
+            in_flight.spawn(async move { worker.deliver(batch).await });
         }
+        while in_flight.join_next().await.is_some() {}
     }
 
     /// Delivers one batch; settles, retries or marks done each message.
@@ -461,6 +469,31 @@ impl Worker {
                 let _ = queue.send(job);
             }
         });
+    }
+}
+
+/// A batch begun with `first`: what is queued and what arrives within
+/// [`BATCH_GATHER`] (up to [`BATCH_MESSAGES`] or [`BATCH_BYTES`]). Its 250s are
+/// given already, and a bigger batch shares the target's flushes (the
+/// Maildir's syncfs and fsync of `new/`). The gather is slept out, then the
+/// queue taken: waking for each message as it arrived preempted the sessions'
+/// thread each time.
+async fn gather(first: Job, queue: &mut mpsc::UnboundedReceiver<Job>) -> Vec<Job> {
+    let mut bytes = message_bytes(&first);
+    let mut batch = vec![first];
+    let gathered_by = tokio::time::Instant::now() + BATCH_GATHER;
+    let mut slept = false;
+    loop {
+        while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+            let Ok(job) = queue.try_recv() else { break };
+            bytes += message_bytes(&job);
+            batch.push(job);
+        }
+        if slept || batch.len() >= BATCH_MESSAGES || bytes >= BATCH_BYTES {
+            return batch;
+        }
+        tokio::time::sleep_until(gathered_by).await;
+        slept = true;
     }
 }
 

@@ -5,7 +5,7 @@
 //! reply (2xx 250, 5xx/429/no answer 451, 4xx 554); with it, transient
 //! answers are retried with the same `webhook-id` until delivered (also after
 //! a SIGKILL and a restart), and a 4xx or running out of `retry_for` makes a
-//! dead letter. Over https (Python's ssl, a certificate of a private test CA
+//! dead letter; a request never answered holds up no later message. Over https (Python's ssl, a certificate of a private test CA
 //! named by `tls_ca`) the same signed request arrives; without `tls_ca` the
 //! certificate does not verify and the mail gets 451 with nothing posted.
 
@@ -316,4 +316,44 @@ fn after_a_sigkill_the_spool_delivers_under_the_same_id() {
     assert_request(&requests[0], &id);
     assert_eq!(failing.requests().len(), 1);
     second.terminate();
+}
+
+/// A request the endpoint never answers (within a 10-minute `timeout`) holds
+/// up only its own message: the messages accepted after it are delivered
+/// meanwhile, each in a batch of its own (sent once the hung request has
+/// arrived, so it cannot share that batch). With one batch at a time they
+/// would wait the whole timeout.
+#[test]
+fn with_spool_a_hung_request_holds_up_no_later_message() {
+    let webhook = WebhookServer::start(&["hang"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let mut running = start(
+        dir.path(),
+        &webhook,
+        "timeout = 600\n",
+        &["--spool-dir", spool.to_str().unwrap()],
+    );
+    let port = running.addr().port();
+    let (code, text) = send(port, &["alice@example.com"]);
+    assert_eq!(code, 250, "{text}");
+    let hung = accepted_id(&text);
+    assert_eq!(webhook.wait_for(1)[0]["answer"], "hang");
+    for n in 2..=4 {
+        let (code, text) = send(port, &["alice@example.com"]);
+        assert_eq!(code, 250, "{text}");
+        let requests = webhook.wait_for(n);
+        let request = &requests[n - 1];
+        assert_request(request, &accepted_id(&text));
+        assert_eq!(request["answer"], "200", "{request}");
+    }
+    let requests = webhook.requests();
+    assert_eq!(
+        requests.len(),
+        4,
+        "the hung one is not retried: {requests:?}"
+    );
+    assert_eq!(requests[0]["id"], hung);
+    running.signal(nix::sys::signal::Signal::SIGKILL);
+    running.wait_exit();
 }
