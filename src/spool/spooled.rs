@@ -11,9 +11,9 @@
 //! that arrive meanwhile make the next batch. A batch that takes over 100 ms
 //! (a slow target: a webhook answering only at its `timeout`) gets the next
 //! one started beside it, up to 8 at once: it delays its own messages, not
-//! the ones after it. Recipients stored or refused for
-//! good are settled; while any recipient failed transiently the message goes
-//! back to the queue (for those recipients) after a wait that doubles from
+//! the ones after it. Recipients stored or refused for good are settled;
+//! while any recipient failed transiently the message goes back to the queue
+//! (for those recipients) after a wait that doubles from
 //! `retry_min` to `retry_max`, for as long as the process runs — unless the
 //! target brings its own [`RetrySchedule`] ([`Deliver::retry_schedule`], a
 //! webhook's `retry_initial`, `retry_max`, `retry_for`): then its waits, and
@@ -53,7 +53,7 @@ const BATCH_GATHER: Duration = Duration::from_millis(10);
 const BATCHES_IN_FLIGHT: usize = 8;
 /// How long a batch may take before the next one starts beside it.
 const BATCH_STALL: Duration = Duration::from_millis(100);
-/// How long a drop waits for the batch in progress.
+/// How long a drop waits for the batches in progress.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 
 /// One spooled message on its way to the target.

@@ -5,9 +5,10 @@
 //! reply (2xx 250, 5xx/429/no answer 451, 4xx 554); with it, transient
 //! answers are retried with the same `webhook-id` until delivered (also after
 //! a SIGKILL and a restart), and a 4xx or running out of `retry_for` makes a
-//! dead letter; a request never answered holds up no later message. Over https (Python's ssl, a certificate of a private test CA
-//! named by `tls_ca`) the same signed request arrives; without `tls_ca` the
-//! certificate does not verify and the mail gets 451 with nothing posted.
+//! dead letter; a request never answered holds up no later message. Over
+//! https (Python's ssl, a certificate of a private test CA named by `tls_ca`)
+//! the same signed request arrives; without `tls_ca` the certificate does not
+//! verify and the mail gets 451 with nothing posted.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
