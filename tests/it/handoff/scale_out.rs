@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +29,7 @@ use crate::support::auth::{connect_from, plain};
 use crate::support::common::Client;
 use crate::support::redis_server::RedisServer;
 use crate::support::running::{Binary, command};
-use crate::support::service::spawn_quiet;
+use crate::support::service::{service_port, spawn_quiet};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/scale-out");
 /// The fixed ports of the deploy files: HAProxy, the receivers, their metrics,
@@ -41,13 +41,6 @@ const MESSAGES: usize = 120;
 /// Rounds of the kill loop (each kills one receiver and one NATS node).
 const KILL_ROUNDS: usize = 3;
 const SENDERS: usize = 4;
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
 
 /// The kill loop's choices: xorshift from `SCALE_OUT_SEED`, or from the clock
 /// (printed, so a failing order can be run again).
@@ -289,7 +282,8 @@ impl Fleet {
             .next()
             .and_then(|p| p.trim_end_matches('/').parse().ok())
             .unwrap();
-        let mut ports: HashMap<u16, u16> = FIXED_PORTS.iter().map(|p| (*p, free_port())).collect();
+        let mut ports: HashMap<u16, u16> =
+            FIXED_PORTS.iter().map(|p| (*p, service_port())).collect();
         ports.insert(6379, redis_port);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("passwd"), "joe:{PLAIN}joe-Secret-42\n").unwrap();

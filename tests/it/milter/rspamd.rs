@@ -5,13 +5,14 @@
 //! reply; a plain mail gets rspamd's `X-Spam-*` / `X-Spamd-Result` headers
 //! (folded ones included) in the stored message and in the mail structure.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{MESSAGE, milter_at, send, start};
 use crate::support::common::messages;
 use crate::support::dns_server::DnsServer;
+use crate::support::service::service_port;
 
 /// rspamd compiles its TLD list and regular expressions at start: slow on a
 /// busy machine.
@@ -43,13 +44,6 @@ impl Drop for Rspamd {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
 impl Rspamd {
     fn start(dns: std::net::SocketAddr) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -58,7 +52,7 @@ impl Rspamd {
         for sub in ["local.d", "db", "run", "log"] {
             std::fs::create_dir_all(path.join(sub)).expect("dir");
         }
-        let port = free_port();
+        let port = service_port();
         let files = [
             (
                 "worker-proxy.inc",
@@ -69,11 +63,17 @@ impl Rspamd {
             ),
             (
                 "worker-normal.inc",
-                format!("bind_socket = \"127.0.0.1:{}\";\ncount = 1;\n", free_port()),
+                format!(
+                    "bind_socket = \"127.0.0.1:{}\";\ncount = 1;\n",
+                    service_port()
+                ),
             ),
             (
                 "worker-controller.inc",
-                format!("bind_socket = \"127.0.0.1:{}\";\ncount = 1;\n", free_port()),
+                format!(
+                    "bind_socket = \"127.0.0.1:{}\";\ncount = 1;\n",
+                    service_port()
+                ),
             ),
             (
                 "logging.inc",

@@ -4,7 +4,6 @@
 //! once the port answers, `WATCHDOG=1` with `WATCHDOG_USEC` set, `STOPPING=1`
 //! on SIGTERM. No systemd PID 1 is needed.
 
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
@@ -12,14 +11,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::common::{Client, READ_TIMEOUT, SERVER_NAME, expect_messages};
 use crate::support::running::{BIN, Binary, PROCESS_LIMIT, listening_command};
+use crate::support::service::service_port;
 use crate::support::tls::{Pair, TlsClient};
-
-/// A loopback port free right now (bound and released; systemd-socket-activate
-/// binds it again at once).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
 
 /// `systemd-socket-activate`, from Debian's `systemd` package (scripts/test
 /// installs it).
@@ -37,7 +30,7 @@ fn issue16_socket_activation_serves_each_socket_in_the_mode_of_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("Maildir");
     let pair = Pair::new();
-    let ports = [free_port(), free_port(), free_port()];
+    let ports = [service_port(), service_port(), service_port()];
     let mut command = socket_activate();
     for port in ports {
         command.arg(format!("--listen=127.0.0.1:{port}"));
@@ -148,7 +141,7 @@ fn issue16_notify_socket_gets_ready_watchdog_and_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let port = free_port();
+    let port = service_port();
     let mut command = listening_command(&dir.path().join("Maildir"));
     command
         .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -189,7 +182,7 @@ fn issue16_notify_socket_gets_ready_watchdog_and_stopping() {
 #[test]
 fn issue16_an_unnamed_socket_takes_the_mode_configured_for_its_address() {
     let dir = tempfile::tempdir().unwrap();
-    let (configured, unknown) = (free_port(), free_port());
+    let (configured, unknown) = (service_port(), service_port());
     let config = dir.path().join("config.toml");
     std::fs::write(
         &config,
