@@ -19,7 +19,8 @@ use serde::Serialize;
 use std::time::Instant as StdInstant;
 use tokio::time::{Instant, timeout_at};
 
-use super::cache::{MessageKey, Reads, SpfKey};
+use super::cache::Reads;
+use super::keys::{MessageKeyRef, SpfKeyRef};
 use super::{Dns, canonical};
 
 /// The SPF results of both identities, as the lower-case RFC 7208 words `pass`,
@@ -92,11 +93,11 @@ impl Dns {
         let ip = canonical(ip);
         let deadline = self.deadline();
         let helo = helo.trim();
-        let helo_key = SpfKey {
+        let helo_key = SpfKeyRef {
             ip,
-            domain: helo.into(),
-            helo: helo.into(),
-            host: server_name.into(),
+            domain: helo,
+            helo,
+            host: server_name,
             sender: None,
         };
         let helo_params = SpfParameters::verify_ehlo(ip, helo, server_name);
@@ -104,12 +105,12 @@ impl Dns {
         match sender(mail_from) {
             Some(sender) => {
                 let domain = sender.rsplit_once('@').map_or(helo, |(_, domain)| domain);
-                let key = SpfKey {
+                let key = SpfKeyRef {
                     ip,
-                    domain: domain.into(),
-                    helo: helo.into(),
-                    host: server_name.into(),
-                    sender: Some(sender.into()),
+                    domain,
+                    helo,
+                    host: server_name,
+                    sender: Some(sender),
                 };
                 let params = SpfParameters::verify_mail_from(ip, helo, server_name, sender);
                 let (helo, mail_from) =
@@ -135,10 +136,10 @@ impl Dns {
     async fn check_host(
         &self,
         deadline: Instant,
-        key: SpfKey,
+        key: SpfKeyRef<'_>,
         params: SpfParameters<'_>,
     ) -> SpfResult {
-        if !is_domain_name(&key.domain) {
+        if !is_domain_name(key.domain) {
             return SpfResult::None;
         }
         let cache = &self.inner.findings.spf;
@@ -156,7 +157,7 @@ impl Dns {
         if result != SpfResult::TempError
             && let Some(until) = reads.valid_until()
         {
-            cache.insert_at(key, result, until, StdInstant::now());
+            cache.insert_at(key.to_key(), result, until, StdInstant::now());
         }
         result
     }
@@ -179,7 +180,7 @@ impl Dns {
         let parsed = AuthenticatedMessage::parse(raw);
         let key = parsed
             .as_ref()
-            .and_then(|m| MessageKey::unsigned(m, cx, ip, helo, mail_from, &spf));
+            .and_then(|m| MessageKeyRef::unsigned(m, cx, ip, helo, mail_from, &spf));
         let cache = &self.inner.findings.messages;
         if let Some(found) = key
             .as_ref()
@@ -187,6 +188,8 @@ impl Dns {
         {
             return found;
         }
+        // A miss: the key is kept for the insert, no longer borrowing `parsed`.
+        let key = key.map(MessageKeyRef::to_key);
         let host = authserv_id(cx.server_name);
         let mut results = Results::new(&host);
 

@@ -11,6 +11,12 @@
 //! compares with the clock also has an `_at` form taking `now`, so the tests run on
 //! a virtual clock.
 //!
+//! The maps are `hashbrown`'s with its default hasher (foldhash, seeded at random
+//! per map): a look-up hashes a short key in a few dozen instructions instead of
+//! SipHash's hundreds, and takes a borrowed view of a composite key
+//! (`SpfKeyRef`, `MessageKeyRef` in `keys.rs`) so that a hit allocates nothing; the owned
+//! key is built only to insert.
+//!
 //! [`Reads`] records what one check read: the earliest expiry of every answer it
 //! used, or that some answer could not be kept (a timeout, a server failure, a
 //! negative answer without a TTL). A check's findings are cached only when every
@@ -18,17 +24,17 @@
 //! a cached finding is what the check would find again from the same answers.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+use hashbrown::{Equivalent, HashMap};
+
 use mail_auth::{MX, Parameters, RecordSet, ResolverCache, SpfResult, Txt};
 
-use mail_auth::AuthenticatedMessage;
-
-use super::auth::{AuthContext, MessageAuth, SpfFindings};
+use super::auth::MessageAuth;
+use super::keys::{MessageKey, SpfKey};
 use super::lookups::{DomainFindings, EhloFindings, Reverse};
 
 /// Entries per cache before it is pruned.
@@ -58,8 +64,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// (an expired entry is removed).
     pub(crate) fn entry_at<Q>(&self, key: &Q, now: Instant) -> Option<(V, Instant)>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         let mut map = self.lock();
         match map.get(key) {
@@ -75,8 +80,7 @@ impl<K: Hash + Eq, V: Clone> TtlCache<K, V> {
     /// The value of `key` unless it has expired by `now`.
     pub(crate) fn get_at<Q>(&self, key: &Q, now: Instant) -> Option<V>
     where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Equivalent<K> + ?Sized,
     {
         self.entry_at(key, now).map(|(value, _)| value)
     }
@@ -345,85 +349,6 @@ impl Findings {
             messages: TtlCache::new(capacity),
         }
     }
-}
-
-/// The inputs of one SPF `check_host()` (RFC 7208 §4.1) and of every macro its
-/// records may expand (§7.2: `%{s l o d i p v h c r}`); `%{t}`, the time, is
-/// the one input left out — a record using it is evaluated once per TTL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct SpfKey {
-    /// The client IP.
-    pub(crate) ip: IpAddr,
-    /// The domain whose record is evaluated.
-    pub(crate) domain: Box<str>,
-    /// The HELO/EHLO name.
-    pub(crate) helo: Box<str>,
-    /// Our host name (`%{r}`).
-    pub(crate) host: Box<str>,
-    /// The MAIL FROM address; `None` for the HELO identity.
-    pub(crate) sender: Option<Box<str>>,
-}
-
-/// What the authentication of a message without DKIM-Signature and ARC fields
-/// (and without malformed ones) depends on besides the DNS: the session's
-/// identities and SPF results (the `Authentication-Results` header's iprev and
-/// spf parts, DMARC's SPF alignment), our name, and the From: addresses
-/// (DMARC). Such a message's body plays no part: there is no signature to check.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct MessageKey {
-    ip: IpAddr,
-    helo: Box<str>,
-    mail_from: Option<Box<str>>,
-    server_name: Box<str>,
-    iprev: Option<Box<str>>,
-    spf: (Box<str>, Box<str>),
-    from: Box<[Box<str>]>,
-}
-
-impl MessageKey {
-    /// The key of `message` if it carries no DKIM or ARC field (nor a malformed
-    /// one, nor any other parse error); `None` otherwise.
-    pub(crate) fn unsigned(
-        message: &AuthenticatedMessage<'_>,
-        cx: &AuthContext<'_>,
-        ip: IpAddr,
-        helo: &str,
-        mail_from: Option<&str>,
-        spf: &SpfFindings,
-    ) -> Option<Self> {
-        let unsigned = message.dkim_headers.is_empty()
-            && message.dkim2_signatures.is_empty()
-            && message.errors.is_empty()
-            && !message.has_dkim_errors
-            && without_arc(message);
-        unsigned.then(|| MessageKey {
-            ip,
-            helo: helo.into(),
-            mail_from: mail_from.map(Into::into),
-            server_name: cx.server_name.into(),
-            iprev: cx.iprev.map(Into::into),
-            spf: (spf.mail_from.as_str().into(), spf.helo.as_str().into()),
-            from: message.from.iter().map(|f| f.as_str().into()).collect(),
-        })
-    }
-}
-
-/// Whether `message` has no ARC field (nor a malformed one).
-#[cfg(feature = "arc")]
-fn without_arc(message: &AuthenticatedMessage<'_>) -> bool {
-    message.ams_headers.is_empty()
-        && message.as_headers.is_empty()
-        && message.aar_headers.is_empty()
-        && !message.has_arc_errors
-}
-
-/// Whether `message` has no ARC-Seal (all that ARC looks at without the feature).
-#[cfg(not(feature = "arc"))]
-fn without_arc(message: &AuthenticatedMessage<'_>) -> bool {
-    !message
-        .raw_parsed_headers()
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case(b"ARC-Seal"))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! failure: a cached finding is the one the check would find again. DNSBL
 //! listings are left to the resolver's cache.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant as StdInstant;
@@ -270,7 +271,7 @@ impl Dns {
     pub async fn domain(&self, domain: &str) -> DomainFindings {
         let domain = normalize(domain);
         let cache = &self.inner.findings.domains;
-        if let Some(found) = cache.get_at(domain.as_str(), StdInstant::now()) {
+        if let Some(found) = cache.get_at(&*domain, StdInstant::now()) {
             return found;
         }
         let reads = Reads::default();
@@ -407,9 +408,15 @@ fn hard<T>(result: &Result<T, Failure>) -> Option<String> {
     }
 }
 
-/// A domain as given by a client, trimmed, lower case, without the trailing dot.
-fn normalize(domain: &str) -> String {
-    domain.trim().trim_end_matches('.').to_lowercase()
+/// A domain as given by a client, trimmed, lower case, without the trailing dot;
+/// borrowed when it already is all that (the common case: no allocation).
+fn normalize(domain: &str) -> Cow<'_, str> {
+    let trimmed = domain.trim().trim_end_matches('.');
+    if trimmed.is_ascii() && !trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Borrowed(trimmed)
+    } else {
+        Cow::Owned(trimmed.to_lowercase())
+    }
 }
 
 /// The address in an SMTP address literal (RFC 5321 §4.1.3): `[192.0.2.1]` or
@@ -451,5 +458,10 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(normalize(" Example.COM. "), "example.com");
+        assert!(matches!(
+            normalize("example.com."),
+            Cow::Borrowed("example.com")
+        ));
+        assert_eq!(normalize("BÜCHER.example"), "bücher.example");
     }
 }

@@ -58,6 +58,7 @@ mod arc;
 mod auth;
 mod cache;
 mod headers;
+mod keys;
 mod lookups;
 mod records;
 

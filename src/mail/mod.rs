@@ -15,6 +15,7 @@ pub mod id;
 pub(crate) mod json;
 mod listener;
 mod milter;
+mod reuse;
 mod text;
 pub mod trace;
 pub use address::{Address, MailFrom, RcptTo};

@@ -65,12 +65,8 @@ fn domain_result(found: &DomainFindings) -> &str {
 }
 
 /// The EHLO/HELO argument as given ("" before one).
-fn helo_name(cx: &Context<'_>) -> String {
-    cx.mail
-        .ehlo
-        .as_ref()
-        .map(|e| e.value.clone())
-        .unwrap_or_default()
+fn helo_name<'c>(cx: &'c Context<'_>) -> &'c str {
+    cx.mail.ehlo.as_ref().map_or("", |e| e.value.as_str())
 }
 
 impl Policy for DnsChecks {
@@ -138,11 +134,13 @@ impl Policy for DnsChecks {
                 return Verdict::Continue;
             };
             let helo = helo_name(cx);
-            let sender = from.domain.is_some().then(|| from.url.clone());
-            let lookup_domain = from.domain.clone().filter(|_| cx.settings.sender_mx_check);
-            let server_name = cx.settings.server_name.clone();
+            let sender = from.domain.is_some().then_some(from.url.as_str());
+            let lookup_domain = from
+                .domain
+                .as_deref()
+                .filter(|_| cx.settings.sender_mx_check);
             let domain = async {
-                match &lookup_domain {
+                match lookup_domain {
                     Some(domain) => Some(self.dns.domain(domain).await),
                     None => None,
                 }
@@ -150,7 +148,7 @@ impl Policy for DnsChecks {
             let started = Instant::now();
             let (found, spf) = tokio::join!(
                 domain,
-                self.dns.spf(ip, &helo, sender.as_deref(), &server_name)
+                self.dns.spf(ip, helo, sender, &cx.settings.server_name)
             );
             let spf_result = (DnsCheck::Spf, spf.mail_from.as_str());
             match &found {
@@ -177,9 +175,13 @@ impl Policy for DnsChecks {
     /// The domain's MX/addresses (`recipient_mx_check`).
     fn rcpt_to<'a>(&'a self, cx: &'a mut Context<'_>, to: &'a mut RcptTo) -> PolicyFuture<'a> {
         Box::pin(async move {
-            if let Some(domain) = to.domain.clone().filter(|_| cx.settings.recipient_mx_check) {
+            if let Some(domain) = to
+                .domain
+                .as_deref()
+                .filter(|_| cx.settings.recipient_mx_check)
+            {
                 let started = Instant::now();
-                let found = self.dns.domain(&domain).await;
+                let found = self.dns.domain(domain).await;
                 count(
                     cx,
                     Stage::RcptTo,
@@ -199,21 +201,19 @@ impl Policy for DnsChecks {
             let Some(ip) = client_ip(cx) else {
                 return Verdict::Continue;
             };
-            let helo = helo_name(cx);
+            let spf = cx.extensions.remove::<TransactionSpf>();
             let sender = cx
                 .mail
                 .mailfrom
                 .as_ref()
                 .filter(|m| m.domain.is_some())
-                .map(|m| m.url.clone());
-            let iprev = cx.mail.connect.iprev.clone();
-            let spf = cx.extensions.remove::<TransactionSpf>();
+                .map(|m| m.url.as_str());
             let context = AuthContext {
                 ip,
-                helo: &helo,
-                mail_from: sender.as_deref(),
+                helo: helo_name(cx),
+                mail_from: sender,
                 server_name: &cx.settings.server_name,
-                iprev: iprev.as_deref(),
+                iprev: cx.mail.connect.iprev.as_deref(),
                 spf: spf.as_ref().map(|s| &s.0),
             };
             let started = Instant::now();

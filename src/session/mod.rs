@@ -116,6 +116,7 @@ macro_rules! layers {
     }};
 }
 
+mod archive;
 mod auth;
 mod layers;
 
@@ -459,34 +460,6 @@ impl<R: Receiver> Session<R> {
             recipient,
             time: chrono::Utc::now().fixed_offset(),
         })
-    }
-
-    /// Files the current transaction (if one was started) into `transactions`, without
-    /// its message (bytes, headers, lines: see [`Data::forget_message`]), and starts a
-    /// fresh one with a new id.
-    fn archive(&mut self) {
-        if self.mail.mailfrom.is_none() && self.mail.data.is_none() && self.mail.rcptto.is_empty() {
-            return;
-        }
-        let mut done = Mail {
-            mailfrom: self.mail.mailfrom.take(),
-            rcptto: std::mem::take(&mut self.mail.rcptto),
-            data: self.mail.data.take(),
-            ..(*self.mail).clone()
-        };
-        if let Some(data) = &mut done.data {
-            data.forget_message();
-        }
-        if self.transactions.len() >= MAX_KEPT_TRANSACTIONS {
-            self.transactions.pop_front();
-        }
-        self.transactions.push_back(done);
-        self.transaction_failure_counted = false;
-        self.mail.accepted = false;
-        self.mail.delivered = None;
-        self.mail.delivery_error = None;
-        self.reset_transaction_policy();
-        self.mail.id = id::new_mail_id();
     }
 }
 
