@@ -4,6 +4,7 @@ mod bdat_sizes;
 mod delivery_outcomes;
 mod disconnect;
 mod hooks;
+mod kept_transactions;
 mod library;
 mod limits;
 mod message_end;
