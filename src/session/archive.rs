@@ -4,11 +4,11 @@
 //! Each kept transaction is a whole mail structure: the connection's facts as
 //! they were, and the transaction's own MAIL, RCPTs and `data` (without the
 //! message). Copying the facts costs a string per field, so each worker thread
-//! keeps up to [`SHELLS_KEPT`] structures of ended sessions (their transaction
-//! parts dropped) and copies into their strings instead: once a thread has
-//! served a few connections, keeping a transaction allocates nothing for the
-//! facts. A session that keeps more than [`MAX_KEPT_TRANSACTIONS`] reuses its
-//! oldest one the same way.
+//! keeps up to [`SHELLS_KEPT`] structures of ended sessions (without their
+//! transaction and anything else that may be large) and copies into their
+//! strings instead: once a thread has served a few connections, keeping a
+//! transaction allocates nothing for the facts. A session that keeps more than
+//! [`MAX_KEPT_TRANSACTIONS`] reuses its oldest one the same way.
 
 use std::cell::RefCell;
 
@@ -33,14 +33,18 @@ fn take_shell() -> Mail {
 }
 
 /// Keeps `mail`'s connection strings for a later [`take_shell`]; what may be
-/// large (the transaction, DNSBL answers, milter verdicts, extensions) goes now.
+/// large goes now: the transaction, DNSBL answers, milter verdicts, extensions,
+/// and the texts a hook or a target may make long (quarantine reason, delivery
+/// error). What is kept is bounded by the command line's length.
 fn give_back(mut mail: Mail) {
     mail.mailfrom = None;
     mail.rcptto = Vec::new();
     mail.data = None;
     mail.dnsbl = None;
     mail.milter = Vec::new();
-    mail.extensions.clear();
+    mail.extensions = serde_json::Map::new();
+    mail.quarantine = None;
+    mail.delivery_error = None;
     // During the thread's teardown the pool may be gone: the structure is dropped.
     let _ = SHELLS.try_with(|shells| {
         let mut shells = shells.borrow_mut();
