@@ -45,7 +45,7 @@ const HEADER_ROOM: usize = 1024;
 /// The JetStream target (see the module doc).
 pub struct Nats {
     url: String,
-    subject: String,
+    subject: async_nats::Subject,
     stream: Option<String>,
     bucket: String,
     client: async_nats::Client,
@@ -115,7 +115,7 @@ impl Nats {
         );
         Ok(Self {
             url: url.to_owned(),
-            subject,
+            subject: subject.into(),
             stream,
             bucket,
             client,
@@ -130,11 +130,12 @@ impl Nats {
         })
     }
 
-    /// The JetStream context to publish with on this thread (see the module doc).
-    async fn publisher(&self) -> Result<jetstream::Context, DeliveryError> {
+    /// The JetStream context to publish with on this thread (see the module
+    /// doc), borrowed: a context's clone copies its prefix.
+    async fn publisher(&self) -> Result<Publisher<'_>, DeliveryError> {
         let thread = std::thread::current().id();
         if thread == self.home {
-            return Ok(self.jetstream.clone());
+            return Ok(Publisher::Home(&self.jetstream));
         }
         let cell = {
             let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
@@ -149,10 +150,10 @@ impl Nats {
                 .map_err(|e| temporary(&self.url, "connecting", e))?;
             let mut jetstream = jetstream::new(client);
             jetstream.set_timeout(self.timeout);
-            Ok(jetstream)
+            Ok::<_, DeliveryError>(jetstream)
         })
-        .await
-        .cloned()
+        .await?;
+        Ok(Publisher::Local(cell))
     }
 
     /// The stream and the body bucket this target creates get `replicas`
@@ -182,7 +183,7 @@ impl Nats {
                 self.jetstream
                     .get_or_create_stream(jetstream::stream::Config {
                         name: name.clone(),
-                        subjects: vec![self.subject.clone()],
+                        subjects: vec![self.subject.to_string()],
                         duplicate_window: Duration::from_secs(120),
                         num_replicas: self.replicas,
                         ..Default::default()
@@ -217,11 +218,8 @@ impl Nats {
     /// The payload: the mail structure, inline or with a claim check.
     async fn payload(&self, mail: &Mail) -> Result<Bytes, DeliveryError> {
         let json = mail.to_json_bytes();
-        let limit = self
-            .client
-            .server_info()
-            .max_payload
-            .saturating_sub(HEADER_ROOM);
+        // The negotiated limit, read without copying the server's whole INFO.
+        let limit = self.client.max_payload().saturating_sub(HEADER_ROOM);
         if json.len() <= limit {
             return Ok(Bytes::from(json));
         }
@@ -270,6 +268,23 @@ impl Nats {
     }
 }
 
+/// A thread's JetStream context ([`Nats::publisher`]).
+enum Publisher<'a> {
+    /// The context of the thread that connected.
+    Home(&'a jetstream::Context),
+    /// Another thread's, made (the cell is set) before this is returned.
+    Local(Arc<OnceCell<jetstream::Context>>),
+}
+
+impl Publisher<'_> {
+    fn context(&self) -> Option<&jetstream::Context> {
+        match self {
+            Self::Home(context) => Some(context),
+            Self::Local(cell) => cell.get(),
+        }
+    }
+}
+
 fn temporary(url: &str, what: &str, error: impl std::fmt::Display) -> DeliveryError {
     DeliveryError::Temporary(format!("NATS {url}: {what}: {error}"))
 }
@@ -283,9 +298,10 @@ impl Deliver for Nats {
             let payload = self.payload(mail).await?;
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Nats-Msg-Id", mail.id.as_str());
-            let ack = self
-                .publisher()
-                .await?
+            let publisher = self.publisher().await?;
+            let ack = publisher
+                .context()
+                .ok_or_else(|| temporary(&self.url, "publishing", "no connection"))?
                 .publish_with_headers(self.subject.clone(), headers, payload)
                 .await
                 .map_err(|e| temporary(&self.url, "publishing", e))?;
@@ -315,7 +331,11 @@ impl Deliver for Nats {
                             _ => Err(format!("JetStream at {} does not answer: {e}", self.url)),
                         },
                     },
-                    None => match self.jetstream.stream_by_subject(self.subject.clone()).await {
+                    None => match self
+                        .jetstream
+                        .stream_by_subject(self.subject.to_string())
+                        .await
+                    {
                         Ok(name) => Ok(format!(
                             "JetStream answers; stream {name} takes {}",
                             self.subject
