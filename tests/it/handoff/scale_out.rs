@@ -34,8 +34,9 @@ use crate::support::service::{service_port, spawn_quiet};
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/scale-out");
 /// The fixed ports of the deploy files: HAProxy, the receivers, their metrics,
 /// the NATS clients and routes, Redis.
-const FIXED_PORTS: [u16; 14] = [
-    2525, 10025, 10026, 10027, 9464, 9465, 9466, 4222, 4223, 4224, 6222, 6223, 6224, 6379,
+const FIXED_PORTS: [u16; 17] = [
+    2525, 10025, 10026, 10027, 9464, 9465, 9466, 4222, 4223, 4224, 6222, 6223, 6224, 8222, 8223,
+    8224, 6379,
 ];
 const MESSAGES: usize = 120;
 /// Rounds of the kill loop (each kills one receiver and one NATS node).
@@ -118,6 +119,33 @@ fn a_free_port_that_begins_with_a_fixed_one_is_replaced_once() {
         ),
         "a 127.0.0.1:42223,127.0.0.1:4224 127.0.0.1:42220 127.0.0.1:50000"
     );
+}
+
+/// Every port the deploy files name is one the test replaces, so the test never
+/// binds a fixed port (nor collides with a fleet brought up by hand).
+#[test]
+fn every_port_of_the_deploy_files_is_replaced() {
+    let mut names: Vec<String> = std::fs::read_dir(DEPLOY)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".md"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 7, "{names:?}");
+    for name in names {
+        let text = std::fs::read_to_string(Path::new(DEPLOY).join(&name)).unwrap();
+        let mut found = 0;
+        for (at, _) in text.match_indices("127.0.0.1:") {
+            let digits: String = text[at + 10..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let port: u16 = digits.parse().unwrap();
+            assert!(FIXED_PORTS.contains(&port), "{name}: port {port}");
+            found += 1;
+        }
+        assert!(found > 0, "{name} names no port");
+    }
 }
 
 fn wait_listening(port: u16, what: &str) {
