@@ -33,7 +33,7 @@ use crate::support::service::{service_port, spawn_quiet};
 
 const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/scale-out");
 /// The fixed ports of the deploy files: HAProxy, the receivers, their metrics,
-/// the NATS clients and routes, Redis.
+/// the NATS clients, routes and monitoring, Redis.
 const FIXED_PORTS: [u16; 17] = [
     2525, 10025, 10026, 10027, 9464, 9465, 9466, 4222, 4223, 4224, 6222, 6223, 6224, 8222, 8223,
     8224, 6379,
