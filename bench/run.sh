@@ -26,7 +26,7 @@
 #                 nodel     net-receiver --no-deliver --quiet (parses, stores nothing)
 #                 dns       nodel with the DNS checks on (--dns-server: PTR, EHLO,
 #                           MX, SPF, DMARC against the zone above)
-#                 maildir   net-receiver --quiet --maildir DIR (2 fsyncs per mail)
+#                 maildir   net-receiver --quiet --maildir DIR (group commit of the Maildir)
 #                 spool     net-receiver --quiet --spool-dir DIR --maildir DIR2
 #                           (250 once the spool's group commit holds the mail)
 #                 postfix   a private Postfix: its own config_directory, queue_directory

@@ -15,18 +15,24 @@
 //!
 //! A whole-message target: one stored copy serves every recipient, so it keeps
 //! the default [`Deliver::deliver_each`] (the one result for all of them).
-//! [`Deliver::deliver_batch`] (the spool's delivery thread) shares one fsync of
-//! `new/` across a batch: `maildir_batch.rs`.
+//! Deliveries made at the same time share their flushes: those made one by
+//! one ([`Deliver::deliver`], the Maildir mode without a spool) through the
+//! Maildir's committer thread (`maildir_commit.rs`), a batch
+//! ([`Deliver::deliver_batch`], the spool's delivery thread) in one pass
+//! (`maildir_batch.rs`); either way one `syncfs` and one fsync of `new/`
+//! cover many messages.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::maildir_commit::Committer;
 use super::tmp_cleanup::{self, TmpCleanup};
-use super::{BatchFuture, Deliver, DeliverFuture, DeliveryError};
+use super::{BatchFuture, Deliver, DeliverFuture};
 use crate::mail::Mail;
 use crate::mail::trace;
 
@@ -43,9 +49,11 @@ const NAME_ATTEMPTS: usize = 8;
 /// A Maildir (`root/{tmp,new,cur}`) that accepted mail is delivered into.
 #[derive(Debug, Clone)]
 pub struct Maildir {
-    root: PathBuf,
+    pub(super) root: PathBuf,
     /// This host's name, made safe for file names.
-    hostname: String,
+    pub(super) hostname: String,
+    /// The group commit of one-by-one deliveries, started at the first.
+    pub(super) committer: Arc<OnceLock<Option<Committer>>>,
 }
 
 impl Maildir {
@@ -79,6 +87,7 @@ impl Maildir {
         let maildir = Maildir {
             root,
             hostname: local_hostname(),
+            committer: Arc::default(),
         };
         log_cleanup(&maildir.root.join("tmp"), maildir.clean_tmp());
         // The quarantine folder's leftovers, when it exists.
@@ -155,7 +164,7 @@ impl Maildir {
 
     /// Where mail goes: the root, or for quarantined mail the quarantine
     /// folder (its directories created as needed).
-    fn folder(&self, quarantined: bool) -> io::Result<PathBuf> {
+    pub(super) fn folder(&self, quarantined: bool) -> io::Result<PathBuf> {
         if !quarantined {
             return Ok(self.root.clone());
         }
@@ -169,7 +178,7 @@ impl Maildir {
     }
 
     /// Writes the three parts of a message into `dir/new/` durably.
-    fn write_message(
+    pub(super) fn write_message(
         &self,
         dir: &Path,
         return_path: &str,
@@ -181,11 +190,11 @@ impl Maildir {
         let tmp = dir.join("tmp").join(&name);
         let new = dir.join("new").join(&name);
 
-        let written = file
-            .write_all(return_path.as_bytes())
-            .and_then(|()| file.write_all(received.as_bytes()))
-            .and_then(|()| file.write_all(raw))
-            .and_then(|()| file.sync_all());
+        let written = super::maildir_batch::write_all_of(
+            &mut file,
+            &[return_path.as_bytes(), received.as_bytes(), raw],
+        )
+        .and_then(|()| file.sync_all());
         drop(file);
         if let Err(e) = written.and_then(|()| fs::rename(&tmp, &new)) {
             let _ = fs::remove_file(&tmp);
@@ -220,39 +229,14 @@ impl Maildir {
 }
 
 impl Deliver for Maildir {
-    /// Runs [`Maildir::deliver_sync`] on tokio's blocking pool (inline when
-    /// there is no tokio runtime). No message → `Permanent`; a failed
-    /// blocking task → `Temporary`; an I/O error → `Io`.
+    /// Within a tokio runtime, the group commit (`maildir_commit.rs`):
+    /// the file written on tokio's blocking pool, made durable in a round
+    /// with every other delivery of the moment; quarantined mail on the
+    /// blocking pool alone. Without a runtime, [`Maildir::deliver_sync`]
+    /// inline. No message → `Permanent`; a failed blocking task →
+    /// `Temporary`; an I/O error → `Io`.
     fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
-        Box::pin(async move {
-            let Some(data) = mail.data.as_ref() else {
-                return Err(DeliveryError::Permanent("no message".into()));
-            };
-            let return_path = trace::return_path_header(&mail.reverse_path());
-            let Ok(handle) = tokio::runtime::Handle::try_current() else {
-                let dir = self.folder(mail.quarantine.is_some())?;
-                self.write_message(&dir, &return_path, &data.received, &data.raw)?;
-                return Ok(());
-            };
-            let quarantined = mail.quarantine.is_some();
-            let this = self.clone();
-            let received = data.received.clone();
-            // Bytes: a reference-counted handle, the message is not copied.
-            let raw = data.raw.clone();
-            match handle
-                .spawn_blocking(move || {
-                    let dir = this.folder(quarantined)?;
-                    this.write_message(&dir, &return_path, &received, &raw)
-                })
-                .await
-            {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(DeliveryError::Io(e)),
-                Err(e) => Err(DeliveryError::Temporary(format!(
-                    "delivery task failed: {e}"
-                ))),
-            }
-        })
+        Box::pin(self.deliver_one(mail))
     }
 
     /// Writes the whole batch with one fsync of `new/` (`maildir_batch.rs`) on
@@ -338,6 +322,7 @@ pub fn name_the_non_directory(path: &Path, error: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::DeliveryError;
     use crate::mail::{Address, Data, MailFrom};
     use std::os::unix::fs::PermissionsExt;
     use std::task::{Context, Poll, Waker};

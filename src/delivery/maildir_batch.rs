@@ -113,7 +113,7 @@ impl Maildir {
 }
 
 /// Runs `work` on tokio's blocking pool (inline without a runtime).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DeliveryError> {
     match tokio::runtime::Handle::try_current() {
@@ -130,14 +130,28 @@ impl Maildir {
     /// doc); one result per message, in order: its path in `new/`, or why it
     /// failed.
     pub(super) fn write_batch(&self, batch: &[Parts]) -> Vec<io::Result<PathBuf>> {
-        let tmp = self.root().join("tmp");
-        let new = self.root().join("new");
         // Opened before the files are written: syncfs reports any writeback
         // error of the filesystem since this open (Linux 5.8 and later).
         let filesystem = (batch.len() > 1 && syncfs_reports_errors())
             .then(|| File::open(self.root()).ok())
             .flatten();
-        let mut stages: Vec<Stage> = batch.iter().map(|parts| self.write_tmp(parts)).collect();
+        let stages: Vec<Stage> = batch.iter().map(|parts| self.write_tmp(parts)).collect();
+        self.commit(stages, filesystem.as_ref())
+    }
+
+    /// Makes the files of `stages` written into `tmp/` durable in `new/`:
+    /// one `syncfs` through `filesystem` when it is given and more than one
+    /// file is staged (it must have been opened before any of them was
+    /// written, so that it reports their writeback errors), else an fsync
+    /// each; then the renames, then one fsync of `new/`. One result per stage,
+    /// in order.
+    fn commit(
+        &self,
+        mut stages: Vec<Stage>,
+        filesystem: Option<&File>,
+    ) -> Vec<io::Result<PathBuf>> {
+        let tmp = self.root().join("tmp");
+        let new = self.root().join("new");
         let files: Vec<&File> = stages
             .iter()
             .filter_map(|stage| match stage {
@@ -145,7 +159,7 @@ impl Maildir {
                 _ => None,
             })
             .collect();
-        let mut synced = match &filesystem {
+        let mut synced = match filesystem {
             // One syncfs makes every file of the batch durable at once.
             Some(root) if files.len() > 1 => {
                 let result = nix::unistd::syncfs(root);
@@ -209,10 +223,14 @@ impl Maildir {
             Ok(created) => created,
             Err(error) => return Stage::Failed(error),
         };
-        let written = file
-            .write_all(parts.return_path.as_bytes())
-            .and_then(|()| file.write_all(parts.received.as_bytes()))
-            .and_then(|()| file.write_all(&parts.raw));
+        let written = write_all_of(
+            &mut file,
+            &[
+                parts.return_path.as_bytes(),
+                parts.received.as_bytes(),
+                &parts.raw,
+            ],
+        );
         match written {
             Ok(()) => Stage::Tmp(name, file),
             Err(error) => {
@@ -222,6 +240,24 @@ impl Maildir {
             }
         }
     }
+}
+
+/// Writes `pieces` one after another with as few `writev(2)` calls as the
+/// kernel allows (one, for a message of a few KiB): fewer calls, and a page
+/// written whole is not zeroed first.
+pub(super) fn write_all_of(file: &mut File, pieces: &[&[u8]]) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> =
+        pieces.iter().map(|piece| io::IoSlice::new(piece)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(written) => io::IoSlice::advance_slices(&mut rest, written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Whether `syncfs(2)` reports writeback errors (Linux 5.8 and later: the

@@ -39,8 +39,8 @@
 //!
 //! ## Where things go
 //!
-//! One target per file in this folder: `maildir.rs` (with its batch delivery
-//! in `maildir_batch.rs`) and `lmtp.rs` (here now: [`Maildir`], [`Lmtp`] — a
+//! One target per file in this folder: `maildir.rs` (with its group commit in
+//! `maildir_commit.rs` and its batch delivery in `maildir_batch.rs`) and `lmtp.rs` (here now: [`Maildir`], [`Lmtp`] — a
 //! per-recipient target speaking the sans-IO [`crate::protocol::lmtp`]
 //! client) and `nats.rs` ([`Nats`], JetStream), and `webhook/` ([`Webhook`],
 //! a signed HTTP POST) — each a type implementing
@@ -64,6 +64,7 @@ mod checks;
 pub mod lmtp;
 pub mod maildir;
 mod maildir_batch;
+mod maildir_commit;
 pub mod nats;
 mod outcome;
 mod retry;
