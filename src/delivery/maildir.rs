@@ -229,12 +229,13 @@ impl Maildir {
 }
 
 impl Deliver for Maildir {
-    /// Within a tokio runtime, the group commit (`maildir_commit.rs`):
-    /// the file written on tokio's blocking pool, made durable in a round
-    /// with every other delivery of the moment; quarantined mail on the
-    /// blocking pool alone. Without a runtime, [`Maildir::deliver_sync`]
-    /// inline. No message → `Permanent`; a failed blocking task →
-    /// `Temporary`; an I/O error → `Io`.
+    /// Within a tokio runtime, the group commit (`maildir_commit.rs`): the
+    /// message handed to the Maildir's committer thread, which writes and
+    /// flushes it in one round with every other delivery of the moment;
+    /// quarantined mail alone on tokio's blocking pool. Without a runtime,
+    /// [`Maildir::deliver_sync`] inline. No message → `Permanent`; a
+    /// stopped committer or a failed blocking task → `Temporary`; an I/O
+    /// error → `Io`.
     fn deliver<'a>(&'a self, mail: &'a Mail) -> DeliverFuture<'a> {
         Box::pin(self.deliver_one(mail))
     }

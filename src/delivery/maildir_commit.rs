@@ -18,7 +18,8 @@
 //! pool made the creations in `tmp/` wait on the directory's lock (12 % of
 //! the receiver's CPU spinning on it) and ran at 7,300–9,200 msgs/s against
 //! 8,500–11,100 here; a writer thread feeding the committer (a pipeline)
-//! cost more in wake-ups than it gained (9,500 against 9,900–11,700).
+//! cost more than it gained (9,218–10,472 against 10,291–12,155), and so
+//! did leaving a round's fsync of `new/` to the next round's `syncfs`.
 
 use std::io;
 use std::path::PathBuf;
