@@ -317,12 +317,14 @@ fn sync_files(files: &[&File]) -> Vec<io::Result<()>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::delivery::{Deliver, DeliveryError, Maildir};
     use crate::mail::{Address, Data, Mail, MailFrom, RcptTo};
     use std::path::Path;
 
-    fn mail(id: &str, recipients: usize) -> Mail {
+    /// A mail `id` from `from@example.com` to `recipients` accepted
+    /// recipients, with a short message naming `id`.
+    pub(in crate::delivery) fn mail(id: &str, recipients: usize) -> Mail {
         Mail {
             id: id.into(),
             mailfrom: Some(MailFrom {
@@ -349,7 +351,8 @@ mod tests {
         }
     }
 
-    fn files(dir: &Path) -> Vec<String> {
+    /// The contents of every file in `dir`, sorted.
+    pub(in crate::delivery) fn files(dir: &Path) -> Vec<String> {
         let mut found: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())

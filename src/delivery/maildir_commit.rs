@@ -154,54 +154,36 @@ impl Maildir {
 
 #[cfg(test)]
 mod tests {
+    use crate::delivery::maildir_batch::tests::{files, mail};
     use crate::delivery::{Deliver, DeliveryError, Maildir};
-    use crate::mail::{Address, Data, Mail, MailFrom, RcptTo};
-    use std::path::Path;
+    use crate::mail::Mail;
 
-    fn mail(id: &str) -> Mail {
-        Mail {
-            id: id.into(),
-            mailfrom: Some(MailFrom {
-                address: Address {
-                    url: "from@example.com".into(),
-                    ..Address::default()
-                },
-                ..MailFrom::default()
-            }),
-            rcptto: vec![RcptTo::from(Address {
-                url: "<to@example.com>".into(),
-                accepted: true,
-                ..Address::default()
-            })],
-            data: Some(Data::from_message(
-                format!("Subject: {id}\r\n\r\nbody of {id}\r\n").into_bytes(),
-                "Received: test\r\n".into(),
-            )),
-            ..Mail::default()
-        }
-    }
-
-    fn contents(dir: &Path) -> Vec<String> {
-        let mut found: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+    /// Delivers a mail for each of `ids` at once, each from its own task.
+    async fn deliver_at_once(
+        maildir: &Maildir,
+        ids: Vec<String>,
+    ) -> Vec<Result<(), DeliveryError>> {
+        let tasks: Vec<_> = ids
+            .into_iter()
+            .map(|id| {
+                let maildir = maildir.clone();
+                tokio::spawn(async move { maildir.deliver(&mail(&id, 1)).await })
+            })
             .collect();
-        found.sort();
-        found
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn deliveries_at_once_share_rounds_and_each_lands_whole() {
         let dir = tempfile::tempdir().unwrap();
         let maildir = Maildir::open(dir.path()).unwrap();
-        let tasks: Vec<_> = (0..60)
-            .map(|n| {
-                let maildir = maildir.clone();
-                tokio::spawn(async move { maildir.deliver(&mail(&format!("M{n:02}"))).await })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap().unwrap();
+        let ids = (0..60).map(|n| format!("M{n:02}")).collect();
+        for result in deliver_at_once(&maildir, ids).await {
+            result.unwrap();
         }
         let want: Vec<String> = (0..60)
             .map(|n| {
@@ -211,8 +193,8 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(contents(&dir.path().join("new")), want);
-        assert!(contents(&dir.path().join("tmp")).is_empty());
+        assert_eq!(files(&dir.path().join("new")), want);
+        assert!(files(&dir.path().join("tmp")).is_empty());
         // One committer for the Maildir and all its clones.
         let committer = maildir.committer.get().unwrap().as_ref().unwrap();
         let clone = maildir.clone();
@@ -227,18 +209,13 @@ mod tests {
         // new/ is a file: every rename fails (even for root).
         std::fs::remove_dir(dir.path().join("new")).unwrap();
         std::fs::write(dir.path().join("new"), b"").unwrap();
-        let tasks: Vec<_> = (0..10)
-            .map(|n| {
-                let maildir = maildir.clone();
-                tokio::spawn(async move { maildir.deliver(&mail(&format!("F{n}"))).await })
-            })
-            .collect();
-        for task in tasks {
-            let error = task.await.unwrap().unwrap_err();
+        let ids = (0..10).map(|n| format!("F{n}")).collect();
+        for result in deliver_at_once(&maildir, ids).await {
+            let error = result.unwrap_err();
             assert!(matches!(error, DeliveryError::Io(_)), "{error}");
             assert!(!error.is_permanent(), "{error}");
         }
-        assert!(contents(&dir.path().join("tmp")).is_empty());
+        assert!(files(&dir.path().join("tmp")).is_empty());
     }
 
     #[tokio::test]
@@ -248,7 +225,7 @@ mod tests {
         let error = maildir
             .deliver(&Mail {
                 data: None,
-                ..mail("EMPTY")
+                ..mail("EMPTY", 1)
             })
             .await
             .unwrap_err();
