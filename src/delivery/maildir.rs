@@ -192,7 +192,7 @@ impl Maildir {
 
         let written = super::maildir_batch::write_all_of(
             &mut file,
-            &[return_path.as_bytes(), received.as_bytes(), raw],
+            [return_path.as_bytes(), received.as_bytes(), raw],
         )
         .and_then(|()| file.sync_all());
         drop(file);

@@ -135,21 +135,7 @@ impl Maildir {
         let filesystem = (batch.len() > 1 && syncfs_reports_errors())
             .then(|| File::open(self.root()).ok())
             .flatten();
-        let stages: Vec<Stage> = batch.iter().map(|parts| self.write_tmp(parts)).collect();
-        self.commit(stages, filesystem.as_ref())
-    }
-
-    /// Makes the files of `stages` written into `tmp/` durable in `new/`:
-    /// one `syncfs` through `filesystem` when it is given and more than one
-    /// file is staged (it must have been opened before any of them was
-    /// written, so that it reports their writeback errors), else an fsync
-    /// each; then the renames, then one fsync of `new/`. One result per stage,
-    /// in order.
-    fn commit(
-        &self,
-        mut stages: Vec<Stage>,
-        filesystem: Option<&File>,
-    ) -> Vec<io::Result<PathBuf>> {
+        let mut stages: Vec<Stage> = batch.iter().map(|parts| self.write_tmp(parts)).collect();
         let tmp = self.root().join("tmp");
         let new = self.root().join("new");
         let files: Vec<&File> = stages
@@ -159,7 +145,7 @@ impl Maildir {
                 _ => None,
             })
             .collect();
-        let mut synced = match filesystem {
+        let mut synced = match &filesystem {
             // One syncfs makes every file of the batch durable at once.
             Some(root) if files.len() > 1 => {
                 let result = nix::unistd::syncfs(root);
@@ -225,7 +211,7 @@ impl Maildir {
         };
         let written = write_all_of(
             &mut file,
-            &[
+            [
                 parts.return_path.as_bytes(),
                 parts.received.as_bytes(),
                 &parts.raw,
@@ -245,9 +231,8 @@ impl Maildir {
 /// Writes `pieces` one after another with as few `writev(2)` calls as the
 /// kernel allows (one, for a message of a few KiB): fewer calls, and a page
 /// written whole is not zeroed first.
-pub(super) fn write_all_of(file: &mut File, pieces: &[&[u8]]) -> io::Result<()> {
-    let mut slices: Vec<io::IoSlice<'_>> =
-        pieces.iter().map(|piece| io::IoSlice::new(piece)).collect();
+pub(super) fn write_all_of(file: &mut File, pieces: [&[u8]; 3]) -> io::Result<()> {
+    let mut slices = pieces.map(io::IoSlice::new);
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match file.write_vectored(rest) {
@@ -351,6 +336,16 @@ pub(super) mod tests {
         }
     }
 
+    /// A Maildir in a new temporary directory whose `new/` is a file, so
+    /// that every rename into it fails (even for root).
+    pub(in crate::delivery) fn maildir_without_new() -> (tempfile::TempDir, Maildir) {
+        let dir = tempfile::tempdir().unwrap();
+        let maildir = Maildir::open(dir.path()).unwrap();
+        std::fs::remove_dir(dir.path().join("new")).unwrap();
+        std::fs::write(dir.path().join("new"), b"").unwrap();
+        (dir, maildir)
+    }
+
     /// The contents of every file in `dir`, sorted.
     pub(in crate::delivery) fn files(dir: &Path) -> Vec<String> {
         let mut found: Vec<String> = std::fs::read_dir(dir)
@@ -404,11 +399,7 @@ pub(super) mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_that_cannot_reach_new_fails_whole_and_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let maildir = Maildir::open(dir.path()).unwrap();
-        // new/ is a file: every rename fails (even for root).
-        std::fs::remove_dir(dir.path().join("new")).unwrap();
-        std::fs::write(dir.path().join("new"), b"").unwrap();
+        let (dir, maildir) = maildir_without_new();
         let mails: Vec<Mail> = (0..5).map(|n| mail(&format!("F{n}"), 1)).collect();
         let batch: Vec<&Mail> = mails.iter().collect();
         let reports = maildir.deliver_batch(&batch).await;

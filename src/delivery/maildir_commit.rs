@@ -154,7 +154,7 @@ impl Maildir {
 
 #[cfg(test)]
 mod tests {
-    use crate::delivery::maildir_batch::tests::{files, mail};
+    use crate::delivery::maildir_batch::tests::{files, mail, maildir_without_new};
     use crate::delivery::{Deliver, DeliveryError, Maildir};
     use crate::mail::Mail;
 
@@ -204,11 +204,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_round_that_cannot_reach_new_fails_each_delivery_for_now() {
-        let dir = tempfile::tempdir().unwrap();
-        let maildir = Maildir::open(dir.path()).unwrap();
-        // new/ is a file: every rename fails (even for root).
-        std::fs::remove_dir(dir.path().join("new")).unwrap();
-        std::fs::write(dir.path().join("new"), b"").unwrap();
+        let (dir, maildir) = maildir_without_new();
         let ids = (0..10).map(|n| format!("F{n}")).collect();
         for result in deliver_at_once(&maildir, ids).await {
             let error = result.unwrap_err();
