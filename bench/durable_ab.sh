@@ -10,8 +10,10 @@
 #
 # Usage (as root, smtp-source from Debian's postfix package: bench/run.sh installs it):
 #   bench/durable_ab.sh SHAPE RUNS MSGS SERVER...
-#   SERVER = BIN[:MODE], MODE = maildir (default) | spool | nodel
-# Env: ROOT (default /var/tmp/durable_ab), PORT_BASE=26100.
+#   SERVER = BIN[:MODE][@TOML], MODE = maildir (default) | spool | nodel; TOML, a
+#   file of configuration lines added to that server's (e.g. spool_commit_delay = 0)
+# Env: ROOT (default /var/tmp/durable_ab), PORT_BASE=26100, KEEP=1 (keep the
+# used Maildirs and spools, to delete later: no trap for the next benchmark).
 # Each run's Maildir and spool are moved aside and deleted only when the script
 # ends: on ext4 without a journal, files deleted in the last minutes make every
 # new file's creation slower (docs/performance.md, "A trap of this VM's file
@@ -30,7 +32,7 @@ used=$(mktemp -d "$ROOT/used.XXXXXX")
 pid=""
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$used"
+  if [ "${KEEP:-}" = 1 ]; then echo "used Maildirs and spools kept in $used" >&2; else rm -rf "$used"; fi
 }
 trap cleanup EXIT
 printf 'max_connections = 30000\nmax_connections_per_ip = 30000\n' >"$ROOT/bench.toml"
@@ -43,8 +45,11 @@ for run in $(seq "$RUNS"); do
   n=0
   for server in "$@"; do
     n=$((n + 1)) port=$((port + 1))
-    bin=${server%%:*} mode=maildir
-    [ "$server" != "$bin" ] && mode=${server#*:}
+    spec=${server%%@*} extra=""
+    [ "$spec" != "$server" ] && extra=${server#*@}
+    bin=${spec%%:*} mode=maildir
+    [ "$spec" != "$bin" ] && mode=${spec#*:}
+    cat "$ROOT/bench.toml" ${extra:+"$extra"} >"$ROOT/server.toml"
     for dir in Maildir spool; do
       if [ -e "$ROOT/$dir" ]; then mv "$ROOT/$dir" "$used/$dir.$run.$n"; fi
     done
@@ -54,7 +59,7 @@ for run in $(seq "$RUNS"); do
       nodel) args=(--no-deliver) ;;
       *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
-    "$bin" --config "$ROOT/bench.toml" --listen "127.0.0.1:$port" --quiet "${args[@]}" \
+    "$bin" --config "$ROOT/server.toml" --listen "127.0.0.1:$port" --quiet "${args[@]}" \
       >"$ROOT/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done

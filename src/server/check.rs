@@ -155,9 +155,21 @@ pub async fn check_config(config: &Config) -> ConfigCheck {
             }
         });
     check.result("tls", tls);
-    let passwords = password_store(config).await.map(|store| match store {
-        Some(_) => "AUTH password store opened (a database server answered its query)".to_owned(),
-        None => "no AUTH password store: AUTH is refused".to_owned(),
+    let passwords = password_store(config).await.map(|store| {
+        let db_server = |db: &std::path::Path| db.to_str().is_some_and(|url| url.contains("://"));
+        match (store, &config.passwd_file, &config.password_db) {
+            (None, _, _) => "no AUTH password store: AUTH is refused".to_owned(),
+            (Some(_), Some(file), _) => {
+                format!("AUTH users from the passwd file {}", file.display())
+            }
+            (Some(_), None, Some(db)) if db_server(db) => {
+                "AUTH users from a database server (it answered its query)".to_owned()
+            }
+            (Some(_), None, Some(db)) => {
+                format!("AUTH users from the SQLite database {}", db.display())
+            }
+            (Some(_), None, None) => "AUTH password store opened".to_owned(),
+        }
     });
     check.result("auth", passwords);
     policy_layers(config, &mut check).await;

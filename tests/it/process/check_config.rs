@@ -46,15 +46,18 @@ fn a_good_chain_checks_out_and_nothing_is_delivered() {
     let archive = dir.path().join("archive");
     let listen = format!("127.0.0.1:{}", unused_port());
     let config = dir.path().join("good.toml");
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, "joe:{PLAIN}joe-Secret-42\n").unwrap();
     std::fs::write(
         &config,
         format!(
-            "listening_ports = [\"{listen}\"]\n\
+            "listening_ports = [\"{listen}\"]\npasswd_file = \"{}\"\n\
              [[deliver]]\nkind = \"lmtp\"\naddress = \"127.0.0.1:{}\"\n\n\
              [[deliver]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\n\n\
              [[deliver]]\nkind = \"maildir\"\npath = \"{}\"\nrequired = false\n\n\
              [[deliver]]\nkind = \"nats\"\nurl = \"{}\"\nsubject = \"mail.in\"\nstream = \"MAIL\"\n\n\
              [[deliver]]\nkind = \"nats\"\nurl = \"{}\"\nsubject = \"nowhere\"\nrequired = false\n",
+            passwd.display(),
             dovecot.port,
             webhook.url(),
             archive.display(),
@@ -68,6 +71,10 @@ fn a_good_chain_checks_out_and_nothing_is_delivered() {
     assert!(ok, "{stdout}{stderr}");
     for want in [
         format!("ok   listener  {listen} (smtp)"),
+        format!(
+            "ok   auth      AUTH users from the passwd file {}",
+            passwd.display()
+        ),
         format!(
             "ok   deliver   lmtp 127.0.0.1:{} (required): greeted, LHLO answered 250",
             dovecot.port
