@@ -426,6 +426,12 @@ pub(super) fn certificate_source(
     }
 }
 
+/// `password_db` as the URL of a database server (`postgres://…`,
+/// `mysql://…`); `None` for the path of an SQLite file.
+pub(super) fn password_db_url(db: &std::path::Path) -> Option<&str> {
+    db.to_str().filter(|text| text.contains("://"))
+}
+
 /// The AUTH password store the configuration names, if any: a `password_db` with
 /// a URL is a database server, else an SQLite file.
 pub(super) async fn password_store(
@@ -442,8 +448,7 @@ pub(super) async fn password_store(
             Ok(Some(Arc::new(store)))
         }
         (None, Some(db)) => {
-            let url = db.to_str().filter(|text| text.contains("://"));
-            if let Some(url) = url {
+            if let Some(url) = password_db_url(db) {
                 let store =
                     DbServerStore::open(url, config.password_query.clone(), timeout).await?;
                 tracing::info!(
