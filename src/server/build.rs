@@ -96,7 +96,10 @@ impl<R: Receiver> Server<R> {
             &settings.server_name,
         )?)?);
         log_certificate(&tls);
-        let passwords = password_store(config).await?;
+        let passwords = password_store(config).await?.map(|(store, what)| {
+            tracing::info!("{what}");
+            store
+        });
         let dns = match config.dns()? {
             Some(dns) => Some(Arc::new(Dns::new(&dns)?)),
             None => None,
@@ -426,17 +429,12 @@ pub(super) fn certificate_source(
     }
 }
 
-/// `password_db` as the URL of a database server (`postgres://…`,
-/// `mysql://…`); `None` for the path of an SQLite file.
-pub(super) fn password_db_url(db: &std::path::Path) -> Option<&str> {
-    db.to_str().filter(|text| text.contains("://"))
-}
-
-/// The AUTH password store the configuration names, if any: a `password_db` with
-/// a URL is a database server, else an SQLite file.
+/// The AUTH password store the configuration names, if any, with what it is
+/// (`AUTH users from …`: logged at start, shown by `check-config`): a
+/// `password_db` with a URL is a database server, else an SQLite file.
 pub(super) async fn password_store(
     config: &Config,
-) -> Result<Option<Arc<dyn PasswordLookup>>, ServerError> {
+) -> Result<Option<(Arc<dyn PasswordLookup>, String)>, ServerError> {
     let timeout = config.password_db_timeout()?;
     match (&config.passwd_file, &config.password_db) {
         (Some(_), Some(_)) => Err(ServerError::Unsupported(
@@ -444,23 +442,23 @@ pub(super) async fn password_store(
         )),
         (Some(file), None) => {
             let store = PasswdFile::open(file)?;
-            tracing::info!("AUTH users from {} ({} users)", file.display(), store.len());
-            Ok(Some(Arc::new(store)))
+            let what = format!("AUTH users from {} ({} users)", file.display(), store.len());
+            Ok(Some((Arc::new(store), what)))
         }
         (None, Some(db)) => {
-            if let Some(url) = password_db_url(db) {
+            if let Some(url) = db.to_str().filter(|text| text.contains("://")) {
                 let store =
                     DbServerStore::open(url, config.password_query.clone(), timeout).await?;
-                tracing::info!(
+                let what = format!(
                     "AUTH users from {} {} (lookups within {timeout:?})",
                     store.kind().name(),
                     store.shown_url()
                 );
-                return Ok(Some(Arc::new(store)));
+                return Ok(Some((Arc::new(store), what)));
             }
             let store = SqliteStore::open(db, config.password_query.clone())?;
-            tracing::info!("AUTH users from SQLite {}", db.display());
-            Ok(Some(Arc::new(store)))
+            let what = format!("AUTH users from SQLite {}", db.display());
+            Ok(Some((Arc::new(store), what)))
         }
         (None, None) => Ok(None),
     }

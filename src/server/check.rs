@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use super::TlsHandle;
-use super::build::{certificate_source, delivery_links, password_db_url, password_store};
+use super::build::{certificate_source, delivery_links, password_store};
 use super::process;
 use crate::config::{Config, DeliverConfig};
 use crate::delivery::{Deliver as _, Maildir};
@@ -155,20 +155,9 @@ pub async fn check_config(config: &Config) -> ConfigCheck {
             }
         });
     check.result("tls", tls);
-    let passwords = password_store(config).await.map(|store| {
-        match (store, &config.passwd_file, &config.password_db) {
-            (None, _, _) => "no AUTH password store: AUTH is refused".to_owned(),
-            (Some(_), Some(file), _) => {
-                format!("AUTH users from the passwd file {}", file.display())
-            }
-            (Some(_), None, Some(db)) if password_db_url(db).is_some() => {
-                "AUTH users from a database server (it answered its query)".to_owned()
-            }
-            (Some(_), None, Some(db)) => {
-                format!("AUTH users from the SQLite database {}", db.display())
-            }
-            (Some(_), None, None) => "AUTH password store opened".to_owned(),
-        }
+    let passwords = password_store(config).await.map(|store| match store {
+        Some((_, what)) => what,
+        None => "no AUTH password store: AUTH is refused".to_owned(),
     });
     check.result("auth", passwords);
     policy_layers(config, &mut check).await;

@@ -72,7 +72,7 @@ fn a_good_chain_checks_out_and_nothing_is_delivered() {
     for want in [
         format!("ok   listener  {listen} (smtp)"),
         format!(
-            "ok   auth      AUTH users from the passwd file {}",
+            "ok   auth      AUTH users from {} (1 users)",
             passwd.display()
         ),
         format!(
