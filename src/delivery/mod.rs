@@ -32,6 +32,9 @@
 //! | every recipient refused permanently | `554 5.3.0` | |
 //! | some stored, the rest refused permanently | `554 5.3.0` | a 250 would silently lose the refused recipients' copy unless a bounce is sent; the client retrying gives the stored ones a second copy |
 //!
+//! A 554 names the recipients it was refused for and counts those that got
+//! the message; the reason stays in the log and `rcptto[].delivery_error`.
+//!
 //! With the spool (`crate::spool`) the 250 comes once the message is durable
 //! there, before any target sees it; a target's later permanent refusal makes
 //! the message a dead letter in the spool's `dead/` directory (logged, never

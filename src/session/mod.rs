@@ -119,6 +119,9 @@ macro_rules! layers {
 mod archive;
 mod auth;
 mod layers;
+mod replies;
+
+use replies::{delivery_error_reply, internal_error, other_failures, prohibited};
 
 impl<R: Receiver> Session<R> {
     /// A session for a new connection.
@@ -417,8 +420,9 @@ impl<R: Receiver> Session<R> {
                 ["OK id=", self.mail.id.as_str()].concat(),
             )),
             Err(error) => {
-                let reply = delivery_error_reply(&error);
-                tracing::warn!(name: "delivery_failed", code = reply.code, id = %self.mail.id, "delivery failed: {error}");
+                let reply = delivery_error_reply(&error, &self.mail);
+                let others = other_failures(&self.mail, &error);
+                tracing::warn!(name: "delivery_failed", code = reply.code, id = %self.mail.id, others, "delivery failed: {error}");
                 reply
             }
         };
@@ -521,41 +525,6 @@ fn count_delivery(m: &Metrics, took: std::time::Duration, error: Option<&Deliver
         m.message_refused(MessageRefused::DeliveryFailed);
     } else {
         m.message_accepted();
-    }
-}
-
-fn prohibited(ip: &str) -> Reply {
-    Reply::new(
-        450,
-        (4, 7, 1),
-        format!("Sender IP {ip} is temporarily prohibited from sending"),
-    )
-    .and_close()
-}
-
-fn internal_error() -> Reply {
-    tracing::error!("a hook panicked; closing the connection");
-    Reply::new(
-        421,
-        (4, 3, 0),
-        "Local error in processing, closing connection",
-    )
-}
-
-/// `received`'s error as the reply to the final dot: 554 for a permanent
-/// refusal, 452 4.3.1 when the store is full (RFC 3463 "mail system full"),
-/// 451 4.3.0 for any other failure. Never positive: the client keeps the mail.
-fn delivery_error_reply(error: &DeliveryError) -> Reply {
-    match error {
-        DeliveryError::Permanent(_) => {
-            Reply::new(554, (5, 3, 0), "Message refused by local policy")
-        }
-        error if error.is_insufficient_storage() => Reply::new(
-            452,
-            (4, 3, 1),
-            "Insufficient system storage, try again later",
-        ),
-        _ => Reply::new(451, (4, 3, 0), "Local error in processing, try again later"),
     }
 }
 

@@ -138,6 +138,12 @@ fn refusals_are_per_recipient_and_recorded() {
     // Without a spool, a 250 would lose the refused copies: the whole message
     // is refused (see the delivery module doc), alice's copy is stored anyway.
     assert_eq!(code, 554, "{text}");
+    // The sender's bounce says who did not get it and that alice did.
+    assert!(
+        text.contains("Not delivered to <nobody@example.com>, <full@example.com>: ")
+            && text.contains("delivered to 1 other recipient"),
+        "{text}"
+    );
     assert_eq!(dovecot.messages("alice").len(), 1);
     let mails = keep.0.lock().unwrap();
     let mail = mails.last().unwrap();
