@@ -6,8 +6,13 @@
 #   nats   one [[deliver]] table of kind nats: a private nats-server with
 #          JetStream on a free loopback port (a fresh store each run), the
 #          stream made by the receiver; the 250 waits for each PubAck
+#   instant the same target against examples/nats/instant_ack.rs, a NATS peer
+#          that acknowledges each publish at once and stores nothing: the
+#          receiver's own side of the hand-off, without nats-server's cost on
+#          the same cores (a diagnostic, as noop_hook is for the webhook)
 # interleaved, RUNS runs each (default 5); then the medians, the median of the
-# per-run ratios, and the server's CPU per message (utime+stime from /proc).
+# per-run ratios, and CPU per message (utime+stime from /proc) of the server
+# and of its peer (nats-server or instant_ack).
 # Each server first takes WARM messages (default 2000) untimed, the same for
 # both shapes: a fresh nats-server creates its stream, grows its heap and its
 # first block files then, and the receiver connects; msgs/s and CPU are of the
@@ -34,9 +39,13 @@ for n in RUNS SESSIONS MSGS WARM SIZE PORT_BASE WORKERS; do
   [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "$n must be a positive integer" >&2; exit 2; }
 done
 command -v nats-server >/dev/null || { echo "nats-server missing: apt-get install nats-server" >&2; exit 2; }
-[ "${SKIP_BUILD:-}" = 1 ] || cargo build --release --locked --bin net-receiver --bin net-receiver-load
+if [ "${SKIP_BUILD:-}" != 1 ]; then
+  cargo build --release --locked --bin net-receiver --bin net-receiver-load
+  cargo build --release --locked -p net-receiver-examples --example instant_ack
+fi
 BIN=target/release/net-receiver
 LOAD=target/release/net-receiver-load
+INSTANT=target/release/examples/instant_ack
 WORK=$(mktemp -d)
 pids=()
 cleanup() {
@@ -85,10 +94,11 @@ stop() {
   pids=("${kept[@]}")
 }
 
-declare -A rates cpus
-shapes=(nodel nats)
+declare -A rates cpus peer_cpus
+shapes=(nodel nats instant)
 port=$PORT_BASE
 ratios=""
+instant_ratios=""
 for run in $(seq "$RUNS"); do
   declare -A this=()
   for shape in "${shapes[@]}"; do
@@ -112,6 +122,15 @@ for run in $(seq "$RUNS"); do
           $((port + 1)) > "$WORK/receiver.toml"
         args+=(--config "$WORK/receiver.toml")
         ;;
+      instant)
+        "$INSTANT" $((port + 1)) >"$WORK/instant.log" 2>&1 &
+        nats_pid=$!; pids+=("$nats_pid")
+        wait_port $((port + 1))
+        # No stream: the peer answers publishes only, not JetStream's API.
+        printf '[[deliver]]\nkind = "nats"\nurl = "nats://127.0.0.1:%s"\nsubject = "mail.in"\n' \
+          $((port + 1)) > "$WORK/receiver.toml"
+        args+=(--config "$WORK/receiver.toml")
+        ;;
     esac
     RUST_LOG=warn "$BIN" "${args[@]}" &
     pid=$!; pids+=("$pid")
@@ -124,6 +143,8 @@ for run in $(seq "$RUNS"); do
       exit 1
     fi
     cpu_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+    peer_before=0
+    [ -z "$nats_pid" ] || peer_before=$(awk '{print $14 + $15}' "/proc/$nats_pid/stat")
     out=$(timeout 600 "$LOAD" "127.0.0.1:$port" --reuse -s "$SESSIONS" -m "$MSGS" -l "$SIZE" 2>&1) || status=$?
     ok=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$out")
     rate=$(sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
@@ -133,8 +154,12 @@ for run in $(seq "$RUNS"); do
       exit 1
     fi
     cpu_us=$(awk -v t="$ticks" -v m="$MSGS" -v b="$cpu_before" '{printf "%.1f", ($14 + $15 - b) * 1e6 / t / m}' "/proc/$pid/stat")
+    peer_us=0
+    [ -z "$nats_pid" ] || peer_us=$(awk -v t="$ticks" -v m="$MSGS" -v b="$peer_before" '{printf "%.1f", ($14 + $15 - b) * 1e6 / t / m}' "/proc/$nats_pid/stat")
     stop "$pid"
-    if [ -n "$nats_pid" ]; then
+    if [ "$shape" = instant ]; then
+      stop "$nats_pid"
+    elif [ -n "$nats_pid" ]; then
       stored=$(stream_messages $((port + 2)))
       if [ "$stored" -lt $((MSGS + WARM)) ]; then
         echo "run $run nats: $((MSGS + WARM)) accepted but the stream holds $stored" >&2
@@ -143,15 +168,18 @@ for run in $(seq "$RUNS"); do
       stop "$nats_pid" INT # nats-server exits 0 on SIGINT (1 on SIGTERM with JetStream)
       rm -rf "$store"
     fi
-    echo "run $run $shape: $rate msgs/s, server CPU $cpu_us us/msg"
+    echo "run $run $shape: $rate msgs/s, server CPU $cpu_us us/msg, peer CPU $peer_us us/msg"
     rates[$shape]+="$rate "
     cpus[$shape]+="$cpu_us "
+    peer_cpus[$shape]+="$peer_us "
     this[$shape]=$rate
   done
   ratios+="$(awk -v a="${this[nats]}" -v b="${this[nodel]}" 'BEGIN {printf "%.3f", a / b}') "
+  instant_ratios+="$(awk -v a="${this[instant]}" -v b="${this[nodel]}" 'BEGIN {printf "%.3f", a / b}') "
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 for shape in "${shapes[@]}"; do
-  echo "median $shape: $(echo "${rates[$shape]}" | median) msgs/s, server CPU $(echo "${cpus[$shape]}" | median) us/msg"
+  echo "median $shape: $(echo "${rates[$shape]}" | median) msgs/s, server CPU $(echo "${cpus[$shape]}" | median) us/msg, peer CPU $(echo "${peer_cpus[$shape]}" | median) us/msg"
 done
 echo "nats / nodel msgs/s, median of the per-run ratios: $(echo "$ratios" | median) (runs: $ratios)"
+echo "instant / nodel msgs/s (the receiver's own side), median of the per-run ratios: $(echo "$instant_ratios" | median) (runs: $instant_ratios)"
