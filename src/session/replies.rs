@@ -56,21 +56,22 @@ pub(super) fn delivery_error_reply(error: &DeliveryError, mail: &Mail) -> Reply 
 /// The reason stays in the log and in `rcptto[].delivery_error`: a target's
 /// error may name an internal host or URL.
 fn refusal_text(mail: &Mail) -> String {
-    let accepted = || mail.rcptto.iter().filter(|r| r.accepted);
-    let refused = accepted().filter(|r| r.delivered != Some(true)).count();
-    let stored = accepted().count() - refused;
+    let (stored, refused): (Vec<_>, Vec<_>) = mail
+        .rcptto
+        .iter()
+        .filter(|r| r.accepted)
+        .partition(|r| r.delivered == Some(true));
     let mut text = String::from("Not delivered");
-    let named = accepted().filter(|r| r.delivered != Some(true));
-    for (i, rcpt) in named.take(NAMED_AT_MOST).enumerate() {
+    for (i, rcpt) in refused.iter().take(NAMED_AT_MOST).enumerate() {
         text.push_str(if i == 0 { " to <" } else { ", <" });
         push_shown(&mut text, &rcpt.url);
         text.push('>');
     }
-    if refused > NAMED_AT_MOST {
-        let _ = write!(text, " and {} more", refused - NAMED_AT_MOST);
+    if refused.len() > NAMED_AT_MOST {
+        let _ = write!(text, " and {} more", refused.len() - NAMED_AT_MOST);
     }
     text.push_str(": refused for good by the destination");
-    match stored {
+    match stored.len() {
         0 => {}
         1 => text.push_str(
             "; delivered to 1 other recipient, who gets a second copy if it is sent again",
