@@ -10,7 +10,7 @@ use async_nats::jetstream;
 use serde_json::Value;
 
 use crate::support::common::Client;
-use crate::support::nats_server::Nats;
+use crate::support::nats_server::{Nats, stream_messages};
 use crate::support::running::{Binary, listening_command};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -54,29 +54,6 @@ fn send(port: u16, body: &str) -> (u16, String) {
     (reply.code, reply.text().to_owned())
 }
 
-/// Every message of `stream`: (Nats-Msg-Id, payload as JSON).
-fn messages(url: &str, stream: &str) -> Vec<(String, Value)> {
-    runtime().block_on(async {
-        let client = async_nats::connect(first(url)).await.unwrap();
-        let js = jetstream::new(client);
-        let mut stream = js.get_stream(stream).await.unwrap();
-        let last = stream.info().await.unwrap().state.last_sequence;
-        let mut out = Vec::new();
-        for sequence in 1..=last {
-            let Ok(message) = stream.get_raw_message(sequence).await else {
-                continue;
-            };
-            let id = message
-                .headers
-                .get("Nats-Msg-Id")
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            out.push((id, serde_json::from_slice(&message.payload).unwrap()));
-        }
-        out
-    })
-}
-
 #[test]
 fn each_mail_once_by_its_id_and_big_ones_by_claim_check() {
     let nats = Nats::single();
@@ -94,7 +71,7 @@ fn each_mail_once_by_its_id_and_big_ones_by_claim_check() {
     let (code, text) = send(port, &big);
     assert_eq!(code, 250, "{text}: {}", running.log());
 
-    let stored = messages(&nats.url(), "MAIL");
+    let stored = stream_messages(&nats.url(), "MAIL");
     assert_eq!(stored.len(), 4, "{stored:?}");
     for (i, (id, mail)) in stored.iter().enumerate().take(3) {
         assert_eq!(mail["id"].as_str(), Some(id.as_str()));
@@ -177,7 +154,7 @@ fn nats_down_is_451_and_mail_flows_again_when_it_is_back() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(accepted, "no 250 after NATS came back");
-    let stored = messages(&nats.url(), "MAIL");
+    let stored = stream_messages(&nats.url(), "MAIL");
     assert_eq!(stored.len(), 1, "only the accepted mail: {stored:?}");
     running.terminate();
 }
@@ -241,7 +218,7 @@ fn a_three_node_cluster_with_an_r3_stream_survives_a_stopped_node() {
     for i in 0..10 {
         accepted.push(send_until_accepted(&format!("after the stop {i}\r\n")));
     }
-    let stored = messages(&nats.url(), "MAIL");
+    let stored = stream_messages(&nats.url(), "MAIL");
     let ids: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
     for id in &accepted {
         assert_eq!(

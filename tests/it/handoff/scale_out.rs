@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream;
 use nix::sys::signal::Signal;
 
 use crate::support::auth::{connect_from, plain};
 use crate::support::common::Client;
+use crate::support::nats_server::stream_messages;
 use crate::support::redis_server::RedisServer;
 use crate::support::running::{Binary, command};
 use crate::support::service::{service_port, spawn_quiet};
@@ -154,13 +154,6 @@ fn wait_listening(port: u16, what: &str) {
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// One SMTP reply: code and text of the last line.
@@ -350,34 +343,6 @@ impl Fleet {
     }
 }
 
-/// Every message of the stream: (Nats-Msg-Id, payload).
-fn stream_messages(url: &str) -> Vec<(String, serde_json::Value)> {
-    runtime().block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .connect(url.split(',').collect::<Vec<_>>())
-            .await
-            .unwrap();
-        let js = jetstream::new(client);
-        let mut stream = js.get_stream("MAIL").await.unwrap();
-        let info = stream.info().await.unwrap().state.clone();
-        let mut out = Vec::new();
-        for sequence in info.first_sequence..=info.last_sequence {
-            let Ok(message) = stream.get_raw_message(sequence).await else {
-                continue;
-            };
-            let id = message
-                .headers
-                .get("Nats-Msg-Id")
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default();
-            let payload = serde_json::from_slice(&message.payload)
-                .unwrap_or_else(|e| panic!("message {sequence} is no mail structure: {e}"));
-            out.push((id, payload));
-        }
-        out
-    })
-}
-
 #[test]
 fn issue15_scale_out_loses_nothing_while_receivers_and_nats_nodes_die_at_random() {
     let mut fleet = Fleet::start();
@@ -440,7 +405,7 @@ fn issue15_scale_out_loses_nothing_while_receivers_and_nats_nodes_die_at_random(
         RETRIES.load(Ordering::Relaxed)
     );
 
-    let stored = stream_messages(&fleet.nats_url());
+    let stored = stream_messages(&fleet.nats_url(), "MAIL");
     let mut by_id: HashMap<&str, Vec<&serde_json::Value>> = HashMap::new();
     for (id, payload) in &stored {
         by_id.entry(id.as_str()).or_default().push(payload);

@@ -114,3 +114,66 @@ impl Drop for Nats {
         }
     }
 }
+
+/// Every message of `stream` in sequence order: (`Nats-Msg-Id`, payload as
+/// JSON), read from the stream's leader over any of `url`'s servers (comma
+/// separated). A read that fails — a leader still being elected after a node
+/// was killed — is tried again for up to 30 s in all, then fails the test: a
+/// message is never skipped. A sequence JetStream says it does not hold fails
+/// the test too, as nothing deletes from these streams.
+pub(crate) fn stream_messages(url: &str, stream: &str) -> Vec<(String, serde_json::Value)> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let again = |what: String| async move {
+            assert!(Instant::now() < deadline, "reading stream {stream}: {what}");
+            eprintln!("reading stream {stream}: {what}; again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let client = async_nats::ConnectOptions::new()
+            .connect(url.split(',').collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let handle = loop {
+            match js.get_stream(stream).await {
+                Ok(handle) => break handle,
+                Err(e) => again(format!("the stream: {e}")).await,
+            }
+        };
+        let state = loop {
+            match handle.get_info().await {
+                Ok(info) => break info.state,
+                Err(e) => again(format!("its state: {e}")).await,
+            }
+        };
+        let mut out = Vec::new();
+        if state.messages == 0 {
+            return out;
+        }
+        for sequence in state.first_sequence..=state.last_sequence {
+            let message = loop {
+                match handle.get_raw_message(sequence).await {
+                    Ok(message) => break message,
+                    Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {
+                        panic!("message {sequence} of stream {stream} is missing: {e}")
+                    }
+                    Err(e) => again(format!("message {sequence}: {e}")).await,
+                }
+            };
+            let id = message
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default();
+            let payload = serde_json::from_slice(&message.payload)
+                .unwrap_or_else(|e| panic!("message {sequence} is no mail structure: {e}"));
+            out.push((id, payload));
+        }
+        out
+    })
+}
