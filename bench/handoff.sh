@@ -104,7 +104,7 @@ for run in $(seq "$RUNS"); do
   for shape in "${shapes[@]}"; do
     port=$((port + 3))
     args=(--quiet --workers "$WORKERS" --listen "127.0.0.1:$port")
-    nats_pid=""
+    peer_pid=""
     case $shape in
       nodel) args+=(--no-deliver) ;;
       nats)
@@ -116,7 +116,7 @@ for run in $(seq "$RUNS"); do
         else
           nats-server -c "$WORK/nats.conf" >"$WORK/nats.log" 2>&1 &
         fi
-        nats_pid=$!; pids+=("$nats_pid")
+        peer_pid=$!; pids+=("$peer_pid")
         wait_port $((port + 1))
         printf '[[deliver]]\nkind = "nats"\nurl = "nats://127.0.0.1:%s"\nsubject = "mail.in"\nstream = "MAIL"\n' \
           $((port + 1)) > "$WORK/receiver.toml"
@@ -124,7 +124,7 @@ for run in $(seq "$RUNS"); do
         ;;
       instant)
         "$INSTANT" $((port + 1)) >"$WORK/instant.log" 2>&1 &
-        nats_pid=$!; pids+=("$nats_pid")
+        peer_pid=$!; pids+=("$peer_pid")
         wait_port $((port + 1))
         # No stream: the peer answers publishes only, not JetStream's API.
         printf '[[deliver]]\nkind = "nats"\nurl = "nats://127.0.0.1:%s"\nsubject = "mail.in"\n' \
@@ -144,7 +144,7 @@ for run in $(seq "$RUNS"); do
     fi
     cpu_before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
     peer_before=0
-    [ -z "$nats_pid" ] || peer_before=$(awk '{print $14 + $15}' "/proc/$nats_pid/stat")
+    [ -z "$peer_pid" ] || peer_before=$(awk '{print $14 + $15}' "/proc/$peer_pid/stat")
     out=$(timeout 600 "$LOAD" "127.0.0.1:$port" --reuse -s "$SESSIONS" -m "$MSGS" -l "$SIZE" 2>&1) || status=$?
     ok=$(sed -n 's/.* ok=\([0-9]*\) .*/\1/p' <<<"$out")
     rate=$(sed -n 's/.*msgs_per_s=\([0-9.]*\).*/\1/p' <<<"$out")
@@ -155,17 +155,17 @@ for run in $(seq "$RUNS"); do
     fi
     cpu_us=$(awk -v t="$ticks" -v m="$MSGS" -v b="$cpu_before" '{printf "%.1f", ($14 + $15 - b) * 1e6 / t / m}' "/proc/$pid/stat")
     peer_us=0
-    [ -z "$nats_pid" ] || peer_us=$(awk -v t="$ticks" -v m="$MSGS" -v b="$peer_before" '{printf "%.1f", ($14 + $15 - b) * 1e6 / t / m}' "/proc/$nats_pid/stat")
+    [ -z "$peer_pid" ] || peer_us=$(awk -v t="$ticks" -v m="$MSGS" -v b="$peer_before" '{printf "%.1f", ($14 + $15 - b) * 1e6 / t / m}' "/proc/$peer_pid/stat")
     stop "$pid"
     if [ "$shape" = instant ]; then
-      stop "$nats_pid"
-    elif [ -n "$nats_pid" ]; then
+      stop "$peer_pid"
+    elif [ -n "$peer_pid" ]; then
       stored=$(stream_messages $((port + 2)))
       if [ "$stored" -lt $((MSGS + WARM)) ]; then
         echo "run $run nats: $((MSGS + WARM)) accepted but the stream holds $stored" >&2
         exit 1
       fi
-      stop "$nats_pid" INT # nats-server exits 0 on SIGINT (1 on SIGTERM with JetStream)
+      stop "$peer_pid" INT # nats-server exits 0 on SIGINT (1 on SIGTERM with JetStream)
       rm -rf "$store"
     fi
     echo "run $run $shape: $rate msgs/s, server CPU $cpu_us us/msg, peer CPU $peer_us us/msg"
