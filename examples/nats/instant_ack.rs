@@ -83,7 +83,7 @@ impl Peer {
     /// answers to `output`; returns how many bytes were used.
     fn take(&mut self, input: &[u8], output: &mut Vec<u8>) -> Result<usize, String> {
         let mut used = 0;
-        while let Some(end) = memchr_crlf(&input[used..]) {
+        while let Some(end) = find_crlf(&input[used..]) {
             let line = std::str::from_utf8(&input[used..used + end])
                 .map_err(|_| "a protocol line that is not UTF-8".to_owned())?;
             let mut words = line.split_ascii_whitespace();
@@ -152,7 +152,7 @@ impl Peer {
 }
 
 /// The position of the first CRLF.
-fn memchr_crlf(bytes: &[u8]) -> Option<usize> {
+fn find_crlf(bytes: &[u8]) -> Option<usize> {
     bytes.windows(2).position(|w| w == b"\r\n")
 }
 
