@@ -80,8 +80,9 @@ pub struct Config {
     pub data_timeout: f64,
     /// A bare CR or LF in DATA: `reject` (550 5.6.2, default) or `normalize` (to CRLF).
     pub bare_line_ending: LineEndingPolicy,
-    /// Do not print each received mail as a JSON line on stdout. Default: false.
-    /// Read by the `net-receiver` binary only (a library program prints what it likes).
+    /// Do not print each received mail as a JSON line on stdout; also lowers the
+    /// default log level from `info` to `warn` (`RUST_LOG`, when set, decides). Default:
+    /// false. Read by the `net-receiver` binary only (a library program prints what it likes).
     pub quiet: bool,
     /// Benchmark mode: receive and fully parse each mail but store it nowhere, and
     /// answer 250 all the same. Mail is lost: never for real traffic. Default: false.
