@@ -65,7 +65,9 @@ pub enum DeliverConfig {
         /// As for `maildir`.
         #[serde(default = "yes")]
         required: bool,
-        /// Seconds to wait for a connection and for each PubAck (default 10).
+        /// Seconds to wait for a connection and for each PubAck, and about how
+        /// long a server that answers nothing is kept before another is tried
+        /// (default 10).
         #[serde(default = "nats_timeout")]
         timeout: f64,
         /// Replicas of the stream and the body bucket when this target creates

@@ -63,6 +63,27 @@ pub struct Nats {
     local: Mutex<HashMap<ThreadId, Arc<OnceCell<jetstream::Context>>>>,
 }
 
+/// How every connection of this target is made: `timeout` for connecting and
+/// for each PubAck, and a PING after `timeout / 3` without a word from the
+/// server. The client drops a connection whose server left two PINGs
+/// unanswered and a third falls due, so a server that hangs (frozen, cut off)
+/// is left for another of the URL list after about `timeout`, not after
+/// async-nats' default of three minutes (a PING a minute); meanwhile its
+/// deliveries fail with a temporary error. A server that is talking never
+/// gets a PING: any message from it puts the next one off.
+fn connect_options(timeout: Duration) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
+        .connection_timeout(timeout)
+        .request_timeout(Some(timeout))
+        .ping_interval(ping_interval(timeout))
+}
+
+/// A third of `timeout`, from 100 ms to the client's default of a minute (see
+/// [`connect_options`]).
+fn ping_interval(timeout: Duration) -> Duration {
+    (timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
 impl std::fmt::Debug for Nats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Nats")
@@ -97,10 +118,8 @@ impl Nats {
                     .map_err(|e| format!("NATS url {one:?}: {e}"))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let client = async_nats::ConnectOptions::new()
+        let client = connect_options(timeout)
             .retry_on_initial_connect()
-            .connection_timeout(timeout)
-            .request_timeout(Some(timeout))
             .connect(servers.clone())
             .await
             .map_err(|e| format!("NATS {url}: {e}"))?;
@@ -142,9 +161,7 @@ impl Nats {
             Arc::clone(local.entry(thread).or_default())
         };
         cell.get_or_try_init(|| async {
-            let client = async_nats::ConnectOptions::new()
-                .connection_timeout(self.timeout)
-                .request_timeout(Some(self.timeout))
+            let client = connect_options(self.timeout)
                 .connect(self.servers.clone())
                 .await
                 .map_err(|e| temporary(&self.url, "connecting", e))?;
@@ -305,8 +322,16 @@ impl Deliver for Nats {
                 .publish_with_headers(self.subject.clone(), headers, payload)
                 .await
                 .map_err(|e| temporary(&self.url, "publishing", e))?;
-            ack.await
+            let ack = ack
+                .await
                 .map_err(|e| temporary(&self.url, "waiting for the PubAck", e))?;
+            tracing::debug!(
+                "PubAck id={} stream={} seq={} duplicate={}",
+                mail.id,
+                ack.stream,
+                ack.sequence,
+                ack.duplicate
+            );
             Ok(())
         })
     }
@@ -357,5 +382,25 @@ impl Deliver for Nats {
                     )
                 })?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ping_interval_is_a_third_of_the_timeout_within_bounds() {
+        assert_eq!(
+            ping_interval(Duration::from_secs(6)),
+            Duration::from_secs(2)
+        );
+        // Never zero (an interval of zero panics in tokio), never rarer than
+        // the client's own default.
+        assert_eq!(ping_interval(Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(
+            ping_interval(Duration::from_secs(3600)),
+            Duration::from_secs(60)
+        );
     }
 }

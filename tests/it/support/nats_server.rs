@@ -1,7 +1,8 @@
 //! Real `nats-server`s (Debian `nats-server`) with JetStream for the tests: a
 //! single node, or a cluster of three on loopback ports, each with its own
-//! store directory and config file; a node can be stopped and started again;
-//! all are killed on drop. The tests read the streams with the official
+//! store directory and config file; a node can be stopped and started again,
+//! or frozen (SIGSTOP: it holds its connections and answers nothing) and
+//! thawed; all are killed on drop. The tests read the streams with the official
 //! `async-nats` client.
 
 use std::net::{Ipv4Addr, TcpStream};
@@ -9,11 +10,16 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 use super::service::{service_port, spawn_quiet};
 
 /// One node.
 pub(crate) struct NatsNode {
     pub(crate) port: u16,
+    /// Its `server_name` (as stream infos name leaders and replicas).
+    pub(crate) name: String,
     config: PathBuf,
     child: Option<Child>,
 }
@@ -34,6 +40,23 @@ impl NatsNode {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGSTOP: the node keeps its sockets open and answers nothing, as a hung
+    /// or cut-off server does.
+    pub(crate) fn freeze(&self) {
+        self.send(Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`NatsNode::freeze`].
+    pub(crate) fn thaw(&self) {
+        self.send(Signal::SIGCONT);
+    }
+
+    fn send(&self, signal: Signal) {
+        let child = self.child.as_ref().expect("a running node");
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+        kill(pid, signal).expect("a signal to nats-server");
     }
 
     pub(crate) fn stop(&mut self) {
@@ -86,6 +109,7 @@ impl Nats {
             std::fs::write(&path, config).unwrap();
             nodes.push(NatsNode {
                 port: *port,
+                name: format!("n{i}"),
                 config: path,
                 child: None,
             });
@@ -113,6 +137,100 @@ impl Drop for Nats {
             node.stop();
         }
     }
+}
+
+/// The cluster part of `stream`'s info (its leader and the other replicas),
+/// or why there is none yet.
+async fn cluster_of_stream(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Result<async_nats::jetstream::stream::ClusterInfo, String> {
+    let mut handle = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let info = handle.info().await.map_err(|e| e.to_string())?;
+    info.cluster
+        .clone()
+        .ok_or_else(|| "no cluster info".to_owned())
+}
+
+/// Runs `check` on `stream`'s cluster info every 100 ms until it holds, for at
+/// most 60 s (then fails the test, naming `what`). `act` runs after each
+/// failed check (e.g. asks a leader to step down).
+fn until_cluster<C, A>(url: &str, stream: &str, what: &str, check: C, act: A)
+where
+    C: Fn(&async_nats::jetstream::stream::ClusterInfo) -> bool,
+    A: AsyncFn(&async_nats::Client, &async_nats::jetstream::stream::ClusterInfo),
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .connect(url.split(',').collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client.clone());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let cluster = cluster_of_stream(&js, stream).await;
+            match &cluster {
+                Ok(cluster) if check(cluster) => return,
+                Ok(cluster) => act(&client, cluster).await,
+                Err(_) => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {stream}: not {what} within 60 s: {cluster:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// Waits until `stream` has a leader and every other of its `replicas` is
+/// current, as the leader sees it: a cluster healed after a fault.
+pub(crate) fn wait_until_whole(url: &str, stream: &str, replicas: usize) {
+    until_cluster(
+        url,
+        stream,
+        "whole",
+        |cluster| {
+            cluster.leader.is_some()
+                && cluster.replicas.len() + 1 == replicas
+                && cluster
+                    .replicas
+                    .iter()
+                    .all(|peer| peer.current && !peer.offline)
+        },
+        async |_, _| {},
+    );
+}
+
+/// Asks `stream`'s leader to step down until a node other than `server`
+/// (its `server_name`) leads it.
+pub(crate) fn lead_elsewhere(url: &str, stream: &str, server: &str) {
+    until_cluster(
+        url,
+        stream,
+        &format!("led by another than {server}"),
+        |cluster| {
+            cluster
+                .leader
+                .as_deref()
+                .is_some_and(|leader| leader != server)
+        },
+        async |client, cluster| {
+            if cluster.leader.as_deref() == Some(server) {
+                // The answer says nothing we need; the next check sees.
+                let _ = client
+                    .request(
+                        format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+                        bytes::Bytes::new(),
+                    )
+                    .await;
+            }
+        },
+    );
 }
 
 /// Every message of `stream` in sequence order: (`Nats-Msg-Id`, payload as
