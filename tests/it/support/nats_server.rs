@@ -139,6 +139,22 @@ impl Drop for Nats {
     }
 }
 
+/// Runs `work` with a client connected to any of `url`'s servers (comma
+/// separated), on a runtime of its own.
+fn with_client<T>(url: &str, work: impl AsyncFnOnce(async_nats::Client) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .connect(url.split(',').collect::<Vec<_>>())
+            .await
+            .unwrap();
+        work(client).await
+    })
+}
+
 /// The cluster part of `stream`'s info (its leader and the other replicas),
 /// or why there is none yet.
 async fn cluster_of_stream(
@@ -160,15 +176,7 @@ where
     C: Fn(&async_nats::jetstream::stream::ClusterInfo) -> bool,
     A: AsyncFn(&async_nats::Client, &async_nats::jetstream::stream::ClusterInfo),
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .connect(url.split(',').collect::<Vec<_>>())
-            .await
-            .unwrap();
+    with_client(url, async |client| {
         let js = async_nats::jetstream::new(client.clone());
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -241,21 +249,13 @@ pub(crate) fn lead_elsewhere(url: &str, stream: &str, server: &str) {
 /// the test too, as nothing deletes from these streams.
 pub(crate) fn stream_messages(url: &str, stream: &str) -> Vec<(String, serde_json::Value)> {
     use async_nats::jetstream::stream::RawMessageErrorKind;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    with_client(url, async |client| {
         let deadline = Instant::now() + Duration::from_secs(30);
         let again = |what: String| async move {
             assert!(Instant::now() < deadline, "reading stream {stream}: {what}");
             eprintln!("reading stream {stream}: {what}; again");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let client = async_nats::ConnectOptions::new()
-            .connect(url.split(',').collect::<Vec<_>>())
-            .await
-            .unwrap();
         let js = async_nats::jetstream::new(client);
         let handle = loop {
             match js.get_stream(stream).await {
